@@ -1,0 +1,180 @@
+"""`lang-seg`: the command line. Every model feature works from here without ROS."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+_LOG = logging.getLogger("lang_seg_ros")
+
+
+def _scales(values: Sequence[str] | None) -> tuple[tuple[float, ...] | None, bool]:
+    """`--scales published` -> the paper's scales with flips; numbers -> those scales."""
+    from .inference import PUBLISHED_SCALES
+
+    if not values:
+        return None, False
+    if list(values) == ["published"]:
+        return PUBLISHED_SCALES, True
+    try:
+        scales = tuple(float(v) for v in values)
+    except ValueError:
+        raise SystemExit(f"--scales takes numbers or the word 'published', got {' '.join(values)}")
+    if any(s <= 0 for s in scales):
+        raise SystemExit("--scales must be positive")
+    return scales, False
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by every command that runs the model."""
+    parser.add_argument("--checkpoint", help="official .ckpt or our .safetensors (default: the embedded model)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    parser.add_argument("--working-size", type=int, default=480, help="long side for single-scale inference")
+    parser.add_argument("--scales", nargs="+", metavar="S",
+                        help="multi-scale evaluation: scales, or 'published' for the paper's scales + flip")
+    parser.add_argument("--flip", action="store_true", help="add horizontally flipped passes (with --scales)")
+    add_block_arguments(parser)
+
+
+def add_block_arguments(parser: argparse.ArgumentParser) -> None:
+    """Spatial-regularisation settings, which official checkpoints do not record."""
+    parser.add_argument("--block-type", choices=["bottleneck", "depthwise"],
+                        help="spatial regularisation block of an official checkpoint that has one")
+    parser.add_argument("--block-depth", type=int)
+    parser.add_argument("--block-activation", choices=["relu", "lrelu", "tanh"])
+
+
+def block_overrides(args: argparse.Namespace) -> dict[str, object]:
+    return {k: getattr(args, k) for k in ("block_type", "block_depth", "block_activation") if getattr(args, k) is not None}
+
+
+def segmenter_from_args(args: argparse.Namespace, threshold: float = 0.0):
+    from .inference import Segmenter
+
+    scales, flip = _scales(args.scales)
+    return Segmenter(args.checkpoint, device=args.device, precision=args.precision, working_size=args.working_size,
+                     scales=scales, flip=flip or args.flip, threshold=threshold, **block_overrides(args))
+
+
+def read_image(path: str) -> np.ndarray:
+    import cv2
+
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise SystemExit(f"cannot read image {path}")
+    return bgr
+
+
+def write_label_png(path: str | Path, label_map: np.ndarray, count: int) -> None:
+    """Class ids as PNG: uint8 (255 = no label) up to 255 labels, else uint16 (65535 = no label)."""
+    import cv2
+
+    dtype, none = (np.uint8, 255) if count <= 255 else (np.uint16, 65535)
+    ids = np.where(label_map < 0, none, label_map).astype(dtype)
+    if not cv2.imwrite(str(path), ids):
+        raise SystemExit(f"cannot write {path}")
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    import cv2
+
+    from .inference import clean_labels, parse_labels
+    from .visualize import label_shares, render_overlay
+
+    try:  # checked before the model is loaded: a typo should not cost a model load
+        labels = clean_labels(parse_labels(args.labels))
+    except ValueError as exc:
+        raise SystemExit(f"--labels: {exc}")
+    image = read_image(args.image)
+    segmenter = segmenter_from_args(args, threshold=args.threshold)
+    segmenter.set_labels(labels)
+    result = segmenter.segment(image, color_order="bgr")
+    overlay = render_overlay(image[:, :, ::-1], result.label_map, labels)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(args.out, overlay[:, :, ::-1]):
+        raise SystemExit(f"cannot write {args.out}")
+    if args.mask:
+        write_label_png(args.mask, result.label_map, len(labels))
+    shares = label_shares(result.label_map, len(labels))
+    width = max(len(label) for label in labels)
+    for label, share in sorted(zip(labels, shares), key=lambda item: -item[1]):
+        print(f"{label:<{width}}  {100 * share:6.2f}%")
+    if (result.label_map < 0).any():
+        print(f"{'(no label)':<{width}}  {100 * (result.label_map < 0).mean():6.2f}%")
+    _LOG.info("timings (ms): %s", {k: round(v, 1) for k, v in result.timings_ms.items()})
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    import torch
+
+    from .model import convert_checkpoint
+
+    dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    path = convert_checkpoint(args.src, args.dst, dtype=dtype, **block_overrides(args))
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .model import load_checkpoint
+
+    model = load_checkpoint(args.checkpoint, **block_overrides(args))
+    params = sum(p.numel() for p in model.parameters())
+    print(json.dumps({"parameters": params, "config": model.config.to_dict()}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lang-seg", description="Language-driven semantic segmentation (LSeg).")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    seg = sub.add_parser("segment", help="segment an image against a label set")
+    seg.add_argument("image")
+    seg.add_argument("--labels", required=True, help='comma-separated, e.g. "dog, grass, other"')
+    seg.add_argument("--out", required=True, help="colour overlay with legend (PNG/JPEG)")
+    seg.add_argument("--mask", help="class-id PNG (value i = i-th label; 255/65535 = none)")
+    seg.add_argument("--threshold", type=float, default=0.0, help="min softmax probability for a label")
+    add_model_arguments(seg)
+    seg.set_defaults(func=cmd_segment)
+
+    conv = sub.add_parser("convert", help="official lang-seg .ckpt -> lang_seg_ros .safetensors")
+    conv.add_argument("src")
+    conv.add_argument("dst")
+    conv.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
+    add_block_arguments(conv)
+    conv.set_defaults(func=cmd_convert)
+
+    info = sub.add_parser("info", help="print a checkpoint's architecture")
+    info.add_argument("checkpoint")
+    add_block_arguments(info)
+    info.set_defaults(func=cmd_info)
+
+    try:  # training and evaluation commands live with the training code
+        from .train.commands import register
+    except ImportError:
+        pass
+    else:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"lang-seg: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

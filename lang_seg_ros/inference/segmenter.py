@@ -1,0 +1,208 @@
+"""`Segmenter`: the numpy-in, numpy-out facade over LSeg that the CLI and the ROS node use.
+
+It owns the device and precision choice, the label-embedding cache (a label is encoded once,
+however often it appears in later label sets), and the published pre- and post-processing.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..model import LSeg, load_checkpoint
+from ..model.checkpoint import default_checkpoint_path, resolve_device
+from ..model.lseg import upsample_logits
+from .labels import clean_labels
+from .multiscale import multiscale_logits
+from .preprocess import black_level, normalize, pad_bottom_right, round_up, to_rgb, working_shape
+
+_LOG = logging.getLogger(__name__)
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: Label-map value of pixels whose confidence is below the threshold.
+NO_LABEL = -1
+#: Upper bound on logits held at once while upsampling (elements); bounds memory for big label sets.
+_CHUNK_ELEMENTS = 1 << 24
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    """Everything at the input image's resolution (H, W)."""
+
+    labels: tuple[str, ...]  # the label set used for this image; label_map indexes into it
+    label_map: np.ndarray  # (H, W) int32, NO_LABEL where confidence < threshold
+    confidence: np.ndarray  # (H, W) float32, softmax probability of the chosen label
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class LabelEmbeddingCache:
+    """Per-label embeddings, least recently used dropped first; safe to share between threads."""
+
+    def __init__(self, encode: Callable[[list[str]], torch.Tensor], max_entries: int = 4096) -> None:
+        self._encode = encode
+        self._max_entries = max_entries
+        self._entries: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+        self.encoded = 0  # labels encoded so far (cache misses)
+
+    def __call__(self, labels: Sequence[str]) -> torch.Tensor:
+        with self._lock:
+            missing = [label for label in dict.fromkeys(labels) if label not in self._entries]
+            if missing:
+                for label, embedding in zip(missing, self._encode(missing)):
+                    self._entries[label] = embedding
+                self.encoded += len(missing)
+            for label in labels:
+                self._entries.move_to_end(label)
+            out = torch.stack([self._entries[label] for label in labels])
+            while len(self._entries) > max(self._max_entries, len(labels)):
+                self._entries.popitem(last=False)
+            return out
+
+
+class Segmenter:
+    """Segments numpy images against a label set.
+
+    Args:
+        model: an `LSeg`, a checkpoint path (official `.ckpt` or our `.safetensors`), or None for
+            the embedded default model.
+        device: "cpu", "cuda", "cuda:N" or "auto" (CUDA when available).
+        precision: "fp32", "fp16" or "bf16" for the image branch; label embeddings stay fp32.
+        working_size: long side, in pixels, the image is resized to for single-scale inference
+            (then padded to multiples of 32).
+        scales: None for single-scale; else the published multi-scale evaluation at these
+            scales (see `multiscale.PUBLISHED_SCALES`), `flip` adding mirrored passes.
+        threshold: pixels whose best label has a lower softmax probability get `NO_LABEL`.
+        **load_overrides: passed to `load_checkpoint` (e.g. the spatial-regularisation settings).
+    """
+
+    def __init__(
+        self,
+        model: LSeg | str | Path | None = None,
+        device: str = "auto",
+        precision: str = "fp32",
+        working_size: int = 480,
+        scales: Sequence[float] | None = None,
+        flip: bool = False,
+        threshold: float = 0.0,
+        **load_overrides: Any,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        if working_size < 32:
+            raise ValueError(f"working_size must be at least 32 pixels, got {working_size}")
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        self.device = resolve_device(device)
+        self.dtype = PRECISIONS[precision]
+        if self.device.type == "cpu" and self.dtype == torch.float16:
+            _LOG.warning("fp16 on CPU is slow and partly unsupported; bf16 is the CPU half precision")
+        if model is None:
+            model = default_checkpoint_path()
+        if not isinstance(model, LSeg):
+            model = load_checkpoint(model, device="cpu", **load_overrides)
+        self.model = model.eval().to(self.device)
+        # The image branch runs at the chosen precision; the frozen text encoder stays fp32.
+        self.model.pretrained.to(self.dtype)
+        self.model.scratch.to(self.dtype)
+        self.working_size = int(working_size)
+        self.scales = tuple(scales) if scales else None
+        self.flip = bool(flip)
+        self.threshold = float(threshold)
+        self.text_cache = LabelEmbeddingCache(self.model.encode_text)
+        self._fill = black_level(self.model.config.mean, self.model.config.std)
+        self._active: tuple[tuple[str, ...], torch.Tensor] | None = None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self._active[0] if self._active else ()
+
+    def set_labels(self, labels: Iterable[str] | str) -> tuple[str, ...]:
+        """Make `labels` the set used by later `segment` calls; returns the cleaned set.
+
+        The embeddings are computed here, so frames never pay for a label change, and the new set
+        replaces the old one in a single assignment (callers on other threads see either set).
+        """
+        cleaned = clean_labels(labels)
+        self._active = (cleaned, self.text_cache(cleaned))
+        return cleaned
+
+    @torch.inference_mode()
+    def segment(self, image: np.ndarray, color_order: str = "rgb",
+                labels: Iterable[str] | str | None = None) -> SegmentationResult:
+        """Label map and confidence of a uint8 image, at its own resolution."""
+        t0 = time.perf_counter()
+        if labels is not None:
+            cleaned = clean_labels(labels)
+            active = (cleaned, self.text_cache(cleaned))
+        elif self._active is not None:
+            active = self._active
+        else:
+            raise RuntimeError("no label set: call set_labels([...]) first or pass labels=")
+        label_set, text = active
+        rgb = to_rgb(image, color_order)
+        height, width = rgb.shape[:2]
+        x = normalize(rgb, self.model.config.mean, self.model.config.std, self.device)
+        t1 = time.perf_counter()
+        if self.scales:
+            def forward(batch: torch.Tensor) -> torch.Tensor:
+                return self.model(batch.to(self.dtype), text).float()
+
+            logits = multiscale_logits(forward, x, self._fill, self.scales, self.flip)
+            t2 = time.perf_counter()
+            label_map, confidence = _decide([logits], lambda chunk: chunk)
+        else:
+            low_res, (h, w) = self._single_scale_logits(x, text)
+            t2 = time.perf_counter()
+
+            def to_input_size(chunk: torch.Tensor) -> torch.Tensor:
+                full = upsample_logits(chunk.float())[:, :, :h, :w]
+                return F.interpolate(full, (height, width), mode="bilinear", align_corners=True)
+
+            step = max(1, _CHUNK_ELEMENTS // (height * width + 4 * low_res.shape[-2] * low_res.shape[-1]))
+            label_map, confidence = _decide(low_res.split(step, dim=1), to_input_size)
+        if self.threshold > 0:
+            label_map[confidence < self.threshold] = NO_LABEL
+        result_map = label_map.to(torch.int32).cpu().numpy()
+        result_conf = confidence.cpu().numpy()
+        t3 = time.perf_counter()
+        timings = {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
+        return SegmentationResult(label_set, result_map, result_conf, timings)
+
+    def _single_scale_logits(self, x: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Stride-2 logits of the image resized to the working size and padded to multiples of 32."""
+        h, w = working_shape(x.shape[-2], x.shape[-1], self.working_size)
+        if (h, w) != tuple(x.shape[-2:]):
+            x = F.interpolate(x, (h, w), mode="bilinear", align_corners=False, antialias=True)
+        x = pad_bottom_right(x, round_up(h), round_up(w), self._fill).to(self.dtype)
+        return self.model.label_logits(self.model.encode_image(x), text), (h, w)
+
+
+def _decide(chunks: Iterable[torch.Tensor], expand: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Argmax and softmax confidence over labels split into chunks, never holding all at once.
+
+    `expand` turns a chunk of logits (1, n, ...) into full-resolution logits (1, n, H, W).
+    """
+    best = best_index = lse = None
+    offset = 0
+    for chunk in chunks:
+        full = expand(chunk)[0].float()
+        value, index = full.max(dim=0)
+        chunk_lse = torch.logsumexp(full, dim=0)
+        if best is None:
+            best, best_index, lse = value, index + offset, chunk_lse
+        else:
+            better = value > best
+            best = torch.where(better, value, best)
+            best_index = torch.where(better, index + offset, best_index)
+            lse = torch.logaddexp(lse, chunk_lse)
+        offset += full.shape[0]
+    return best_index, torch.exp(best - lse)

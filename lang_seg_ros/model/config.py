@@ -1,0 +1,130 @@
+"""Architecture configs for LSeg (Li et al., "Language-driven Semantic Segmentation", ICLR 2022,
+arXiv 2201.03546).
+
+A config says everything needed to build the network; weights come separately. Configs are plain
+dataclasses so they serialise to the JSON stored in our own checkpoints, and `from_dict` fails
+loudly with a `ValueError` naming any unknown or bad field.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Fixed temperature of the word-pixel correlation: 1 / 0.07, neither stored nor learned (paper Sec. 3).
+LOGIT_SCALE = 1.0 / 0.07
+
+BLOCK_TYPES = ("depthwise", "bottleneck")
+BLOCK_ACTIVATIONS = ("relu", "lrelu", "tanh")
+
+
+@dataclass
+class ImageEncoderConfig:
+    """Dense image encoder that yields four feature maps at strides 4, 8, 16 and 32."""
+
+    type: str = "vit"  # "vit" (DPT on a timm ViT) | "resnet" (torchvision) | "timm_cnn"
+    # vit: timm VisionTransformer geometry
+    img_size: int = 384  # size the position embedding was trained at (grid = img_size / patch)
+    patch_size: int = 16
+    width: int = 1024
+    depth: int = 24
+    num_heads: int = 16
+    num_classes: int = 1000  # the official checkpoints carry an unused ImageNet head
+    hooks: tuple[int, ...] = (5, 11, 17, 23)  # 0-based blocks whose raw output is tapped
+    reassemble_channels: tuple[int, ...] = (256, 512, 1024, 1024)
+    # resnet: torchvision name; timm_cnn: timm model name
+    name: str = ""
+    out_indices: tuple[int, ...] = (1, 2, 3, 4)  # timm_cnn: feature levels at strides 4..32
+
+
+@dataclass
+class TextEncoderConfig:
+    """Frozen text encoder whose label embeddings the pixel embeddings are correlated with."""
+
+    type: str = "clip"  # "clip" (open_clip) | "sentence_transformers"
+    name: str = "ViT-B-32-quickgelu"  # open_clip config name, or a sentence-transformers model name
+    # Optional open_clip overrides (tiny test models); empty = the named config as published.
+    embed_dim: int = 0
+    text_cfg: dict[str, Any] = field(default_factory=dict)
+    vision_cfg: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LSegConfig:
+    """The whole network: image encoder, DPT decoder ("scratch"), head and text encoder."""
+
+    image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    features: int = 256  # width of the fusion decoder
+    embed_dim: int = 512  # pixel / label embedding size (must equal the text encoder's)
+    use_bn: bool = True  # BatchNorm inside the fusion residual units (all released checkpoints)
+    # Spatial regularisation blocks (paper Sec. 3, Fig. 3); None = absent (demo checkpoint).
+    block_type: str | None = None
+    block_depth: int = 0
+    block_activation: str = "lrelu"
+    # Input normalisation, in [0, 1] units, RGB order.
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.image_encoder, dict):
+            self.image_encoder = _from_dict(ImageEncoderConfig, self.image_encoder, "image_encoder.")
+        if isinstance(self.text_encoder, dict):
+            self.text_encoder = _from_dict(TextEncoderConfig, self.text_encoder, "text_encoder.")
+        self.mean = tuple(float(v) for v in self.mean)
+        self.std = tuple(float(v) for v in self.std)
+        self.validate()
+
+    def validate(self) -> None:
+        if self.block_type is not None:
+            if self.block_type not in BLOCK_TYPES:
+                raise ValueError(f"block_type must be one of {BLOCK_TYPES} or None, got {self.block_type!r}")
+            if self.block_depth < 1:
+                raise ValueError(f"block_depth must be >= 1 when block_type is set, got {self.block_depth}")
+            if self.block_activation not in BLOCK_ACTIVATIONS:
+                raise ValueError(
+                    f"block_activation must be one of {BLOCK_ACTIVATIONS}, got {self.block_activation!r}"
+                )
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError(f"mean/std must be three values with std > 0, got {self.mean}/{self.std}")
+        enc = self.image_encoder
+        if enc.type not in ("vit", "resnet", "timm_cnn"):
+            raise ValueError(f"image_encoder.type must be 'vit', 'resnet' or 'timm_cnn', got {enc.type!r}")
+        if enc.type == "vit" and (len(enc.hooks) != 4 or len(enc.reassemble_channels) != 4):
+            raise ValueError("image_encoder.hooks and image_encoder.reassemble_channels need 4 entries each")
+        if self.text_encoder.type not in ("clip", "sentence_transformers"):
+            raise ValueError(
+                f"text_encoder.type must be 'clip' or 'sentence_transformers', got {self.text_encoder.type!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "LSegConfig":
+        return _from_dict(cls, data, "")
+
+    def replace(self, **overrides: Any) -> "LSegConfig":
+        """A copy with top-level fields replaced; unknown names raise `ValueError`."""
+        data = self.to_dict()
+        for key, value in overrides.items():
+            if key not in data:
+                raise ValueError(f"unknown LSeg config field {key!r}; known: {sorted(data)}")
+            data[key] = value.to_dict() if hasattr(value, "to_dict") else value
+        return LSegConfig.from_dict(data)
+
+
+def _from_dict(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ValueError(f"unknown config field(s) {[prefix + k for k in unknown]}")
+    kwargs = {}
+    for key, value in data.items():
+        if isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - dataclass signature errors
+        raise ValueError(f"bad config for {prefix or cls.__name__}: {exc}") from exc

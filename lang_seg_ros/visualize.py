@@ -1,0 +1,64 @@
+"""Colour overlays with a legend, for people looking at label maps (CLI output, ROS `overlay`)."""
+from __future__ import annotations
+
+import colorsys
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+NO_LABEL_COLOR = (0, 0, 0)
+
+
+def palette(count: int) -> np.ndarray:
+    """(count, 3) uint8 RGB colours, well separated and the same for a label index every time."""
+    colors = []
+    for i in range(count):
+        hue = (i * 0.618033988749895) % 1.0  # golden-ratio steps spread consecutive labels apart
+        value = 0.95 if i % 2 == 0 else 0.75
+        colors.append([round(255 * c) for c in colorsys.hsv_to_rgb(hue, 0.8, value)])
+    return np.asarray(colors, dtype=np.uint8).reshape(count, 3)
+
+
+def colorize(label_map: np.ndarray, count: int) -> np.ndarray:
+    """(H, W) label indices (negative = no label) -> (H, W, 3) uint8 RGB."""
+    lut = np.concatenate([palette(count), np.asarray([NO_LABEL_COLOR], dtype=np.uint8)])
+    return lut[np.where(label_map < 0, count, label_map)]
+
+
+def _ascii(text: str) -> str:
+    return text.encode("ascii", "replace").decode("ascii")  # OpenCV's Hershey fonts are ASCII only
+
+
+def render_overlay(image_rgb: np.ndarray, label_map: np.ndarray, labels: Sequence[str], alpha: float = 0.5,
+                   legend: bool = True) -> np.ndarray:
+    """Blend label colours over the image and add a legend panel (labels present, with pixel share).
+
+    image_rgb: (H, W, 3) uint8 RGB; label_map: (H, W) ints indexing `labels`. Returns RGB uint8,
+    wider than the input by the legend panel when `legend` is set.
+    """
+    colors = colorize(label_map, len(labels))
+    blended = cv2.addWeighted(image_rgb, 1.0 - alpha, colors, alpha, 0.0)
+    if not legend:
+        return blended
+    shares = label_shares(label_map, len(labels))
+    present = [i for i in np.argsort(-shares) if shares[i] > 0]
+    height = blended.shape[0]
+    row = max(14, min(24, height // max(1, len(present) + 1)))
+    scale = row / 30.0
+    width = 40 + max([cv2.getTextSize(_ascii(f"{labels[i]} 100.0%"), cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
+                      for i in present] + [60])
+    panel = np.full((height, width, 3), 255, dtype=np.uint8)
+    lut = palette(len(labels))
+    for r, i in enumerate(present[: height // row]):
+        y = r * row + 2
+        cv2.rectangle(panel, (4, y), (4 + row - 4, y + row - 4), tuple(int(c) for c in lut[i]), -1)
+        cv2.putText(panel, _ascii(f"{labels[i]} {100 * shares[i]:.1f}%"), (row + 6, y + row - 7),
+                    cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([blended, panel], axis=1)
+
+
+def label_shares(label_map: np.ndarray, count: int) -> np.ndarray:
+    """Fraction of all pixels given to each label index (pixels with no label count in the total)."""
+    valid = label_map[label_map >= 0]
+    return np.bincount(valid.ravel(), minlength=count)[:count] / max(1, label_map.size)

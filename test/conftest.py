@@ -1,0 +1,34 @@
+"""Shared fixtures: tiny models and checkpoints, built once per session."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lang_seg_ros.model import build_model, save_checkpoint
+
+DESIGN = Path(__file__).resolve().parents[2] / "shared" / "design"
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    torch.manual_seed(0)
+    return build_model("lseg_tiny").eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model in our own format, as the node and the CLI load it."""
+    return save_checkpoint(tiny_model, tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
+
+
+def official_layout(name: str) -> dict[str, tuple[tuple[int, ...], str]]:
+    """key (without `net.`) -> (shape, dtype) from the official key lists in shared/design."""
+    layout = {}
+    for line in (DESIGN / name).read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        key, shape, dtype = line.split("\t")
+        layout[key.removeprefix("net.")] = (tuple(int(v) for v in shape.strip("()").split(",") if v.strip()), dtype)
+    return layout
