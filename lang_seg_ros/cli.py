@@ -111,6 +111,42 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_refer(args: argparse.Namespace) -> int:
+    import cv2
+
+    from .inference import clean_labels, parse_labels
+    from .referring import ZeroShotReferrer, parse_expression
+    from .visualize import render_overlay
+
+    try:
+        parse_expression(args.expression)
+        context = clean_labels(parse_labels(args.labels)) if args.labels else None
+    except ValueError as exc:
+        raise SystemExit(f"lang-seg refer: {exc}")
+    image = read_image(args.image)
+    depth = None
+    if args.depth:
+        depth = cv2.imread(args.depth, cv2.IMREAD_UNCHANGED)
+        if depth is None:
+            raise SystemExit(f"cannot read depth image {args.depth}")
+        depth = depth.astype(np.float32) * args.depth_scale
+    referrer = ZeroShotReferrer(segmenter_from_args(args), min_score=args.min_score)
+    result = referrer.refer(image, args.expression, color_order="bgr", depth=depth, labels=context)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(args.out, result.mask.astype(np.uint8) * 255):
+        raise SystemExit(f"cannot write {args.out}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_json(), indent=2))
+    if args.overlay:
+        overlay = render_overlay(image[:, :, ::-1], np.where(result.mask, 0, -1), [result.query.category])
+        cv2.imwrite(args.overlay, overlay[:, :, ::-1])
+    if result.found:
+        print(f"found {result.query.category!r} (score {result.score:.2f}, box {list(result.bbox)}): {result.reason}")
+    else:
+        print(f"not found: {result.reason}")
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     import torch
 
@@ -144,6 +180,19 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--threshold", type=float, default=0.0, help="min softmax probability for a label")
     add_model_arguments(seg)
     seg.set_defaults(func=cmd_segment)
+
+    ref = sub.add_parser("refer", help="mask of the one object a referring expression names")
+    ref.add_argument("image")
+    ref.add_argument("expression", help='e.g. "the car on the left"')
+    ref.add_argument("--out", required=True, help="mask PNG: 255 on the object, 0 elsewhere (all 0: not found)")
+    ref.add_argument("--json", help="write found, score, bbox [x0, y0, x1, y1] (half-open pixels), reason")
+    ref.add_argument("--labels", help="context label set the phrase competes with (default: 'other')")
+    ref.add_argument("--min-score", type=float, default=0.5, help="min mean probability of the object")
+    ref.add_argument("--depth", help="depth image aligned with IMAGE, for nearest/farthest")
+    ref.add_argument("--depth-scale", type=float, default=0.001, help="metres per depth unit (default: mm)")
+    ref.add_argument("--overlay", help="also write the image with the object highlighted")
+    add_model_arguments(ref)
+    ref.set_defaults(func=cmd_refer)
 
     conv = sub.add_parser("convert", help="official lang-seg .ckpt -> lang_seg_ros .safetensors")
     conv.add_argument("src")

@@ -69,3 +69,26 @@ def test_the_core_never_imports_rclpy():
     code = ("import sys, lang_seg_ros.model, lang_seg_ros.inference, lang_seg_ros.cli, lang_seg_ros.visualize; "
             "assert 'rclpy' not in sys.modules, 'core imported rclpy'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_refer_writes_a_binary_mask_and_json(image_path, tiny_checkpoint, tmp_path):
+    import json
+
+    mask_path, json_path = tmp_path / "mask.png", tmp_path / "out.json"
+    code = main(["refer", str(image_path), "the car on the left", "--out", str(mask_path), "--json", str(json_path),
+                 "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--min-score", "0", "--working-size", "96"])
+    assert code == 0
+    mask = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (90, 120) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
+    answer = json.loads(json_path.read_text())
+    assert {"found", "score", "bbox"} <= set(answer)
+    if answer["found"]:
+        x0, y0, x1, y1 = answer["bbox"]
+        assert (mask[y0:y1, x0:x1] == 255).sum() == (mask == 255).sum() > 0
+    else:
+        assert answer["bbox"] is None and not mask.any()
+    # An impossible score threshold: explicitly not found, an all-zero mask.
+    main(["refer", str(image_path), "the car", "--out", str(mask_path), "--json", str(json_path),
+          "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--min-score", "1.0"])
+    assert json.loads(json_path.read_text())["found"] is False
+    assert not cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED).any()

@@ -1,0 +1,10 @@
+"""Referring expressions ("the car on the left") -> one object's mask (no ROS).
+
+Two paths: `ZeroShotReferrer` works on any LSeg model today; the trainable Locate-then-Segment
+model (Jing et al., CVPR 2021, arXiv 2103.16284) lives in `lts.py`.
+"""
+from .parse import ReferringQuery, parse_expression
+from .select import select_instance
+from .zero_shot import ReferringResult, ZeroShotReferrer
+
+__all__ = ["ReferringQuery", "ReferringResult", "ZeroShotReferrer", "parse_expression", "select_instance"]
