@@ -142,3 +142,17 @@ def test_bad_settings_are_rejected(tiny_model):
         Segmenter(tiny_model, precision="int4")
     with pytest.raises(ValueError, match="working_size"):
         Segmenter(tiny_model, working_size=8)
+
+
+def test_features_for_object_level_classification(segmenter, rgb):
+    from lang_seg_ros.instances import classify_by_mask_pooling
+
+    result = segmenter.segment(rgb, return_features=True)
+    # working size 96x55 -> stride-2 embeddings covering the image: 48 x 28
+    assert result.pixel_features.shape == (32, 28, 48)
+    assert result.text_features.shape == (4, 32)
+    np.testing.assert_allclose(np.linalg.norm(result.pixel_features, axis=0), 1, atol=1e-5)
+    whole = np.ones(rgb.shape[:2], np.int32)
+    labels, scores = classify_by_mask_pooling(whole, result.pixel_features, result.text_features)
+    assert 0 <= labels[1] < 4 and 0.25 <= scores[1] <= 1
+    assert segmenter.segment(rgb).pixel_features is None

@@ -41,6 +41,10 @@ class SegmentationResult:
     label_map: np.ndarray  # (H, W) int32, NO_LABEL where confidence < threshold
     confidence: np.ndarray  # (H, W) float32, softmax probability of the chosen label
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # With `segment(..., return_features=True)` in single-scale mode: (C, h, w) L2-normalised pixel
+    # embeddings covering the whole image (stride 2 of the working size), and (N, C) label embeddings.
+    pixel_features: np.ndarray | None = None
+    text_features: np.ndarray | None = None
 
 
 class LabelEmbeddingCache:
@@ -136,9 +140,13 @@ class Segmenter:
         return cleaned
 
     @torch.inference_mode()
-    def segment(self, image: np.ndarray, color_order: str = "rgb",
-                labels: Iterable[str] | str | None = None) -> SegmentationResult:
-        """Label map and confidence of a uint8 image, at its own resolution."""
+    def segment(self, image: np.ndarray, color_order: str = "rgb", labels: Iterable[str] | str | None = None,
+                return_features: bool = False) -> SegmentationResult:
+        """Label map and confidence of a uint8 image, at its own resolution.
+
+        `return_features` also returns the pixel and label embeddings (single-scale mode only:
+        multi-scale evaluation has no single feature map), for object-level classification.
+        """
         t0 = time.perf_counter()
         if labels is not None:
             cleaned = clean_labels(labels)
@@ -152,6 +160,7 @@ class Segmenter:
         height, width = rgb.shape[:2]
         x = normalize(rgb, self.model.config.mean, self.model.config.std, self.device)
         t1 = time.perf_counter()
+        features = None
         if self.scales:
             def forward(batch: torch.Tensor) -> torch.Tensor:
                 return self.model(batch.to(self.dtype), text).float()
@@ -160,7 +169,10 @@ class Segmenter:
             t2 = time.perf_counter()
             label_map, confidence = _decide([logits], lambda chunk: chunk)
         else:
-            low_res, (h, w) = self._single_scale_logits(x, text)
+            pixels, (h, w) = self._pixel_features(x)
+            low_res = self.model.label_logits(pixels, text)
+            if return_features:
+                features = pixels[0, :, : (h + 1) // 2, : (w + 1) // 2].float().cpu().numpy()
             t2 = time.perf_counter()
 
             def to_input_size(chunk: torch.Tensor) -> torch.Tensor:
@@ -175,15 +187,16 @@ class Segmenter:
         result_conf = confidence.cpu().numpy()
         t3 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
-        return SegmentationResult(label_set, result_map, result_conf, timings)
+        text_np = text.float().cpu().numpy() if return_features else None
+        return SegmentationResult(label_set, result_map, result_conf, timings, features, text_np)
 
-    def _single_scale_logits(self, x: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Stride-2 logits of the image resized to the working size and padded to multiples of 32."""
+    def _pixel_features(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Stride-2 embeddings of the image resized to the working size and padded to multiples of 32."""
         h, w = working_shape(x.shape[-2], x.shape[-1], self.working_size)
         if (h, w) != tuple(x.shape[-2:]):
             x = F.interpolate(x, (h, w), mode="bilinear", align_corners=False, antialias=True)
         x = pad_bottom_right(x, round_up(h), round_up(w), self._fill).to(self.dtype)
-        return self.model.label_logits(self.model.encode_image(x), text), (h, w)
+        return self.model.encode_image(x), (h, w)
 
 
 def _decide(chunks: Iterable[torch.Tensor], expand: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
