@@ -3,8 +3,13 @@
 Two paths: `ZeroShotReferrer` works on any LSeg model today; the trainable Locate-then-Segment
 model (Jing et al., CVPR 2021, arXiv 2103.16284) lives in `lts.py`.
 """
+from .lts import LocateThenSegment, LTSConfig, load_lts, save_lts
+from .metrics import ReferringMetrics
 from .parse import ReferringQuery, parse_expression
 from .select import select_instance
 from .zero_shot import ReferringResult, ZeroShotReferrer
 
-__all__ = ["ReferringQuery", "ReferringResult", "ZeroShotReferrer", "parse_expression", "select_instance"]
+__all__ = [
+    "LTSConfig", "LocateThenSegment", "ReferringMetrics", "ReferringQuery", "ReferringResult", "ZeroShotReferrer",
+    "load_lts", "parse_expression", "save_lts", "select_instance",
+]
