@@ -130,8 +130,16 @@ def cmd_refer(args: argparse.Namespace) -> int:
         if depth is None:
             raise SystemExit(f"cannot read depth image {args.depth}")
         depth = depth.astype(np.float32) * args.depth_scale
-    referrer = ZeroShotReferrer(segmenter_from_args(args), min_score=args.min_score)
-    result = referrer.refer(image, args.expression, color_order="bgr", depth=depth, labels=context)
+    segmenter = segmenter_from_args(args)
+    if args.lts:
+        from .referring import load_lts
+        from .referring.lts_referrer import LTSReferrer
+
+        referrer = LTSReferrer(load_lts(args.lts, segmenter.model, device=segmenter.device), min_score=args.min_score)
+        result = referrer.refer(image, args.expression, color_order="bgr")
+    else:
+        referrer = ZeroShotReferrer(segmenter, min_score=args.min_score)
+        result = referrer.refer(image, args.expression, color_order="bgr", depth=depth, labels=context)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(args.out, result.mask.astype(np.uint8) * 255):
         raise SystemExit(f"cannot write {args.out}")
@@ -191,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     ref.add_argument("--depth", help="depth image aligned with IMAGE, for nearest/farthest")
     ref.add_argument("--depth-scale", type=float, default=0.001, help="metres per depth unit (default: mm)")
     ref.add_argument("--overlay", help="also write the image with the object highlighted")
+    ref.add_argument("--lts", help="a trained Locate-then-Segment checkpoint (on --checkpoint's model) "
+                                   "instead of the zero-shot path")
     add_model_arguments(ref)
     ref.set_defaults(func=cmd_refer)
 

@@ -92,3 +92,20 @@ def test_refer_writes_a_binary_mask_and_json(image_path, tiny_checkpoint, tmp_pa
           "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--min-score", "1.0"])
     assert json.loads(json_path.read_text())["found"] is False
     assert not cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED).any()
+
+
+def test_refer_with_a_trained_lts_checkpoint(image_path, tiny_model, tiny_checkpoint, tmp_path):
+    import json
+
+    from lang_seg_ros.referring import LocateThenSegment, save_lts
+    from lang_seg_ros.referring.lts import lts_config
+
+    lts_path = save_lts(LocateThenSegment(lts_config("lts_tiny"), tiny_model), tmp_path / "lts.safetensors")
+    mask_path, json_path = tmp_path / "mask.png", tmp_path / "out.json"
+    code = main(["refer", str(image_path), "the car on the left", "--out", str(mask_path), "--json", str(json_path),
+                 "--checkpoint", str(tiny_checkpoint), "--lts", str(lts_path), "--device", "cpu", "--min-score", "0"])
+    assert code == 0
+    mask = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
+    answer = json.loads(json_path.read_text())
+    assert mask.shape == (90, 120)
+    assert answer["found"] == bool(mask.any())
