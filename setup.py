@@ -36,6 +36,9 @@ setup(
     entry_points={
         "console_scripts": [
             "lang-seg = lang_seg_ros.cli:main",
+            "lang_seg_ros = lang_seg_ros.ros.node:main",
+            "lang_seg_ros_lifecycle = lang_seg_ros.ros.lifecycle_node:main",
+            "lang_seg_ros_replay = lang_seg_ros.ros.replay:main",
         ],
     },
 )

@@ -1,12 +1,16 @@
 """Shared fixtures: tiny models and checkpoints, built once per session."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
-import torch
+# Before torch loads OpenMP: waiting threads sleep instead of spinning (2 shared cores in CI).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from lang_seg_ros.model import build_model, save_checkpoint
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from lang_seg_ros.model import build_model, save_checkpoint  # noqa: E402
 
 DESIGN = Path(__file__).resolve().parents[2] / "shared" / "design"
 

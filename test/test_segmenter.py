@@ -156,3 +156,13 @@ def test_features_for_object_level_classification(segmenter, rgb):
     labels, scores = classify_by_mask_pooling(whole, result.pixel_features, result.text_features)
     assert 0 <= labels[1] < 4 and 0.25 <= scores[1] <= 1
     assert segmenter.segment(rgb).pixel_features is None
+
+
+def test_several_label_sets_from_one_encoding_equal_separate_calls(segmenter, rgb):
+    sets = [["road", "sky"], ["car", "road", "tree", "person"]]
+    together = segmenter.segment_sets(rgb, sets)
+    for labels, result in zip(sets, together):
+        alone = segmenter.segment(rgb, labels=labels)
+        assert result.labels == tuple(labels)
+        np.testing.assert_array_equal(result.label_map, alone.label_map)
+        np.testing.assert_allclose(result.confidence, alone.confidence, rtol=1e-6)

@@ -139,23 +139,31 @@ class Segmenter:
         self._active = (cleaned, self.text_cache(cleaned))
         return cleaned
 
-    @torch.inference_mode()
     def segment(self, image: np.ndarray, color_order: str = "rgb", labels: Iterable[str] | str | None = None,
                 return_features: bool = False) -> SegmentationResult:
         """Label map and confidence of a uint8 image, at its own resolution.
 
-        `return_features` also returns the pixel and label embeddings (single-scale mode only:
-        multi-scale evaluation has no single feature map), for object-level classification.
+        `labels` defaults to the active set (`set_labels`). `return_features` also returns the
+        pixel and label embeddings (single-scale mode only: multi-scale evaluation has no single
+        feature map), for object-level classification.
+        """
+        if labels is None:
+            if self._active is None:
+                raise RuntimeError("no label set: call set_labels([...]) first or pass labels=")
+            labels = self._active[0]
+        return self.segment_sets(image, [labels], color_order, return_features)[0]
+
+    @torch.inference_mode()
+    def segment_sets(self, image: np.ndarray, label_sets: Sequence[Iterable[str] | str], color_order: str = "rgb",
+                     return_features: bool = False) -> list[SegmentationResult]:
+        """One result per label set, from a single pass of the image encoder.
+
+        Labels compete only within their own set, so this equals calling `segment` once per set,
+        at the cost of one image encoding (e.g. the frame's labels plus a referring query).
         """
         t0 = time.perf_counter()
-        if labels is not None:
-            cleaned = clean_labels(labels)
-            active = (cleaned, self.text_cache(cleaned))
-        elif self._active is not None:
-            active = self._active
-        else:
-            raise RuntimeError("no label set: call set_labels([...]) first or pass labels=")
-        label_set, text = active
+        sets = [clean_labels(labels) for labels in label_sets]
+        texts = [self.text_cache(labels) for labels in sets]
         rgb = to_rgb(image, color_order)
         height, width = rgb.shape[:2]
         x = normalize(rgb, self.model.config.mean, self.model.config.std, self.device)
@@ -163,32 +171,40 @@ class Segmenter:
         features = None
         if self.scales:
             def forward(batch: torch.Tensor) -> torch.Tensor:
-                return self.model(batch.to(self.dtype), text).float()
+                pixels = self.model.encode_image(batch.to(self.dtype))
+                return upsample_logits(self._logits_per_set(pixels, texts)).float()
 
             logits = multiscale_logits(forward, x, self._fill, self.scales, self.flip)
-            t2 = time.perf_counter()
-            label_map, confidence = _decide([logits], lambda chunk: chunk)
+
+            def expand(chunk: torch.Tensor) -> torch.Tensor:
+                return chunk
         else:
             pixels, (h, w) = self._pixel_features(x)
-            low_res = self.model.label_logits(pixels, text)
+            logits = self._logits_per_set(pixels, texts)
             if return_features:
                 features = pixels[0, :, : (h + 1) // 2, : (w + 1) // 2].float().cpu().numpy()
-            t2 = time.perf_counter()
 
-            def to_input_size(chunk: torch.Tensor) -> torch.Tensor:
+            def expand(chunk: torch.Tensor) -> torch.Tensor:
                 full = upsample_logits(chunk.float())[:, :, :h, :w]
                 return F.interpolate(full, (height, width), mode="bilinear", align_corners=True)
 
-            step = max(1, _CHUNK_ELEMENTS // (height * width + 4 * low_res.shape[-2] * low_res.shape[-1]))
-            label_map, confidence = _decide(low_res.split(step, dim=1), to_input_size)
-        if self.threshold > 0:
-            label_map[confidence < self.threshold] = NO_LABEL
-        result_map = label_map.to(torch.int32).cpu().numpy()
-        result_conf = confidence.cpu().numpy()
+        t2 = time.perf_counter()
+        step = max(1, _CHUNK_ELEMENTS // (height * width + 4 * logits.shape[-2] * logits.shape[-1]))
+        results = []
+        for labels, text, set_logits in zip(sets, texts, logits.split([len(t) for t in texts], dim=1)):
+            label_map, confidence = _decide(set_logits.split(step, dim=1), expand)
+            if self.threshold > 0:
+                label_map[confidence < self.threshold] = NO_LABEL
+            results.append((labels, label_map.to(torch.int32).cpu().numpy(), confidence.cpu().numpy(),
+                            text.float().cpu().numpy() if return_features else None))
         t3 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
-        text_np = text.float().cpu().numpy() if return_features else None
-        return SegmentationResult(label_set, result_map, result_conf, timings, features, text_np)
+        return [SegmentationResult(labels, label_map, confidence, timings, features, text_np)
+                for labels, label_map, confidence, text_np in results]
+
+    def _logits_per_set(self, pixels: torch.Tensor, texts: list[torch.Tensor]) -> torch.Tensor:
+        """Stride-2 logits of every set, concatenated along labels (sets regularised separately)."""
+        return torch.cat([self.model.label_logits(pixels, text) for text in texts], dim=1)
 
     def _pixel_features(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Stride-2 embeddings of the image resized to the working size and padded to multiples of 32."""

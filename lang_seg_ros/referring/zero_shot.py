@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..inference import Segmenter, clean_labels
+from ..inference import SegmentationResult, Segmenter, clean_labels
 from ..regions import Region, extract_regions
 from .parse import ReferringQuery, parse_expression
 from .select import select_instance
@@ -82,12 +82,19 @@ class ZeroShotReferrer:
         Raises ValueError for an expression with no category in it.
         """
         query = parse_expression(expression)
-        context = list(labels if labels is not None else (self.segmenter.labels or DEFAULT_BACKGROUND))
-        phrases = [query.category] + ([query.relation[1]] if query.relation else [])
-        label_set = clean_labels(context + [p for p in phrases if _index_of(context, p) is None])
+        label_set = query_labels(query, labels if labels is not None else self.segmenter.labels)
         result = self.segmenter.segment(image, color_order=color_order, labels=label_set)
-        if depth is not None and depth.shape[:2] != result.label_map.shape:
-            raise ValueError(f"depth shape {depth.shape[:2]} differs from the image's {result.label_map.shape}")
+        return self.answer(query, result, depth)
+
+    def answer(self, query: ReferringQuery, result: SegmentationResult, depth: np.ndarray | None = None) -> ReferringResult:
+        """Select the referred instance from a segmentation made with `query_labels(query, ...)`.
+
+        Lets a caller that segments anyway (the ROS node) answer from the same image encoding.
+        """
+        label_set = result.labels
+        shape = result.label_map.shape
+        if depth is not None and depth.shape[:2] != shape:
+            raise ValueError(f"depth shape {depth.shape[:2]} differs from the image's {shape}")
         min_area = max(1, int(self.min_area_fraction * result.label_map.size))
         regions = extract_regions(result.label_map, result.confidence, label_set, min_area=min_area)
 
@@ -96,10 +103,17 @@ class ZeroShotReferrer:
             return [r for r in regions if r.label_index == index and r.score >= self.min_score]
 
         others = instances(query.relation[1]) if query.relation else []
-        chosen, reason = select_instance(instances(query.category), query, result.label_map.shape, depth, others)
-        shape = result.label_map.shape
+        chosen, reason = select_instance(instances(query.category), query, shape, depth, others)
         if chosen is None:
             return ReferringResult(query.expression, query, False, 0.0, np.zeros(shape, bool), None, None,
                                    label_set, reason)
         return ReferringResult(query.expression, query, True, chosen.score, chosen.full_mask(shape), chosen.bbox,
                                chosen, label_set, reason)
+
+
+def query_labels(query: ReferringQuery, context: Sequence[str] = ()) -> tuple[str, ...]:
+    """The label set that locates `query`: the context set (default "other") plus the category
+    phrase and the related category, unless the context already holds them."""
+    context = list(context) or list(DEFAULT_BACKGROUND)
+    phrases = [query.category] + ([query.relation[1]] if query.relation else [])
+    return clean_labels(context + [p for p in phrases if _index_of(context, p) is None])

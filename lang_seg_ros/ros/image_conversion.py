@@ -1,0 +1,253 @@
+"""sensor_msgs/Image and CompressedImage <-> numpy, written here instead of cv_bridge.
+
+Raw encodings: rgb8, bgr8, rgba8, bgra8, mono8, 8UC1, 8UC3 (as bgr8), mono16, 16UC1, 32FC1,
+with any row padding (`step` >= width * bytes per pixel) and either byte order
+(`is_bigendian`). Compressed: whatever OpenCV decodes (jpeg, png, ...), "compressedDepth"
+excepted. Every malformed message raises `ImageConversionError` (a `ValueError`) whose
+text says what is wrong, before any large allocation.
+
+Arrays are (H, W) for one channel and (H, W, C) otherwise, in the native byte order, and
+never views of the message's buffer.
+"""
+from __future__ import annotations
+
+import array
+import sys
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+
+__all__ = [
+    "ENCODINGS", "DEFAULT_MAX_PIXELS", "ImageConversionError", "compressed_to_numpy", "image_to_numpy",
+    "numpy_to_compressed", "numpy_to_image", "to_model_input", "to_rgb8",
+]
+
+
+class _Encoding(NamedTuple):
+    dtype: np.dtype
+    channels: int
+
+
+ENCODINGS: dict[str, _Encoding] = {
+    "rgb8": _Encoding(np.dtype(np.uint8), 3),
+    "bgr8": _Encoding(np.dtype(np.uint8), 3),
+    "rgba8": _Encoding(np.dtype(np.uint8), 4),
+    "bgra8": _Encoding(np.dtype(np.uint8), 4),
+    "mono8": _Encoding(np.dtype(np.uint8), 1),
+    "8UC1": _Encoding(np.dtype(np.uint8), 1),
+    "8UC3": _Encoding(np.dtype(np.uint8), 3),
+    "mono16": _Encoding(np.dtype(np.uint16), 1),
+    "16UC1": _Encoding(np.dtype(np.uint16), 1),
+    "32FC1": _Encoding(np.dtype(np.float32), 1),
+}
+#: Colour order of the 3/4-channel encodings, as `Segmenter.segment(color_order=...)` takes it.
+_COLOR_ORDER = {"rgb8": "rgb", "rgba8": "rgb", "bgr8": "bgr", "bgra8": "bgr", "8UC3": "bgr"}
+#: 4096 x 4096; larger images are refused (a 10,000 x 10,000 frame is a mistake, not a camera).
+DEFAULT_MAX_PIXELS = 1 << 24
+#: Compressed payloads larger than this are refused without decoding.
+DEFAULT_MAX_COMPRESSED_BYTES = 64 << 20
+_NATIVE_BIG_ENDIAN = sys.byteorder == "big"
+
+
+class ImageConversionError(ValueError):
+    """A sensor_msgs image that cannot be converted; the message says why."""
+
+
+def _check_size(width: int, height: int, max_pixels: int | None) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageConversionError(f"zero-size image ({width}x{height})")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageConversionError(
+            f"image of {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels} pixels")
+
+
+def image_to_numpy(msg: Image, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A sensor_msgs/Image as an (H, W) or (H, W, C) array of the encoding's dtype.
+
+    Raises `ImageConversionError` for an unknown encoding, zero width or height, more than
+    `max_pixels` pixels, `step` shorter than a row, or `data` shorter than the rows need.
+    """
+    encoding = msg.encoding
+    if encoding not in ENCODINGS:
+        raise ImageConversionError(
+            f"unknown image encoding {encoding!r} (supported: {', '.join(ENCODINGS)})")
+    dtype, channels = ENCODINGS[encoding]
+    width, height, step = int(msg.width), int(msg.height), int(msg.step)
+    _check_size(width, height, max_pixels)
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        raise ImageConversionError(
+            f"step {step} is smaller than width * bytes per pixel = {width} * {channels * dtype.itemsize}"
+            f" = {row_bytes} for {encoding}")
+    data = msg.data
+    needed = (height - 1) * step + row_bytes
+    if len(data) < needed:
+        raise ImageConversionError(
+            f"data has {len(data)} bytes, a {width}x{height} {encoding} image with step {step} needs {needed}")
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    if step == row_bytes:
+        rows = buffer[: height * row_bytes].reshape(height, row_bytes).copy()
+    else:
+        # Pad the buffer view to full rows only when the last row is short (rare).
+        if len(buffer) < height * step:
+            buffer = np.concatenate([buffer, np.zeros(height * step - len(buffer), np.uint8)])
+        rows = np.ascontiguousarray(buffer[: height * step].reshape(height, step)[:, :row_bytes])
+    out = rows.view(dtype)
+    if dtype.itemsize > 1 and bool(msg.is_bigendian) != _NATIVE_BIG_ENDIAN:
+        out.byteswap(inplace=True)
+    return out.reshape(height, width) if channels == 1 else out.reshape(height, width, channels)
+
+
+def numpy_to_image(image: np.ndarray, encoding: str, header: Header | None = None) -> Image:
+    """An array as a sensor_msgs/Image of `encoding`, unpadded, in the native byte order."""
+    if encoding not in ENCODINGS:
+        raise ImageConversionError(f"unknown image encoding {encoding!r} (supported: {', '.join(ENCODINGS)})")
+    dtype, channels = ENCODINGS[encoding]
+    image = np.asarray(image)
+    expected_ndim = 2 if channels == 1 else 3
+    if image.ndim == 3 and channels == 1 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim != expected_ndim or (channels > 1 and image.shape[2] != channels):
+        raise ImageConversionError(f"array of shape {image.shape} does not fit encoding {encoding}")
+    if image.dtype != dtype:
+        raise ImageConversionError(f"array of dtype {image.dtype} does not fit encoding {encoding} ({dtype})")
+    image = np.ascontiguousarray(image)
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(image.shape[0]), int(image.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 1 if _NATIVE_BIG_ENDIAN else 0
+    msg.step = int(image.shape[1] * channels * dtype.itemsize)
+    msg.data = _as_byte_array(image)
+    return msg
+
+
+def _as_byte_array(image: np.ndarray) -> array.array:
+    data = array.array("B")
+    data.frombytes(np.ascontiguousarray(image).view(np.uint8).data)
+    return data
+
+
+def compressed_to_numpy(msg: CompressedImage, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                        max_bytes: int = DEFAULT_MAX_COMPRESSED_BYTES) -> tuple[np.ndarray, str]:
+    """Decode a sensor_msgs/CompressedImage; returns (array, encoding).
+
+    The encoding is "bgr8", "bgra8", "mono8" or "mono16" (16-bit PNG). Raises
+    `ImageConversionError` when the payload is empty, too large, not an image OpenCV
+    decodes, or decodes to more than `max_pixels` pixels.
+    """
+    fmt = msg.format or "?"
+    if "compresseddepth" in fmt.lower():
+        raise ImageConversionError(f"CompressedImage format {fmt!r} (compressedDepth) is not supported")
+    size = len(msg.data)
+    if size == 0:
+        raise ImageConversionError(f"empty CompressedImage (format {fmt!r})")
+    if size > max_bytes:
+        raise ImageConversionError(f"CompressedImage of {size} bytes exceeds the limit of {max_bytes} bytes")
+    buffer = np.frombuffer(msg.data, dtype=np.uint8)
+    if max_pixels is not None:
+        _check_header_size(buffer, max_pixels)
+    try:
+        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # e.g. beyond OpenCV's own pixel limit
+        raise ImageConversionError(f"CompressedImage (format {fmt!r}, {size} bytes) could not be decoded: {exc}") from None
+    if image is None:
+        raise ImageConversionError(f"CompressedImage (format {fmt!r}, {size} bytes) is not an image OpenCV can decode")
+    _check_size(image.shape[1], image.shape[0], max_pixels)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.dtype == np.uint16:
+        if image.ndim == 2:
+            return image, "mono16"
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ImageConversionError(f"CompressedImage decodes to unsupported dtype {image.dtype}")
+    if image.ndim == 2:
+        return image, "mono8"
+    if image.shape[2] == 3:
+        return image, "bgr8"
+    if image.shape[2] == 4:
+        return image, "bgra8"
+    raise ImageConversionError(f"CompressedImage decodes to unsupported shape {image.shape}")
+
+
+def _check_header_size(buffer: np.ndarray, max_pixels: int) -> None:
+    """Refuse PNG/JPEG payloads whose header announces too many pixels, before decoding them."""
+    width = height = None
+    raw = buffer[:65536].tobytes()
+    if raw[:8] == b"\x89PNG\r\n\x1a\n" and len(raw) >= 24:
+        width, height = int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
+    elif raw[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(raw):
+            if raw[i] != 0xFF:
+                break
+            marker = raw[i + 1]
+            length = int.from_bytes(raw[i + 2:i + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                height, width = int.from_bytes(raw[i + 5:i + 7], "big"), int.from_bytes(raw[i + 7:i + 9], "big")
+                break
+            i += 2 + length
+    if width is not None and height is not None and width * height > max_pixels:
+        raise ImageConversionError(
+            f"compressed image of {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels} pixels")
+
+
+def numpy_to_compressed(image: np.ndarray, fmt: str = "jpeg", header: Header | None = None,
+                        color_order: str = "bgr", quality: int = 90) -> CompressedImage:
+    """Encode an (H, W) or (H, W, 3) array as a CompressedImage ("jpeg" or "png")."""
+    fmt = fmt.lower()
+    if fmt not in ("jpeg", "jpg", "png"):
+        raise ImageConversionError(f"unsupported compressed format {fmt!r} (jpeg or png)")
+    image = np.asarray(image)
+    if image.ndim == 3 and color_order == "rgb":
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR if image.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
+    ext = ".png" if fmt == "png" else ".jpg"
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if ext == ".jpg" else []
+    ok, encoded = cv2.imencode(ext, image, params)
+    if not ok:
+        raise ImageConversionError(f"OpenCV could not encode a {image.shape} {image.dtype} array as {fmt}")
+    msg = CompressedImage()
+    if header is not None:
+        msg.header = header
+    msg.format = "png" if ext == ".png" else "jpeg"
+    msg.data = _as_byte_array(encoded)
+    return msg
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    """Scale a 16-bit or float single-channel image to uint8 by its finite min..max range."""
+    values = image.astype(np.float32, copy=False)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.zeros(image.shape, np.uint8)
+    lo, hi = float(values[finite].min()), float(values[finite].max())
+    scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    out = np.where(finite, (values - lo) * scale, 0.0)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def to_model_input(image: np.ndarray, encoding: str) -> tuple[np.ndarray, str]:
+    """(uint8 image, color_order) as `Segmenter.segment` takes them.
+
+    16-bit and float single-channel images are stretched to 0..255 over their finite range.
+    """
+    if encoding not in ENCODINGS:
+        raise ImageConversionError(f"unknown image encoding {encoding!r}")
+    if image.dtype != np.uint8:
+        image = _to_uint8(image)
+    return image, _COLOR_ORDER.get(encoding, "rgb")
+
+
+def to_rgb8(image: np.ndarray, encoding: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of any supported image, for overlays."""
+    image, order = to_model_input(image, encoding)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if order == "bgr" else cv2.COLOR_RGBA2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if order == "bgr" else np.ascontiguousarray(image)

@@ -1,0 +1,85 @@
+"""Run the lang_seg_ros node next to a camera driver (needs a ROS 2 install with `launch_ros`).
+
+    ros2 launch lang_seg_ros segment.launch.py image:=/camera/color/image_raw \
+        camera_info:=/camera/color/camera_info labels:="floor, wall, person, other"
+
+Arguments (see `ros2 launch lang_seg_ros segment.launch.py --show-args`): image, camera_info,
+use_compressed, labels, checkpoint, device, params_file, namespace, node_name, lifecycle,
+fastdds_profile. `labels` and `checkpoint` left empty keep the params file's values.
+
+The Fast DDS profile (config/fastdds_shm.xml, a 16 MiB shared-memory segment) is set through
+FASTRTPS_DEFAULT_PROFILES_FILE for the processes this file starts. Full-size images reach a
+best-effort subscriber through shared memory only if the camera driver uses it too: export
+the same variable in the shell that starts the driver, or start the driver from this file.
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.substitutions import FindPackageShare
+
+PACKAGE = "lang_seg_ros"
+
+
+def _truthy(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _node(context, *args, **kwargs):
+    value = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
+    image = value("image")
+    overrides = {"device": value("device"), "use_compressed": _truthy(value("use_compressed"))}
+    if value("labels").strip():
+        overrides["labels"] = value("labels")
+    if value("checkpoint").strip():
+        overrides["checkpoint"] = value("checkpoint")
+    common = dict(
+        package=PACKAGE,
+        name=value("node_name"),
+        namespace=value("namespace"),
+        parameters=[value("params_file"), overrides],
+        remappings=[
+            ("image", image),
+            ("image/compressed", image.rstrip("/") + "/compressed"),
+            ("camera_info", value("camera_info")),
+        ],
+        output="screen",
+        emulate_tty=True,
+    )
+    if _truthy(value("lifecycle")):
+        return [LifecycleNode(executable="lang_seg_ros_lifecycle", **common)]
+    return [Node(executable="lang_seg_ros", **common)]
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = FindPackageShare(PACKAGE)
+    arguments = [
+        DeclareLaunchArgument("image", default_value="/camera/image_raw",
+                              description="Camera image topic (sensor_msgs/Image); with use_compressed, "
+                                          "its /compressed sibling is used."),
+        DeclareLaunchArgument("camera_info", default_value="/camera/camera_info",
+                              description="Camera info topic; the node republishes it scaled to the mask."),
+        DeclareLaunchArgument("use_compressed", default_value="false",
+                              description="Subscribe sensor_msgs/CompressedImage on <image>/compressed."),
+        DeclareLaunchArgument("labels", default_value="",
+                              description="Comma-separated initial labels; empty = the params file's."),
+        DeclareLaunchArgument("checkpoint", default_value="",
+                              description="Model checkpoint path; empty = the params file's (default: the "
+                                          "embedded model)."),
+        DeclareLaunchArgument("device", default_value="auto", description="auto, cpu, cuda or cuda:N."),
+        DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "segment.yaml"]),
+                              description="Node parameters (YAML)."),
+        DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node and its topics."),
+        DeclareLaunchArgument("node_name", default_value="lang_seg", description="Node name."),
+        DeclareLaunchArgument("lifecycle", default_value="false",
+                              description="Start the managed (lifecycle) variant; it autostarts unless the "
+                                          "params file sets autostart: false."),
+        DeclareLaunchArgument("fastdds_profile",
+                              default_value=PathJoinSubstitution([share, "config", "fastdds_shm.xml"]),
+                              description="Fast DDS XML profile (16 MiB shared memory for full-size images)."),
+    ]
+    return LaunchDescription([
+        *arguments,
+        SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", LaunchConfiguration("fastdds_profile")),
+        OpaqueFunction(function=_node),
+    ])

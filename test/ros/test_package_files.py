@@ -1,0 +1,144 @@
+"""The ROS package's files: parameters YAML vs the node's table, launch file, Fast DDS profile,
+package.xml and CMakeLists.txt. What can be checked without `launch` installed is checked."""
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import types
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "config" / "segment.yaml"
+LAUNCH = ROOT / "launch" / "segment.launch.py"
+
+
+def _yaml_params() -> dict:
+    return yaml.safe_load(CONFIG.read_text())["/**"]["ros__parameters"]
+
+
+def test_yaml_matches_the_declared_parameters_names_defaults_and_types():
+    pytest.importorskip("rclpy", reason="rclpy is not installed: run scripts/setup_ros.sh")
+    from lang_seg_ros.ros.lifecycle_node import LIFECYCLE_PARAMETERS
+    from lang_seg_ros.ros.node import PARAMETERS
+
+    table = {p.name: p.default for p in (*PARAMETERS, *LIFECYCLE_PARAMETERS)}
+    config = _yaml_params()
+    assert set(config) == set(table), f"only in YAML: {set(config) - set(table)}; only declared: {set(table) - set(config)}"
+    for name, default in table.items():
+        assert config[name] == default, f"{name}: YAML {config[name]!r} != declared default {default!r}"
+        assert type(config[name]) is type(default), f"{name}: YAML type {type(config[name]).__name__}"
+
+
+def test_every_yaml_parameter_is_commented():
+    lines = CONFIG.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^ {4}\w+:", line):
+            assert lines[i - 1].strip().startswith("#"), f"parameter without a comment: {line.strip()}"
+
+
+def test_fastdds_profile_has_a_16_mib_shm_segment_and_udp():
+    root = ET.parse(ROOT / "config" / "fastdds_shm.xml").getroot()
+    ns = {"f": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}
+    transports = {t.findtext("f:transport_id", namespaces=ns): t for t in root.iterfind(".//f:transport_descriptor", ns)}
+    kinds = {t.findtext("f:type", namespaces=ns) for t in transports.values()}
+    assert kinds == {"SHM", "UDPv4"}
+    shm = next(t for t in transports.values() if t.findtext("f:type", namespaces=ns) == "SHM")
+    assert int(shm.findtext("f:segment_size", namespaces=ns)) == 16 * 1024 * 1024
+    participant = root.find(".//f:participant", ns)
+    assert participant.get("is_default_profile") == "true"
+    used = {e.text for e in participant.iterfind(".//f:userTransports/f:transport_id", ns)}
+    assert used == set(transports)
+    assert participant.findtext(".//f:useBuiltinTransports", namespaces=ns) == "false"
+
+
+def test_package_xml_and_cmake_lists():
+    package = ET.parse(ROOT / "package.xml").getroot()
+    assert package.get("format") == "3" and package.findtext("name") == "lang_seg_ros"
+    assert package.findtext("export/build_type") == "ament_cmake"
+    assert package.findtext("member_of_group") == "rosidl_interface_packages"
+    deps = {e.text for e in package if e.tag.endswith("depend")}
+    assert {"rosidl_default_generators", "rosidl_default_runtime", "rclpy", "sensor_msgs", "std_msgs", "std_srvs",
+            "diagnostic_msgs", "lifecycle_msgs", "python3-numpy", "python3-opencv"} <= deps
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    for path in sorted((ROOT / "msg").glob("*.msg")) + sorted((ROOT / "srv").glob("*.srv")):
+        assert f'"{path.parent.name}/{path.name}"' in cmake, f"{path.name} is not generated"
+    assert "install(DIRECTORY lang_seg_ros/" in cmake
+    for executable in ("lang_seg_ros", "lang_seg_ros_lifecycle", "lang_seg_ros_replay"):
+        assert f"RENAME {executable})" in cmake
+
+
+def test_launch_file_declares_the_documented_arguments():
+    tree = ast.parse(LAUNCH.read_text())
+    declared = {node.args[0].value for node in ast.walk(tree)
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"}
+    assert {"image", "labels", "checkpoint", "device", "params_file", "namespace"} <= declared
+    assert "FASTRTPS_DEFAULT_PROFILES_FILE" in LAUNCH.read_text()
+
+
+class _Recorder:
+    """Stands in for one `launch` / `launch_ros` class: records its arguments."""
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+def _stub_launch_modules(monkeypatch) -> None:
+    """Minimal stand-ins for `launch` and `launch_ros` (not installable here) that record calls."""
+    class LaunchConfiguration(_Recorder):
+        def perform(self, context):
+            return context[self.args[0]]
+
+    names = {
+        "launch": ["LaunchDescription"],
+        "launch.actions": ["DeclareLaunchArgument", "OpaqueFunction", "SetEnvironmentVariable"],
+        "launch.substitutions": ["PathJoinSubstitution"],
+        "launch_ros.actions": ["LifecycleNode", "Node"],
+        "launch_ros.substitutions": ["FindPackageShare"],
+    }
+    for module_name, classes in names.items():
+        module = types.ModuleType(module_name)
+        for cls in classes:
+            setattr(module, cls, type(cls, (_Recorder,), {}))
+        monkeypatch.setitem(sys.modules, module_name, module)
+    sys.modules["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
+    monkeypatch.setitem(sys.modules, "launch_ros", types.ModuleType("launch_ros"))
+
+
+def test_launch_file_builds_the_node_it_documents(monkeypatch):
+    try:
+        import launch_ros  # noqa: F401 - a real ROS install: the stand-ins are not needed
+        pytest.skip("launch_ros is installed; run `ros2 launch lang_seg_ros segment.launch.py --show-args`")
+    except ImportError:
+        pass
+    _stub_launch_modules(monkeypatch)
+    namespace: dict = {}
+    exec(compile(LAUNCH.read_text(), str(LAUNCH), "exec"), namespace)
+    description = namespace["generate_launch_description"]()
+    actions = description.args[0]
+    defaults = {a.args[0]: a.kwargs["default_value"] for a in actions if type(a).__name__ == "DeclareLaunchArgument"}
+    env = next(a for a in actions if type(a).__name__ == "SetEnvironmentVariable")
+    assert env.args[0] == "FASTRTPS_DEFAULT_PROFILES_FILE"
+    opaque = next(a for a in actions if type(a).__name__ == "OpaqueFunction")
+
+    context = {name: value if isinstance(value, str) else "/share/x" for name, value in defaults.items()}
+    context.update(image="/cam/color/image_raw", labels="floor, person", namespace="robot", lifecycle="false")
+    (node,) = opaque.kwargs["function"](context)
+    assert type(node).__name__ == "Node" and node.kwargs["executable"] == "lang_seg_ros"
+    assert node.kwargs["namespace"] == "robot" and node.kwargs["name"] == "lang_seg"
+    remaps = dict(node.kwargs["remappings"])
+    assert remaps["image"] == "/cam/color/image_raw"
+    assert remaps["image/compressed"] == "/cam/color/image_raw/compressed"
+    params_file, overrides = node.kwargs["parameters"]
+    assert overrides["labels"] == "floor, person" and "checkpoint" not in overrides  # empty: the YAML's
+    assert overrides["device"] == "auto" and overrides["use_compressed"] is False
+
+    context.update(lifecycle="true", checkpoint="/models/lseg.ckpt", labels="")
+    (node,) = opaque.kwargs["function"](context)
+    assert type(node).__name__ == "LifecycleNode" and node.kwargs["executable"] == "lang_seg_ros_lifecycle"
+    assert node.kwargs["parameters"][1]["checkpoint"] == "/models/lseg.ckpt"
+    assert "labels" not in node.kwargs["parameters"][1]

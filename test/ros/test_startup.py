@@ -1,0 +1,56 @@
+"""Start-up: bad parameters stop the node with a clear message; a missing model does not."""
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed: run scripts/setup_ros.sh (ROS 2 Jazzy wheels)")
+
+from harness import Client, start_node  # noqa: E402
+
+
+def _namespace(prefix: str) -> str:
+    return f"/{prefix}{os.getpid()}_{random.randint(0, 99999)}"
+
+
+@pytest.mark.parametrize("checkpoint,params,message", [
+    ("/nonexistent/lseg.safetensors", {}, "checkpoint '/nonexistent/lseg.safetensors' is not a file"),
+    (None, {"working_size": 7}, "working_size"),
+    (None, {"precision": "fp8"}, "precision must be one of"),
+    (None, {"labels": ", ,"}, "the label set is empty"),
+])
+def test_invalid_parameters_stop_the_node_with_a_message(tmp_path_factory, checkpoint, params, message):
+    proc = start_node(tmp_path_factory, checkpoint, _namespace("s"), **params)
+    try:
+        proc.proc.wait(30)
+    finally:
+        proc.stop()
+    assert proc.proc.returncode == 2, proc.log()
+    assert message in proc.log() and "Traceback" not in proc.log()
+
+
+def test_without_a_usable_model_the_node_explains_and_recovers(ros, node_checkpoint, tmp_path_factory):
+    """checkpoint '' = the embedded default; where there is none, a clear error and the node stays up."""
+    proc = start_node(tmp_path_factory, None, _namespace("e"))
+    client = Client(ros, proc)
+    try:
+        match = proc.wait_log(r"model loaded from the embedded default|could not load the embedded default model"
+                              r".*set the 'checkpoint' parameter", timeout=60.0)
+        assert match, proc.log()
+        if "could not load" in match.group(0):
+            start = len(proc.log())
+            client.out.get("diagnostics").clear()
+            msg = client.make_image()
+            client.publish(msg)
+            assert proc.wait_log("ignored: no model loaded", timeout=10.0, start=start)
+            errors = client.spin_until(lambda: [s for s in client.out.get("diagnostics") if s.level == s.ERROR], 5.0)
+            assert errors and "could not load the embedded default model" in errors[-1].message
+            assert not client.out.by_stamp("segmentation", msg.header)
+        assert all(r.successful for r in client.set_parameters(checkpoint=str(node_checkpoint)))
+        assert proc.wait_log("model loaded from .*tiny.safetensors", timeout=60.0)
+        assert client.send(client.make_image()) is not None
+    finally:
+        client.close()
+        assert proc.stop() == 0, proc.log()[-3000:]
