@@ -38,20 +38,23 @@ def _split_component(component: np.ndarray, split_depth: float) -> np.ndarray:
     return watershed(-dist, seeds, mask=component).astype(np.int32)
 
 
-def _merge_fragments(instances: np.ndarray, labels: list[int], min_area: int) -> None:
-    """In place: instances under `min_area` join the same-label neighbour they touch most, else vanish."""
-    areas = np.bincount(instances.ravel(), minlength=len(labels))
+def _merge_fragments(parts: np.ndarray, min_area: int) -> None:
+    """In place, on the parts of one connected component: each part under `min_area` joins the
+    part it shares the longest border with, smallest first."""
+    areas = np.bincount(parts.ravel())
     kernel = np.ones((3, 3), np.uint8)
     for index in np.argsort(areas):
         if index == 0 or areas[index] == 0 or areas[index] >= min_area:
             continue
-        mask = instances == index
+        mask = parts == index
         ring = cv2.dilate(mask.astype(np.uint8), kernel).astype(bool) & ~mask
-        neighbours = instances[ring]
-        neighbours = neighbours[(neighbours > 0) & (np.asarray(labels)[neighbours] == labels[index])]
-        target = int(np.bincount(neighbours).argmax()) if neighbours.size else 0
-        instances[mask] = target
-        areas[target] += areas[index] if target else 0
+        neighbours = parts[ring]
+        neighbours = neighbours[neighbours > 0]
+        if neighbours.size == 0:
+            continue
+        target = int(np.bincount(neighbours).argmax())
+        parts[mask] = target
+        areas[target] += areas[index]
         areas[index] = 0
 
 
@@ -60,47 +63,59 @@ def split_instances(
     stuff: Collection[int] = (),
     min_area: int = 1,
     split_depth: float = 0.3,
+    split: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class-agnostic instance masks from a label map.
 
     Args:
         label_map: (H, W) ints; negative values (no label) belong to no instance.
         stuff: label indices that are "stuff": one region per label, never split.
-        min_area: smaller instances are merged into a touching instance of the same label or
-            dropped.
+        min_area: a connected component (or a stuff label) smaller than this is dropped;
+            smaller parts of a split component join the neighbouring part.
         split_depth: in (0, 1]; lower splits touching objects more eagerly.
+        split: False keeps each connected component whole (plain connected components).
 
     Returns:
-        instance_map: (H, W) int32, 0 = no instance, 1..K the instances, numbered in order of
-            label, then top-to-bottom, left-to-right of their first pixel.
+        instance_map: (H, W) int32, 0 = no instance, 1..K the instances, numbered by label, then
+            top to bottom.
         instance_labels: (K + 1,) int32, the label of each instance (index 0 unused, -1).
     """
     label_map = np.asarray(label_map)
-    raw = np.zeros(label_map.shape, np.int32)
-    raw_labels = [-1]
+    height, width = label_map.shape
+    instance_map = np.zeros(label_map.shape, np.int32)
+    instance_labels = [-1]
     stuff = set(int(s) for s in stuff)
+    min_area = max(1, int(min_area))
     for label in np.unique(label_map[label_map >= 0]).tolist():
         mask = label_map == label
         if label in stuff:
-            raw[mask] = len(raw_labels)
-            raw_labels.append(label)
+            if int(mask.sum()) >= min_area:
+                instance_labels.append(label)
+                instance_map[mask] = len(instance_labels) - 1
             continue
-        count, components = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-        for c in range(1, count):
-            component = components == c
+        count, components, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        # Components of one label never touch, so each is split and cleaned on its own box
+        # (plus a one-pixel margin for the distance transform): cost follows object size.
+        order = sorted(range(1, count), key=lambda c: (stats[c, cv2.CC_STAT_TOP], stats[c, cv2.CC_STAT_LEFT]))
+        for c in order:
+            if stats[c, cv2.CC_STAT_AREA] < min_area:
+                continue
+            x0, y0 = max(0, stats[c, cv2.CC_STAT_LEFT] - 1), max(0, stats[c, cv2.CC_STAT_TOP] - 1)
+            x1 = min(width, stats[c, cv2.CC_STAT_LEFT] + stats[c, cv2.CC_STAT_WIDTH] + 1)
+            y1 = min(height, stats[c, cv2.CC_STAT_TOP] + stats[c, cv2.CC_STAT_HEIGHT] + 1)
+            component = components[y0:y1, x0:x1] == c
+            if not split:
+                instance_labels.append(label)
+                instance_map[y0:y1, x0:x1][component] = len(instance_labels) - 1
+                continue
             parts = _split_component(component, split_depth)
-            for part in range(1, int(parts.max()) + 1):
-                raw[parts == part] = len(raw_labels)
-                raw_labels.append(label)
-    _merge_fragments(raw, raw_labels, max(1, int(min_area)))
-    # Renumber 1..K in a stable order: label, then first pixel in raster order.
-    present = np.unique(raw[raw > 0])
-    firsts = {int(i): int(np.flatnonzero(raw.ravel() == i)[0]) for i in present}
-    order = sorted(present.tolist(), key=lambda i: (raw_labels[i], firsts[i]))
-    lut = np.zeros(len(raw_labels), np.int32)
-    lut[order] = np.arange(1, len(order) + 1)
-    instance_labels = np.asarray([-1] + [raw_labels[i] for i in order], np.int32)
-    return lut[raw], instance_labels
+            _merge_fragments(parts, min_area)
+            ids, firsts = np.unique(parts.ravel(), return_index=True)
+            box = instance_map[y0:y1, x0:x1]
+            for part in ids[ids > 0][np.argsort(firsts[ids > 0])].tolist():
+                instance_labels.append(label)
+                box[parts == part] = len(instance_labels) - 1
+    return instance_map, np.asarray(instance_labels, np.int32)
 
 
 def classify_by_mask_pooling(

@@ -4,8 +4,8 @@
         camera_info:=/camera/color/camera_info labels:="floor, wall, person, other"
 
 Arguments (see `ros2 launch lang_seg_ros segment.launch.py --show-args`): image, camera_info,
-use_compressed, labels, checkpoint, device, params_file, namespace, node_name, lifecycle,
-fastdds_profile. `labels` and `checkpoint` left empty keep the params file's values.
+use_compressed, labels, checkpoint, device, use_depth, depth, depth_camera_info, params_file,
+namespace, node_name, lifecycle, fastdds_profile. `labels` and `checkpoint` left empty keep the params file's values.
 
 The Fast DDS profile (config/fastdds_shm.xml, a 16 MiB shared-memory segment) is set through
 FASTRTPS_DEFAULT_PROFILES_FILE for the processes this file starts. Full-size images reach a
@@ -28,7 +28,8 @@ def _truthy(text: str) -> bool:
 def _node(context, *args, **kwargs):
     value = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
     image = value("image")
-    overrides = {"device": value("device"), "use_compressed": _truthy(value("use_compressed"))}
+    overrides = {"device": value("device"), "use_compressed": _truthy(value("use_compressed")),
+                 "use_depth": _truthy(value("use_depth"))}
     if value("labels").strip():
         overrides["labels"] = value("labels")
     if value("checkpoint").strip():
@@ -42,6 +43,8 @@ def _node(context, *args, **kwargs):
             ("image", image),
             ("image/compressed", image.rstrip("/") + "/compressed"),
             ("camera_info", value("camera_info")),
+            ("depth", value("depth")),
+            ("depth/camera_info", value("depth_camera_info")),
         ],
         output="screen",
         emulate_tty=True,
@@ -67,6 +70,12 @@ def generate_launch_description() -> LaunchDescription:
                               description="Model checkpoint path; empty = the params file's (default: the "
                                           "embedded model)."),
         DeclareLaunchArgument("device", default_value="auto", description="auto, cpu, cuda or cuda:N."),
+        DeclareLaunchArgument("use_depth", default_value="false",
+                              description="Subscribe <depth> and <depth_camera_info> for regions in 3D."),
+        DeclareLaunchArgument("depth", default_value="/camera/aligned_depth_to_color/image_raw",
+                              description="Depth image registered to the colour image (16UC1 mm or 32FC1 m)."),
+        DeclareLaunchArgument("depth_camera_info", default_value="/camera/aligned_depth_to_color/camera_info",
+                              description="Camera info of the depth image."),
         DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "segment.yaml"]),
                               description="Node parameters (YAML)."),
         DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node and its topics."),

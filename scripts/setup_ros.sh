@@ -105,7 +105,7 @@ check_import() {
 import lang_seg_ros, os
 assert os.path.realpath(lang_seg_ros.__path__[0]) == os.path.realpath('$GEN_DIR/lang_seg_ros'), lang_seg_ros.__path__
 from lang_seg_ros.msg import Segmentation, ObjectRegion, LabelSet, ReferringRegion, StageTiming
-from lang_seg_ros.srv import SetLabels
+from lang_seg_ros.srv import SetLabels, Refer
 from rclpy.serialization import serialize_message, deserialize_message
 m = Segmentation(labels=['a'], no_label=Segmentation.NO_LABEL_MONO8)
 assert deserialize_message(serialize_message(m), Segmentation).labels == ['a']

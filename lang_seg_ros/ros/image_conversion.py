@@ -1,6 +1,6 @@
 """sensor_msgs/Image and CompressedImage <-> numpy, written here instead of cv_bridge.
 
-Raw encodings: rgb8, bgr8, rgba8, bgra8, mono8, 8UC1, 8UC3 (as bgr8), mono16, 16UC1, 32FC1,
+Raw encodings: rgb8, bgr8, rgba8, bgra8, mono8, 8UC1, 8UC3 (as bgr8), mono16, 16UC1, 32FC1, 32SC1,
 with any row padding (`step` >= width * bytes per pixel) and either byte order
 (`is_bigendian`). Compressed: whatever OpenCV decodes (jpeg, png, ...), "compressedDepth"
 excepted. Every malformed message raises `ImageConversionError` (a `ValueError`) whose
@@ -42,6 +42,7 @@ ENCODINGS: dict[str, _Encoding] = {
     "mono16": _Encoding(np.dtype(np.uint16), 1),
     "16UC1": _Encoding(np.dtype(np.uint16), 1),
     "32FC1": _Encoding(np.dtype(np.float32), 1),
+    "32SC1": _Encoding(np.dtype(np.int32), 1),  # panoptic id images
 }
 #: Colour order of the 3/4-channel encodings, as `Segmenter.segment(color_order=...)` takes it.
 _COLOR_ORDER = {"rgb8": "rgb", "rgba8": "rgb", "bgr8": "bgr", "bgra8": "bgr", "8UC3": "bgr"}

@@ -4,20 +4,26 @@ All pixel quantities refer to the class-id mask, which has the input image's siz
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
+from geometry_msgs.msg import Point
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField, RegionOfInterest
 from std_msgs.msg import Header
 
 from lang_seg_ros.msg import LabelSet, ObjectRegion, ReferringRegion, Segmentation, StageTiming
 
 from ..regions import Region
-from .image_conversion import numpy_to_image
+from .image_conversion import _as_byte_array, numpy_to_image
+from .objects import FrameRegion
+
+if TYPE_CHECKING:
+    from ..referring import ReferringQuery, ReferringResult
 
 __all__ = [
     "NO_LABEL_MONO8", "NO_LABEL_MONO16", "class_id_image", "empty_region_msg", "label_set_msg",
-    "referring_msg", "region_mask_image", "region_to_msg", "scale_camera_info", "segmentation_msg",
+    "labelled_cloud_msg", "object_region_msg", "panoptic_image", "referring_msg", "region_mask_image",
+    "region_to_msg", "scale_camera_info", "segmentation_msg",
 ]
 
 NO_LABEL_MONO8 = int(Segmentation.NO_LABEL_MONO8)  # 255
@@ -64,6 +70,26 @@ def region_to_msg(region: Region, header: Header | None = None, with_mask: bool 
     return msg
 
 
+def object_region_msg(obj: FrameRegion, header: Header | None = None, with_mask: bool = True,
+                      frame_id_3d: str = "") -> ObjectRegion:
+    """A frame region with its instance, panoptic id, track id and (when known) 3D values."""
+    msg = region_to_msg(obj.region, header, with_mask)
+    msg.track_id = int(obj.track_id)
+    msg.is_stuff = bool(obj.is_stuff)
+    msg.instance = int(obj.instance)
+    msg.panoptic_id = int(obj.panoptic_id)
+    geometry = obj.geometry
+    if geometry is not None:
+        msg.has_3d = True
+        msg.frame_id_3d = frame_id_3d
+        msg.centroid_3d = Point(x=geometry.centroid[0], y=geometry.centroid[1], z=geometry.centroid[2])
+        msg.extent_min = Point(x=geometry.extent_min[0], y=geometry.extent_min[1], z=geometry.extent_min[2])
+        msg.extent_max = Point(x=geometry.extent_max[0], y=geometry.extent_max[1], z=geometry.extent_max[2])
+        msg.median_depth = float(geometry.median_depth)
+        msg.valid_fraction = float(geometry.valid_fraction)
+    return msg
+
+
 def empty_region_msg(header: Header | None = None) -> ObjectRegion:
     msg = ObjectRegion()
     msg.label_index = -1
@@ -73,15 +99,28 @@ def empty_region_msg(header: Header | None = None) -> ObjectRegion:
 
 
 def segmentation_msg(header: Header, labels: Sequence[str], label_set_id: int, mask: Image, no_label: int,
-                     regions: Sequence[Region], timings_ms: Mapping[str, float], latency_ms: float,
-                     sequence: int, dropped_frames: int, region_masks: bool = True) -> Segmentation:
+                     regions: Sequence[Region | FrameRegion], timings_ms: Mapping[str, float], latency_ms: float,
+                     sequence: int, dropped_frames: int, region_masks: bool = True,
+                     label_is_stuff: Sequence[bool] = (), panoptic: Image | None = None,
+                     depth_header: Header | None = None) -> Segmentation:
+    """`regions` as plain `Region`s or `FrameRegion`s (then with instance, panoptic, track and 3D
+    fields; the 3D frame is `depth_header.frame_id`)."""
     msg = Segmentation()
     msg.header = header
     msg.labels = list(labels)
+    msg.label_is_stuff = [bool(s) for s in label_is_stuff] or [False] * len(labels)
     msg.label_set_id = int(label_set_id)
     msg.mask = mask
     msg.no_label = int(no_label)
-    msg.regions = [region_to_msg(r, header, region_masks) for r in regions]
+    frame_id_3d = depth_header.frame_id if depth_header is not None else ""
+    msg.regions = [object_region_msg(r, header, region_masks, frame_id_3d) if isinstance(r, FrameRegion)
+                   else region_to_msg(r, header, region_masks) for r in regions]
+    if panoptic is not None:
+        msg.panoptic = panoptic
+    else:
+        msg.panoptic.header = header
+    if depth_header is not None:
+        msg.depth_header = depth_header
     msg.timings = [StageTiming(stage=str(k), duration_ms=float(v)) for k, v in timings_ms.items()]
     msg.latency_ms = float(latency_ms)
     msg.sequence = int(sequence)
@@ -89,22 +128,73 @@ def segmentation_msg(header: Header, labels: Sequence[str], label_set_id: int, m
     return msg
 
 
-def label_set_msg(labels: Sequence[str], label_set_id: int, stamp=None) -> LabelSet:
+def label_set_msg(labels: Sequence[str], label_set_id: int, stamp=None,
+                  label_is_stuff: Sequence[bool] = ()) -> LabelSet:
     msg = LabelSet()
     if stamp is not None:
         msg.header.stamp = stamp
     msg.labels = list(labels)
+    msg.label_is_stuff = [bool(s) for s in label_is_stuff] or [False] * len(labels)
     msg.label_set_id = int(label_set_id)
     return msg
 
 
-def referring_msg(header: Header, expression: str, region: Region | None) -> ReferringRegion:
+def referring_msg(header: Header, expression: str, query: "ReferringQuery | None",
+                  answer: "ReferringResult | None", region: FrameRegion | None = None,
+                  frame_id_3d: str = "") -> ReferringRegion:
+    """The answer to `expression` on the frame of `header`.
+
+    answer: the referrer's result (None: not found, e.g. no answer could be computed); region:
+    the chosen object as a `FrameRegion` (its id / track id / panoptic fields linked to the
+    frame's regions, its 3D values) when found.
+    """
     msg = ReferringRegion()
     msg.header = header
     msg.expression = expression
-    msg.found = region is not None
-    msg.matched_label = region.label if region is not None else ""
-    msg.region = region_to_msg(region, header) if region is not None else empty_region_msg(header)
+    msg.category = query.category if query is not None else ""
+    found = answer is not None and answer.found and region is not None
+    msg.found = found
+    msg.reason = answer.reason if answer is not None else ""
+    if found:
+        msg.matched_label = region.region.label
+        msg.score = float(answer.score)
+        msg.region = object_region_msg(region, header, True, frame_id_3d)
+    else:
+        msg.region = empty_region_msg(header)
+    return msg
+
+
+def panoptic_image(panoptic: np.ndarray, header: Header | None = None) -> Image:
+    """(H, W) int32 panoptic ids as a "32SC1" image (see Segmentation.msg for the encoding)."""
+    return numpy_to_image(np.ascontiguousarray(panoptic, dtype=np.int32), "32SC1", header)
+
+
+_CLOUD_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("label", "<u4"), ("instance", "<u4")])
+_CLOUD_FIELDS = [
+    PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
+    PointField(name="y", offset=4, datatype=PointField.FLOAT32, count=1),
+    PointField(name="z", offset=8, datatype=PointField.FLOAT32, count=1),
+    PointField(name="label", offset=12, datatype=PointField.UINT32, count=1),
+    PointField(name="instance", offset=16, datatype=PointField.UINT32, count=1),
+]
+
+
+def labelled_cloud_msg(points: np.ndarray, labels: np.ndarray, instances: np.ndarray, header: Header) -> PointCloud2:
+    """An unorganised little-endian PointCloud2 (height 1) with fields x, y, z (float32, metres),
+    label and instance (uint32), built with numpy (sensor_msgs_py has no Jazzy wheel on PyPI)."""
+    cloud = np.empty(len(points), _CLOUD_DTYPE)
+    if len(points):
+        cloud["x"], cloud["y"], cloud["z"] = points[:, 0], points[:, 1], points[:, 2]
+        cloud["label"], cloud["instance"] = labels, instances
+    msg = PointCloud2()
+    msg.header = header
+    msg.height, msg.width = 1, int(len(points))
+    msg.fields = list(_CLOUD_FIELDS)
+    msg.is_bigendian = False
+    msg.point_step = _CLOUD_DTYPE.itemsize
+    msg.row_step = msg.point_step * msg.width
+    msg.data = _as_byte_array(cloud.view(np.uint8))
+    msg.is_dense = True
     return msg
 
 

@@ -169,7 +169,7 @@ class Collector:
 
     def __init__(self, test_node, node_proc: NodeProcess) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
-        from sensor_msgs.msg import CameraInfo
+        from sensor_msgs.msg import CameraInfo, PointCloud2
 
         from lang_seg_ros.msg import LabelSet, ReferringRegion, Segmentation
 
@@ -180,7 +180,7 @@ class Collector:
         topics = {
             "segmentation": Segmentation, "label_mask": Image, "overlay": Image,
             "segmentation/camera_info": CameraInfo, "referring/region": ReferringRegion,
-            "referring/mask": Image,
+            "referring/mask": Image, "panoptic": Image, "cloud": PointCloud2,
         }
         for name, msg_type in topics.items():
             self._subs.append(test_node.create_subscription(msg_type, node_proc.topic(name), self._cb(name), RELIABLE))

@@ -274,52 +274,136 @@ def test_padded_big_endian_image(seg):
 
 
 # ---- referring expressions ----------------------------------------------------------------
-def _send_expression(seg, text: str) -> None:
+# With these labels the tiny random model (seed 0) splits the test image between three labels in
+# several pieces each, so "left" / "right" have candidates to choose from.
+REFER_LABELS = ["floor", "road", "a", "tree"]
+
+
+def _send_expression(seg, text: str, expect: str = "referring expression") -> None:
     pub = seg.node.create_publisher(String, seg.proc.topic("referring_expression"), RELIABLE)
     try:
         seg.spin_until(lambda: pub.get_subscription_count() > 0, 5.0)
         start = len(seg.proc.log())
         pub.publish(String(data=text))
-        assert seg.proc.wait_log("referring expression", timeout=5.0, start=start)
+        assert seg.proc.wait_log(expect, timeout=5.0, start=start)
     finally:
         seg.node.destroy_publisher(pub)
 
 
-def test_referring_expression_as_a_one_label_query(seg):
+def _box(region) -> tuple[int, int, int, int]:
+    b = region.bbox
+    return (b.x_offset, b.y_offset, b.x_offset + b.width, b.y_offset + b.height)
+
+
+def _candidates(segmentation, label: str):
+    """What the referrer chooses from when the category is one of the frame's labels (min score 0):
+    the connected components of that label covering at least 0.05 % of the image."""
+    mask = mask_array(segmentation.mask)
+    label_map = np.where(mask == segmentation.no_label, -1, mask.astype(np.int32))
+    regions = extract_regions(label_map, None, list(segmentation.labels), min_area=max(1, int(0.0005 * mask.size)))
+    return [r for r in regions if r.label == label]
+
+
+def _assert_answer(ref, segmentation, want) -> None:
+    """`ref` (ObjectRegion) is the candidate `want`, and linked to the frame's region of those pixels."""
+    assert (ref.label, ref.area, _box(ref)) == (want.label, want.area, want.bbox)
+    np.testing.assert_array_equal(mask_array(ref.mask) == 255, want.mask)
+    same = [r for r in segmentation.regions if (r.label, r.area, _box(r)) == (want.label, want.area, want.bbox)]
+    assert ref.id == (same[0].id if same else 0)
+
+
+def test_referring_expression_found_not_found_bad_and_cleared(seg, restore_labels):
+    assert set_labels(seg, REFER_LABELS).success
     first = seg.send(seg.make_image())
     target = max(first.regions, key=lambda r: r.area).label
-    _send_expression(seg, f"the {target}")
+    candidates = _candidates(first, target)
+    assert len(candidates) >= 2, "the test scene should offer several candidates"
+    # A random tiny model is unsure of everything: accept any candidate of the category.
+    assert all(r.successful for r in seg.set_parameters(referring_min_score=0.0))
+    _send_expression(seg, f"The  {target} on the left")
     try:
+        msg = seg.make_image(frame_id="ref_cam")
+        out = seg.send(msg, topic="referring/region")
+        assert out is not None and out.found, out.reason
+        assert stamp_key(out.header) == stamp_key(msg.header) and out.header.frame_id == "ref_cam"
+        assert out.expression == f"The {target} on the left" and out.category == target == out.matched_label
+        assert 0.0 < out.score <= 1.0 and out.reason and out.region.mask.header.frame_id == "ref_cam"
+        got = seg.wait_all(msg.header, ["segmentation", "referring/mask"])
+        _assert_answer(out.region, got["segmentation"], min(candidates, key=lambda r: r.centroid[0]))
+        mask = mask_array(got["referring/mask"])
+        assert got["referring/mask"].header.frame_id == "ref_cam" and got["referring/mask"].encoding == "mono8"
+        assert mask.shape == (msg.height, msg.width) and set(np.unique(mask)) <= {0, 255}
+        np.testing.assert_array_equal(mask == 255, min(candidates, key=lambda r: r.centroid[0]).full_mask(mask.shape))
+
+        _send_expression(seg, f"the {target} on the right")
         msg = seg.make_image()
         out = seg.send(msg, topic="referring/region")
-        assert out is not None and out.found and out.expression == f"the {target}"
-        assert out.matched_label == target == out.region.label
-        seg_out = seg.wait_all(msg.header, ["segmentation", "referring/mask"])
-        mask = mask_array(seg_out["referring/mask"])
-        assert mask.shape == (msg.height, msg.width) and mask.dtype == np.uint8
-        assert int((mask == 255).sum()) == out.region.area
-        best = max((r for r in seg_out["segmentation"].regions if r.label == target), key=lambda r: (r.score, r.area))
-        assert (out.region.id, out.region.area) == (best.id, best.area)
+        segmentation = seg.wait_all(msg.header, ["segmentation"])["segmentation"]
+        _assert_answer(out.region, segmentation, max(candidates, key=lambda r: r.centroid[0]))
 
-        _send_expression(seg, "a unicorn")
+        # nothing reaches the minimum score: "not found" with the reason, never an arbitrary object
+        assert all(r.successful for r in seg.set_parameters(referring_min_score=1.0))
         msg = seg.make_image()
         out = seg.send(msg, topic="referring/region")
         assert out is not None and not out.found and out.matched_label == "" and out.region.area == 0
+        assert out.category == target and out.reason and out.score == 0.0 and out.region.label_index == -1
         mask = mask_array(seg.wait_all(msg.header, ["referring/mask"])["referring/mask"])
         assert mask.shape == (msg.height, msg.width) and not mask.any()
 
-        # 10 kB: refused with a log line, the previous expression stays
+        # refused with a log line, the previous expression stays: too long, and no category in it
         assert_rejected(seg, String(data="the " + "very " * 2000 + target), "referring expression of 100[0-9][0-9] "
                         "characters refused", publish=lambda m: _publish_string(seg, "referring_expression", m))
-        msg = seg.make_image()
-        out = seg.send(msg, topic="referring/region")
-        assert out.expression == "a unicorn"
+        assert_rejected(seg, String(data="the one on the left"), "refused: no object category",
+                        publish=lambda m: _publish_string(seg, "referring_expression", m))
+        out = seg.send(seg.make_image(), topic="referring/region")
+        assert out.expression == f"the {target} on the right"
     finally:
-        _send_expression(seg, "")
+        assert all(r.successful for r in seg.set_parameters(referring_min_score=0.5))
+        _send_expression(seg, "", "referring expression cleared")
     msg = seg.make_image()
     assert seg.send(msg) is not None
     spin_for(seg.executor, 0.3)
     assert not seg.out.by_stamp("referring/region", msg.header), "a cleared expression still answers"
+
+
+def test_refer_service_answers_on_the_latest_frame(seg, restore_labels):
+    from lang_seg_ros.srv import Refer
+
+    def refer(text):
+        return seg.call(Refer, seg.proc.topic("refer"), Refer.Request(expression=text), timeout=30.0)
+
+    assert set_labels(seg, REFER_LABELS).success
+    assert all(r.successful for r in seg.set_parameters(referring_min_score=0.0))
+    try:
+        seg.send(seg.make_image(height=96, width=128))
+        latest = seg.make_image(frame_id="latest_cam")
+        segmentation = seg.send(latest)
+        target = max(segmentation.regions, key=lambda r: r.area).label
+        response = refer(f"the {target} on the right")
+        assert response.success and response.result.found, response.message
+        result = response.result
+        assert stamp_key(result.header) == stamp_key(latest.header) and result.header.frame_id == "latest_cam"
+        assert result.expression == f"the {target} on the right" and result.category == target
+        assert result.region.mask.header.frame_id == "latest_cam" and response.message == result.reason
+        _assert_answer(result.region, segmentation, max(_candidates(segmentation, target), key=lambda r: r.centroid[0]))
+        assert not seg.out.by_stamp("referring/region", latest.header)  # the service does not publish
+
+        # a later frame: the answer is on it; a category outside the label set is added to it
+        newer = seg.make_image(height=60, width=80)
+        assert seg.send(newer) is not None
+        response = refer("the mug")
+        assert response.success and stamp_key(response.result.header) == stamp_key(newer.header)
+        assert response.result.category == "mug"
+        if response.result.found:
+            assert response.result.region.label == "mug" and response.result.region.label_index == len(REFER_LABELS)
+            assert response.result.region.mask.width <= 80
+
+        for bad, reason in [("", "empty"), ("the one on the right", "no object category"),
+                            ("x" * 300, "max_expression_chars")]:
+            response = refer(bad)
+            assert not response.success and reason in response.message and not response.result.found
+    finally:
+        assert all(r.successful for r in seg.set_parameters(referring_min_score=0.5))
 
 
 def _publish_string(seg, topic: str, msg: String) -> None:
@@ -365,6 +449,10 @@ def test_parameters_are_validated_and_applied_at_run_time(seg):
     assert not results[0].successful and "device" in results[0].reason
     results = seg.set_parameters(labels=",,")
     assert not results[0].successful and "empty" in results[0].reason
+    results = seg.set_parameters(publish_cloud=True)
+    assert not results[0].successful and "use_depth" in results[0].reason
+    results = seg.set_parameters(labels="floor:stuff, floor")
+    assert not results[0].successful and "duplicate label 'floor'" in results[0].reason
 
     assert all(r.successful for r in seg.set_parameters(publish_overlay=False, working_size=96))
     try:

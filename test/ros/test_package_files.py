@@ -135,7 +135,9 @@ def test_launch_file_builds_the_node_it_documents(monkeypatch):
     assert remaps["image/compressed"] == "/cam/color/image_raw/compressed"
     params_file, overrides = node.kwargs["parameters"]
     assert overrides["labels"] == "floor, person" and "checkpoint" not in overrides  # empty: the YAML's
-    assert overrides["device"] == "auto" and overrides["use_compressed"] is False
+    assert overrides["device"] == "auto" and overrides["use_compressed"] is False and overrides["use_depth"] is False
+    assert remaps["depth"] == "/camera/aligned_depth_to_color/image_raw"
+    assert remaps["depth/camera_info"] == "/camera/aligned_depth_to_color/camera_info"
 
     context.update(lifecycle="true", checkpoint="/models/lseg.ckpt", labels="")
     (node,) = opaque.kwargs["function"](context)
