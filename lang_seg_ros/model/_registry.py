@@ -80,3 +80,17 @@ def lseg_tiny() -> LSegConfig:
         features=16,
         embed_dim=32,
     )
+
+
+@register
+def lseg_effnet_lite0_minilm() -> LSegConfig:
+    """The embedded default model's architecture: EfficientNet-Lite0 + a 32-channel fusion decoder,
+    correlated with frozen all-MiniLM-L6-v2 label embeddings (both from PyPI, offline)."""
+    return LSegConfig(
+        image_encoder=ImageEncoderConfig(type="timm_cnn", name="tf_efficientnet_lite0", out_indices=(1, 2, 3, 4)),
+        text_encoder=TextEncoderConfig(type="sentence_transformers", name="all-MiniLM-L6-v2"),
+        features=32,
+        embed_dim=384,
+        mean=(127 / 255,) * 3,  # TF Lite weights take (x - 127) / 128
+        std=(128 / 255,) * 3,
+    )

@@ -1,0 +1,157 @@
+"""``lang-seg train`` and ``lang-seg eval``: registered on the main CLI by ``register(subparsers)``.
+
+Public contract of ``eval`` (checked from outside the project)::
+
+    lang-seg eval --images DIR --masks DIR --names "n0,n1,..." --ignore-index K
+                  [--checkpoint PATH] [--scales S ...] [--flip] --json OUT.json
+
+Images and single-channel mask PNGs are paired by file name (stem); mask value ``i`` means
+``names[i]``; values equal to K (or >= the number of names) are ignored. Without
+``--checkpoint`` the embedded default model is used. OUT.json holds ``miou`` (fraction in
+[0, 1]), ``per_class_iou`` (name -> fraction, null for a label absent from both ground truth
+and prediction), ``pixel_accuracy``, ``mean_accuracy``, ``fb_iou`` (background = first
+name), ``confusion_matrix`` (rows ground truth, columns prediction) and the settings used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+_LOG = logging.getLogger("lang_seg_ros.train")
+
+__all__ = ["register", "cmd_train", "cmd_eval", "parse_names"]
+
+#: The paper's multi-scale evaluation scales (LSeg Sec. 4), applied to each image's own size.
+PUBLISHED_RELATIVE_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
+
+def parse_names(text: str) -> list[str]:
+    """``"sky, road,sign symbol"`` -> ``["sky", "road", "sign symbol"]``, or the lines of a file.
+    Empty or duplicate names are a ``ValueError``."""
+    path = Path(text)
+    if "," not in text and path.is_file():
+        from ..data import read_names
+
+        names = read_names(path)
+    else:
+        names = [n.strip() for n in text.split(",")]
+    if not names or any(not n for n in names):
+        raise ValueError(f"--names: empty label name in {text!r}")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"--names: duplicate label names {dupes}")
+    return names
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import load_train_config
+    from .trainer import Trainer
+
+    overrides = {}
+    for key in ("iterations", "out_dir", "device", "batch_size", "seed", "num_threads"):
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides[key] = value
+    cfg = load_train_config(args.config, **overrides)
+    if "out_dir" in overrides:
+        cfg.out_dir = str(Path(overrides["out_dir"]).resolve())
+    t0 = time.perf_counter()
+    best = Trainer(cfg, progress=not args.no_progress, resume=not args.no_resume).fit()
+    best = {k: v for k, v in best.items() if k != "confusion_matrix"}
+    print(json.dumps({"best": best, "seconds": round(time.perf_counter() - t0, 1), "out_dir": cfg.out_dir}, indent=2))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..data import FolderSegDataset
+    from ..model import load_checkpoint
+    from .metrics import plot_confusion_matrix
+    from .trainer import evaluate_model
+
+    names = parse_names(args.names)
+    dataset = FolderSegDataset(args.images, args.masks, names, args.ignore_index, name="eval")
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    if args.checkpoint:
+        checkpoint = args.checkpoint
+    else:
+        from ..model.checkpoint import default_checkpoint_path
+
+        checkpoint = str(default_checkpoint_path())
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+    device = "cpu" if device == "auto" else device
+    model = load_checkpoint(checkpoint, device=device)
+    flip = bool(args.flip)
+    if args.scales == ["published"]:
+        # The paper's factors with flips. The paper resizes the long side to 520 * s; here every
+        # scale is relative to the image's own size (identical for 520-pixel images).
+        scales = PUBLISHED_RELATIVE_SCALES
+        flip = True
+    else:
+        try:
+            scales = tuple(float(s) for s in args.scales) if args.scales else (1.0,)
+        except ValueError:
+            raise ValueError(f"--scales takes numbers or 'published', got {' '.join(args.scales)}") from None
+    if any(s <= 0 for s in scales):
+        raise ValueError("--scales must be positive")
+    t0 = time.perf_counter()
+    metrics = evaluate_model(model, dataset, names, scales=scales, flip=flip,
+                             channels_last=device == "cpu", progress=not args.no_progress)
+    metrics.update({
+        "checkpoint": str(checkpoint),
+        "images": len(dataset),
+        "scales": list(scales),
+        "flip": flip,
+        "ignore_index": args.ignore_index,
+        "seconds": round(time.perf_counter() - t0, 2),
+    })
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(metrics, indent=2))
+    if args.plot:
+        plot_confusion_matrix(metrics["confusion_matrix"], names, args.plot)
+    width = max(len(n) for n in names)
+    for n in names:
+        iou = metrics["per_class_iou"][n]
+        print(f"{n:<{width}}  {'   n/a' if iou is None else f'{100 * iou:6.2f}'}")
+    print(f"{'mIoU':<{width}}  {100 * (metrics['miou'] or 0):6.2f}")
+    print(f"{'pixel acc':<{width}}  {100 * (metrics['pixel_accuracy'] or 0):6.2f}")
+    print(f"{'FB-IoU':<{width}}  {100 * (metrics['fb_iou'] or 0):6.2f}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train`` and ``eval`` to the ``lang-seg`` sub-commands."""
+    tr = subparsers.add_parser("train", help="train LSeg from a YAML config (see docs/training.md)")
+    tr.add_argument("config", help="training config YAML (e.g. configs/train/camvid_effnet_lite0_minilm.yaml)")
+    tr.add_argument("--iterations", type=int, help="override the config's iterations")
+    tr.add_argument("--batch-size", dest="batch_size", type=int, help="override the config's batch_size")
+    tr.add_argument("--out-dir", dest="out_dir", help="override the config's out_dir")
+    tr.add_argument("--device", help="cpu, cuda, cuda:N or auto")
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--num-threads", dest="num_threads", type=int, help="torch CPU threads")
+    tr.add_argument("--no-resume", action="store_true", help="start over even if out_dir holds last.pt")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.set_defaults(func=cmd_train)
+
+    ev = subparsers.add_parser("eval", help="mIoU / per-class IoU / pixel accuracy on image + mask folders")
+    ev.add_argument("--images", required=True, help="folder of RGB images")
+    ev.add_argument("--masks", required=True, help="folder of single-channel PNG masks, same file names")
+    ev.add_argument("--names", required=True, help='"n0,n1,...": mask value i means names[i] (or a file, one per line)')
+    ev.add_argument("--ignore-index", dest="ignore_index", type=int, default=255, help="mask value to ignore")
+    ev.add_argument("--checkpoint", help="official .ckpt or our .safetensors (default: the embedded model)")
+    ev.add_argument("--scales", nargs="+", metavar="S", help="resize factors of each image, logits summed (default 1.0); "
+                    "'published' = 0.5 0.75 1 1.25 1.5 1.75 with flips")
+    ev.add_argument("--flip", action="store_true", help="add horizontally flipped passes")
+    ev.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    ev.add_argument("--num-threads", dest="num_threads", type=int, default=0, help="torch CPU threads")
+    ev.add_argument("--json", required=True, help="write the metrics here")
+    ev.add_argument("--plot", help="also write the row-normalised confusion matrix as a PNG")
+    ev.add_argument("--no-progress", action="store_true")
+    ev.set_defaults(func=cmd_eval)

@@ -1,0 +1,61 @@
+"""LSeg's training objective (Li et al., ICLR 2022, arXiv 2201.03546, Sec. 3, Eq. 2).
+
+Per pixel, the logits are the dot products of the L2-normalised pixel embedding with the
+N frozen, L2-normalised label embeddings, scaled by the fixed temperature 1/0.07; the loss
+is the pixel-wise softmax cross-entropy against the ground-truth label index at full input
+resolution, unlabelled pixels excluded (ignore index).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["lseg_loss", "class_weights_from_counts"]
+
+
+def lseg_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    ignore_index: int = 255,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean pixel-wise cross-entropy over temperature-scaled logits.
+
+    Args:
+        logits: (B, N, H, W) temperature-scaled logits at full input resolution (the
+            model's ``forward`` output: ``LOGIT_SCALE * <pixel, label>``).
+        target: (B, H, W) int64 label indices in [0, N) or ``ignore_index``.
+        ignore_index: label value excluded from the loss.
+        weight: optional (N,) per-label weights (class balancing; 1 everywhere = the paper).
+    Returns:
+        scalar: sum over valid pixels of w[y] * -log softmax(logits)[y], divided by the sum of
+        w[y] (the plain mean when ``weight`` is None). 0 (with grad) when no pixel is valid.
+    """
+    if logits.shape[0] != target.shape[0] or logits.shape[2:] != target.shape[1:]:
+        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} do not match")
+    if not (target != ignore_index).any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits.float(), target, weight=weight, ignore_index=ignore_index)
+
+
+def class_weights_from_counts(counts: np.ndarray, mode: str = "none", max_weight: float = 10.0) -> np.ndarray:
+    """Per-label loss weights from pixel counts.
+
+    mode: ``"none"`` (all 1, the paper), ``"median_frequency"`` (Eigen & Fergus 2015:
+    median(freq) / freq, as used for CamVid by SegNet), ``"sqrt_median_frequency"`` (its
+    square root: a milder boost of rare labels). Labels with no pixels get weight 1;
+    weights are clipped to ``max_weight``.
+    """
+    counts = np.asarray(counts, np.float64)
+    if mode == "none":
+        return np.ones_like(counts, np.float32)
+    if mode not in ("median_frequency", "sqrt_median_frequency"):
+        raise ValueError(f"class_weighting must be none, median_frequency or sqrt_median_frequency, got {mode!r}")
+    present = counts > 0
+    freq = np.where(present, counts / max(counts.sum(), 1.0), 1.0)
+    weights = np.where(present, np.median(freq[present]) / freq, 1.0)
+    if mode == "sqrt_median_frequency":
+        weights = np.sqrt(weights)
+    return np.minimum(weights, max_weight).astype(np.float32)

@@ -1,0 +1,372 @@
+"""The LSeg training loop (Li et al., ICLR 2022, arXiv 2201.03546, Sec. 3-4).
+
+Frozen text encoder, label embeddings computed once per data set, pixel-wise cross-entropy
+over temperature-scaled logits at full resolution, several data sets with their own label
+lists in one run (each batch comes from one data set), held-out labels for the zero-shot
+protocol, periodic validation with best-model selection on mIoU, resumable checkpoints and
+deterministic batches (the batch of iteration ``i`` depends only on ``seed`` and ``i``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data import augment, build_dataset, normalize_image
+from .config import DatasetConfig, TrainConfig
+from .loss import class_weights_from_counts, lseg_loss
+from .metrics import ConfusionMatrix
+from .predict import predict_labels
+
+__all__ = ["TrainSet", "Trainer", "build_lr_lambda", "evaluate_model", "train"]
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainSet:
+    """A data set with the label list the model trains on (held-out names removed)."""
+
+    dataset: Any
+    names: list[str]  # training label names, index = training label id
+    lut: np.ndarray  # dataset label id -> training label id or ignore
+    ignore_index: int
+    weight: float
+    class_weights: torch.Tensor | None = None
+    text_features: torch.Tensor | None = None
+
+
+def _make_dataset(cfg: DatasetConfig, cache: bool | None = None):
+    args = dict(cfg.args)
+    if cfg.names is not None:
+        args["names"] = list(cfg.names)
+    if cache is not None and "cache" not in args:
+        args["cache"] = cache
+    return build_dataset(cfg.type, **args)
+
+
+def build_train_set(cfg: DatasetConfig) -> TrainSet:
+    ds = _make_dataset(cfg)
+    unknown = [n for n in cfg.holdout if n not in ds.names]
+    if unknown:
+        raise ValueError(f"holdout names {unknown} are not labels of {ds.name} ({ds.names})")
+    names = [n for n in ds.names if n not in cfg.holdout]
+    lut = np.full(len(ds.names), ds.ignore_index, np.int64)
+    for new, n in enumerate(names):
+        lut[ds.names.index(n)] = new
+    weights = None
+    if cfg.class_weighting != "none":
+        counts = ds.class_pixel_counts()
+        kept = np.array([counts[ds.names.index(n)] for n in names])
+        weights = torch.from_numpy(class_weights_from_counts(kept, cfg.class_weighting, cfg.max_class_weight))
+    return TrainSet(ds, names, lut, ds.ignore_index, float(cfg.weight), weights)
+
+
+def build_lr_lambda(optim, iterations: int):
+    """Multiplier of the base lr at iteration ``it``: linear warm-up, then poly/cosine/constant."""
+
+    def factor(it: int) -> float:
+        if optim.warmup_iters and it < optim.warmup_iters:
+            return (it + 1) / optim.warmup_iters
+        t = min(1.0, (it - optim.warmup_iters) / max(1, iterations - optim.warmup_iters))
+        if optim.schedule == "poly":
+            return (1.0 - t) ** optim.power
+        if optim.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * t))
+        return 1.0
+
+    return factor
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def evaluate_model(model, dataset, names=None, scales=(1.0,), flip=False, channels_last=False,
+                   progress: bool = False, max_images: int | None = None) -> dict:
+    """mIoU etc. of ``model`` on a data set (label names: ``names`` or the data set's)."""
+    names = list(names) if names is not None else list(dataset.names)
+    was_training = model.training
+    model.eval()
+    text = model.encode_text(names)
+    conf = ConfusionMatrix(names, dataset.ignore_index)
+    count = len(dataset) if max_images is None else min(len(dataset), max_images)
+    iterator = range(count)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, desc="eval", unit="img", leave=False)
+    for i in iterator:
+        image, mask = dataset.load(i)
+        conf.update(predict_labels(model, image, text, scales, flip, channels_last), mask)
+    model.train(was_training)
+    return conf.summary()
+
+
+class Trainer:
+    """Runs a :class:`TrainConfig`. ``Trainer(cfg).fit()`` returns the best validation metrics
+    (or the last training loss when there is no validation set)."""
+
+    def __init__(self, cfg: TrainConfig, progress: bool = True, resume: bool = True) -> None:
+        from ..model import build_model, load_checkpoint
+
+        self.cfg = cfg
+        self.progress = progress
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        try:  # augmentation runs in one prefetch thread; keep OpenCV from spawning more
+            import cv2
+
+            cv2.setNumThreads(1)
+        except ImportError:  # pragma: no cover
+            pass
+        torch.manual_seed(cfg.seed)
+        self.device = _resolve_device(cfg.device)
+        self.out_dir = Path(cfg.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+        if cfg.init_checkpoint:
+            model = load_checkpoint(cfg.init_checkpoint, **cfg.model_overrides)
+        else:
+            model = build_model(cfg.model, **cfg.model_overrides)
+        if cfg.init_backbone == "imagenet":
+            from ..model.timm_cnn import load_efficientnet_lite0_imagenet
+
+            load_efficientnet_lite0_imagenet(model.pretrained)
+        elif cfg.init_backbone not in (None, "", "none"):
+            raise ValueError(f"init_backbone must be 'imagenet' or null, got {cfg.init_backbone!r}")
+        self.model = model.to(self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+        self.sets = [build_train_set(d) for d in cfg.datasets]
+        for s in self.sets:  # frozen text encoder: label embeddings once per data set
+            s.text_features = self.model.encode_text(s.names).to(self.device)
+            if s.class_weights is not None:
+                s.class_weights = s.class_weights.to(self.device)
+        self.val_set = _make_dataset(cfg.val, cache=True) if cfg.val is not None else None
+
+        backbone = [p for p in self.model.pretrained.parameters() if p.requires_grad]
+        ids = {id(p) for p in backbone}
+        text_ids = {id(p) for p in self.model.text_encoder.parameters()}
+        decoder = [p for p in self.model.parameters()
+                   if p.requires_grad and id(p) not in ids and id(p) not in text_ids]
+        groups = []
+        o = cfg.optim
+        for params, mult in ((backbone, o.backbone_lr_mult), (decoder, 1.0)):
+            decay = [p for p in params if p.ndim > 1]
+            no_decay = [p for p in params if p.ndim <= 1]
+            groups.append({"params": decay, "lr": o.lr * mult, "weight_decay": o.weight_decay, "base_lr": o.lr * mult})
+            groups.append({"params": no_decay, "lr": o.lr * mult, "weight_decay": 0.0, "base_lr": o.lr * mult})
+        if o.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum)
+        else:
+            self.optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas))
+        self.lr_factor = build_lr_lambda(o, cfg.iterations)
+
+        self.iteration = 0
+        self.cursors = [0] * len(self.sets)
+        self.best = {"miou": -1.0}
+        self.history: list[dict] = []
+        if resume and (self.out_dir / "last.pt").is_file():
+            self._load_state(self.out_dir / "last.pt")
+
+    # -- batches ---------------------------------------------------------------------------
+    def _next_index(self, d: int, cursors: list[int]) -> int:
+        n = len(self.sets[d].dataset)
+        epoch, pos = divmod(cursors[d], n)
+        cursors[d] += 1
+        return int(np.random.default_rng([self.cfg.seed, d, epoch]).permutation(n)[pos])
+
+    def _make_batch(self, it: int, cursors: list[int]):
+        """The batch of iteration ``it``: deterministic in (seed, it, cursors)."""
+        rng = np.random.default_rng([self.cfg.seed, 1_000_003, it])
+        probs = np.array([s.weight for s in self.sets], np.float64)
+        d = int(rng.choice(len(self.sets), p=probs / probs.sum())) if len(self.sets) > 1 else 0
+        s = self.sets[d]
+        mean, std = self.model.config.mean, self.model.config.std
+        images, masks = [], []
+        for _ in range(self.cfg.batch_size):
+            image, mask = s.dataset.load(self._next_index(d, cursors))
+            mask = np.where(mask == s.ignore_index, s.ignore_index, s.lut[np.clip(mask, 0, len(s.lut) - 1)])
+            image, mask = augment(image, mask, self.cfg.augment, s.ignore_index, rng)
+            images.append(normalize_image(image, mean, std))
+            masks.append(mask)
+        x = torch.from_numpy(np.stack(images))
+        y = torch.from_numpy(np.stack(masks))
+        return d, x, y, list(cursors)
+
+    # -- state -----------------------------------------------------------------------------
+    def _state(self) -> dict:
+        return {
+            "model": self.model.checkpoint_state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "iteration": self.iteration,
+            "cursors": self.cursors,
+            "best": self.best,
+            "history": self.history,
+            "config": asdict(self.cfg),
+        }
+
+    def _load_state(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        missing, unexpected = self.model.load_state_dict(state["model"], strict=False)
+        text_prefix = self.model.text_encoder.checkpoint_prefix + "."
+        missing = [k for k in missing if not k.startswith(text_prefix)]
+        if missing or unexpected:
+            raise RuntimeError(f"{path}: resume state does not fit the model (missing {missing[:5]}, "
+                               f"unexpected {unexpected[:5]}); use another out_dir or delete it")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.iteration = int(state["iteration"])
+        self.cursors = list(state["cursors"])
+        self.best = state["best"]
+        self.history = state.get("history", [])
+        _LOG.info("resumed from %s at iteration %d", path, self.iteration)
+
+    def save_resumable(self) -> None:
+        tmp = self.out_dir / "last.pt.tmp"
+        torch.save(self._state(), tmp)
+        os.replace(tmp, self.out_dir / "last.pt")
+
+    def _log(self, record: dict) -> None:
+        self.history.append(record)
+        with open(self.out_dir / "log.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    # -- loop ------------------------------------------------------------------------------
+    def validate(self) -> dict | None:
+        if self.val_set is None:
+            return None
+        t0 = time.perf_counter()
+        metrics = evaluate_model(self.model, self.val_set, scales=self.cfg.val_scales,
+                                 channels_last=self.cfg.channels_last)
+        metrics.pop("confusion_matrix", None)
+        metrics["seconds"] = time.perf_counter() - t0
+        return metrics
+
+    def _save_best(self, metrics: dict) -> None:
+        from ..model import save_checkpoint
+
+        model = self.model.to(memory_format=torch.contiguous_format)
+        save_checkpoint(model, self.out_dir / "best.safetensors")
+        if self.cfg.export:
+            dtype = getattr(torch, self.cfg.export_dtype)
+            Path(self.cfg.export).parent.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(model, self.cfg.export, dtype=dtype)
+        if self.cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        (self.out_dir / "best_metrics.json").write_text(json.dumps(metrics, indent=2))
+
+    def fit(self) -> dict:
+        cfg = self.cfg
+        self.model.train()
+        pool = ThreadPoolExecutor(1) if cfg.prefetch else None
+        pending_cursors = list(self.cursors)
+
+        def submit(it):
+            if pool is None:
+                return _Done(self._make_batch(it, pending_cursors))
+            return pool.submit(self._make_batch, it, pending_cursors)
+
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.iterations, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True)
+        future = submit(self.iteration) if self.iteration < cfg.iterations else None
+        last_loss = float("nan")
+        t_last = time.perf_counter()
+        smoothed = None
+        try:
+            while self.iteration < cfg.iterations:
+                it = self.iteration
+                d, x, y, cursors = future.result()
+                future = submit(it + 1) if it + 1 < cfg.iterations else None
+                factor = self.lr_factor(it)
+                for g in self.optimizer.param_groups:
+                    g["lr"] = g["base_lr"] * factor
+                x = x.to(self.device, non_blocking=True)
+                if cfg.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                y = y.to(self.device, non_blocking=True)
+                s = self.sets[d]
+                with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                    enabled=cfg.amp and self.device.type == "cuda"):
+                    logits = self.model(x, s.text_features)
+                loss = lseg_loss(logits, y, s.ignore_index, s.class_weights)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.optim.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(
+                        [p for g in self.optimizer.param_groups for p in g["params"]], cfg.optim.grad_clip)
+                self.optimizer.step()
+                self.iteration = it + 1
+                self.cursors = cursors
+                last_loss = float(loss.detach())
+                smoothed = last_loss if smoothed is None else 0.9 * smoothed + 0.1 * last_loss
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{smoothed:.3f}", lr=f"{cfg.optim.lr * factor:.2e}")
+                if self.iteration % cfg.log_every == 0 or self.iteration == cfg.iterations:
+                    now = time.perf_counter()
+                    n = cfg.log_every if self.iteration % cfg.log_every == 0 else 1
+                    self._log({"iteration": self.iteration, "loss": last_loss, "loss_smooth": smoothed,
+                               "lr": cfg.optim.lr * factor, "s_per_it": (now - t_last) / n, "dataset": d})
+                    t_last = now
+                final = self.iteration == cfg.iterations
+                if (cfg.val_every and self.iteration % cfg.val_every == 0) or final:
+                    metrics = self.validate()
+                    if metrics is not None:
+                        record = {"iteration": self.iteration, "val_miou": metrics["miou"],
+                                  "val_pixel_accuracy": metrics["pixel_accuracy"],
+                                  "val_per_class_iou": metrics["per_class_iou"],
+                                  "val_seconds": metrics["seconds"]}
+                        self._log(record)
+                        if bar is not None:
+                            bar.write(f"iter {self.iteration}: val mIoU {metrics['miou']:.4f}  "
+                                      f"pixel acc {metrics['pixel_accuracy']:.4f}")
+                        if metrics["miou"] is not None and metrics["miou"] > self.best["miou"]:
+                            self.best = {"iteration": self.iteration, **metrics}
+                            self._save_best(self.best)
+                    elif final:
+                        self.best = {"iteration": self.iteration, "miou": None, "loss": last_loss}
+                        self._save_best(self.best)
+                    t_last = time.perf_counter()
+                if self.iteration % cfg.checkpoint_every == 0 or final:
+                    self.save_resumable()
+        finally:
+            if bar is not None:
+                bar.close()
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self.best.setdefault("last_loss", last_loss)
+        return self.best
+
+
+class _Done:
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+def train(config, progress: bool = True, resume: bool = True, **overrides) -> dict:
+    """Train from a YAML path, dict or :class:`TrainConfig`; returns the best metrics."""
+    from .config import load_train_config
+
+    cfg = config if isinstance(config, TrainConfig) else load_train_config(config, **overrides)
+    return Trainer(cfg, progress=progress, resume=resume).fit()

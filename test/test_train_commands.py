@@ -1,0 +1,80 @@
+"""`lang-seg train` / `lang-seg eval` sub-commands (argparse, registered on the main CLI)."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+
+from lang_seg_ros.data import build_dataset  # noqa: E402
+from lang_seg_ros.train.commands import parse_names, register  # noqa: E402
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="lang-seg")
+    register(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def _write_synthetic(tmp_path, n=3):
+    ds = build_dataset("synthetic", num_images=n, size=(48, 72), seed=3)
+    (tmp_path / "img").mkdir()
+    (tmp_path / "gt").mkdir()
+    for i in range(n):
+        image, mask = ds.load(i)
+        cv2.imwrite(str(tmp_path / "img" / f"{i}.png"), image[..., ::-1])
+        cv2.imwrite(str(tmp_path / "gt" / f"{i}.png"), mask.astype(np.uint8))
+    return ds.names
+
+
+def test_parse_names():
+    assert parse_names("sky, sign symbol ,road") == ["sky", "sign symbol", "road"]
+    with pytest.raises(ValueError):
+        parse_names("sky,,road")
+    with pytest.raises(ValueError, match="duplicate"):
+        parse_names("sky,sky")
+
+
+def test_eval_writes_contract_json(tmp_path, tiny_checkpoint):
+    names = _write_synthetic(tmp_path)
+    out = tmp_path / "res" / "out.json"
+    args = _parser().parse_args([
+        "eval", "--images", str(tmp_path / "img"), "--masks", str(tmp_path / "gt"),
+        "--names", ",".join(names), "--ignore-index", "255", "--checkpoint", str(tiny_checkpoint),
+        "--scales", "1.0", "0.75", "--flip", "--json", str(out), "--plot", str(tmp_path / "c.png"),
+        "--no-progress", "--device", "cpu",
+    ])
+    assert args.func(args) == 0
+    res = json.loads(out.read_text())
+    assert 0.0 <= res["miou"] <= 1.0 and 0.0 <= res["pixel_accuracy"] <= 1.0
+    assert set(res["per_class_iou"]) == set(names)
+    assert res["images"] == 3 and res["scales"] == [1.0, 0.75] and res["flip"] is True
+    conf = np.array(res["confusion_matrix"])
+    assert conf.shape == (3, 3) and conf.sum() == res["pixels"]
+    assert (tmp_path / "c.png").is_file()
+
+
+def test_train_command_runs_tiny_config(tmp_path, capsys):
+    args = _parser().parse_args([
+        "train", "configs/train/tiny_synthetic.yaml", "--iterations", "2", "--out-dir", str(tmp_path / "r"),
+        "--no-progress",
+    ])
+    assert args.func(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["best"]["iteration"] == 2
+    assert (tmp_path / "r" / "best.safetensors").is_file()
+
+
+def test_eval_published_scales_and_bad_scales(tmp_path, tiny_checkpoint):
+    names = _write_synthetic(tmp_path, n=1)
+    base = ["eval", "--images", str(tmp_path / "img"), "--masks", str(tmp_path / "gt"), "--names", ",".join(names),
+            "--checkpoint", str(tiny_checkpoint), "--no-progress", "--device", "cpu"]
+    args = _parser().parse_args(base + ["--scales", "published", "--json", str(tmp_path / "p.json")])
+    assert args.func(args) == 0
+    res = json.loads((tmp_path / "p.json").read_text())
+    assert res["scales"] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75] and res["flip"] is True
+    args = _parser().parse_args(base + ["--scales", "big", "--json", str(tmp_path / "q.json")])
+    with pytest.raises(ValueError, match="--scales"):
+        args.func(args)

