@@ -57,3 +57,15 @@ def test_spatial_regularisation_follows_the_published_blocks(tiny_model):
         second = torch.cat([conv(first[:, i : i + 1]) for i in range(4)], dim=1)
         second = second + (first.amax(dim=1, keepdim=True) if block_type == "bottleneck" else 0)
         torch.testing.assert_close(block(x), second)
+
+
+@pytest.mark.parametrize("block", [{}, {"block_type": "bottleneck", "block_depth": 2, "block_activation": "lrelu"}])
+def test_folded_head_equals_normalised_embeddings_times_labels(images, block):
+    """forward() folds the 1x1 head into the labels; it must equal the paper's computation."""
+    torch.manual_seed(0)
+    model = build_model("lseg_tiny", **block).eval()
+    text = model.encode_text(LABELS)
+    with torch.no_grad():
+        reference = model.label_logits(model.encode_image(images), text)
+        folded = model.decoded_logits(model.decode(images), text)
+    torch.testing.assert_close(folded, reference, atol=1e-4, rtol=1e-5)

@@ -115,8 +115,9 @@ class Segmenter:
             model = load_checkpoint(model, device="cpu", **load_overrides)
         self.model = model.eval().to(self.device)
         # The image branch runs at the chosen precision; the frozen text encoder stays fp32.
-        self.model.pretrained.to(self.dtype)
-        self.model.scratch.to(self.dtype)
+        # channels_last suits the convolutions of CPU and GPU kernels alike.
+        self.model.pretrained.to(self.dtype, memory_format=torch.channels_last)
+        self.model.scratch.to(self.dtype, memory_format=torch.channels_last)
         self.working_size = int(working_size)
         self.scales = tuple(scales) if scales else None
         self.flip = bool(flip)
@@ -171,18 +172,24 @@ class Segmenter:
         features = None
         if self.scales:
             def forward(batch: torch.Tensor) -> torch.Tensor:
-                pixels = self.model.encode_image(batch.to(self.dtype))
-                return upsample_logits(self._logits_per_set(pixels, texts)).float()
+                decoded = self.model.decode(self._to_model(batch))
+                return upsample_logits(self._logits_per_set(decoded, texts)).float()
 
             logits = multiscale_logits(forward, x, self._fill, self.scales, self.flip)
 
             def expand(chunk: torch.Tensor) -> torch.Tensor:
                 return chunk
         else:
-            pixels, (h, w) = self._pixel_features(x)
-            logits = self._logits_per_set(pixels, texts)
+            h, w = working_shape(height, width, self.working_size)
+            if (h, w) != (height, width):
+                x = F.interpolate(x, (h, w), mode="bilinear", align_corners=False, antialias=True)
+            decoded = self.model.decode(self._to_model(pad_bottom_right(x, round_up(h), round_up(w), self._fill)))
             if return_features:
+                pixels = self.model.scratch.embed(decoded)
                 features = pixels[0, :, : (h + 1) // 2, : (w + 1) // 2].float().cpu().numpy()
+                logits = torch.cat([self.model.label_logits(pixels, text) for text in texts], dim=1)
+            else:
+                logits = self._logits_per_set(decoded, texts)
 
             def expand(chunk: torch.Tensor) -> torch.Tensor:
                 full = upsample_logits(chunk.float())[:, :, :h, :w]
@@ -202,17 +209,12 @@ class Segmenter:
         return [SegmentationResult(labels, label_map, confidence, timings, features, text_np)
                 for labels, label_map, confidence, text_np in results]
 
-    def _logits_per_set(self, pixels: torch.Tensor, texts: list[torch.Tensor]) -> torch.Tensor:
+    def _logits_per_set(self, decoded: torch.Tensor, texts: list[torch.Tensor]) -> torch.Tensor:
         """Stride-2 logits of every set, concatenated along labels (sets regularised separately)."""
-        return torch.cat([self.model.label_logits(pixels, text) for text in texts], dim=1)
+        return torch.cat([self.model.decoded_logits(decoded, text) for text in texts], dim=1)
 
-    def _pixel_features(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Stride-2 embeddings of the image resized to the working size and padded to multiples of 32."""
-        h, w = working_shape(x.shape[-2], x.shape[-1], self.working_size)
-        if (h, w) != tuple(x.shape[-2:]):
-            x = F.interpolate(x, (h, w), mode="bilinear", align_corners=False, antialias=True)
-        x = pad_bottom_right(x, round_up(h), round_up(w), self._fill).to(self.dtype)
-        return self.model.encode_image(x), (h, w)
+    def _to_model(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.dtype).contiguous(memory_format=torch.channels_last)
 
 
 def _decide(chunks: Iterable[torch.Tensor], expand: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

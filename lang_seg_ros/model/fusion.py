@@ -73,11 +73,18 @@ class LSegDecoder(nn.Module):
         if head_block is not None:
             self.head_block = head_block
 
-    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+    def fuse(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Four encoder maps -> fused decoder features (B, features, H/2, W/2), before the head."""
         l1, l2, l3, l4 = (self.layer1_rn(feats[0]), self.layer2_rn(feats[1]),
                           self.layer3_rn(feats[2]), self.layer4_rn(feats[3]))
         path = self.refinenet4(l4)
         path = self.refinenet3(path, l3)
         path = self.refinenet2(path, l2)
-        path = self.refinenet1(path, l1)
-        return F.normalize(self.head1(path), dim=1)
+        return self.refinenet1(path, l1)
+
+    def embed(self, fused: torch.Tensor) -> torch.Tensor:
+        """Fused features -> L2-normalised pixel embeddings (B, embed_dim, H/2, W/2)."""
+        return F.normalize(self.head1(fused), dim=1)
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        return self.embed(self.fuse(feats))

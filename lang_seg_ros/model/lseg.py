@@ -49,12 +49,16 @@ class LSeg(nn.Module):
             raise ValueError("at least one label is needed")
         return self.text_encoder.encode_labels(list(labels))
 
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) normalised images -> (B, C, H/2, W/2) L2-normalised pixel embeddings."""
+    def decode(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised images -> fused decoder features (B, F, H/2, W/2), before the head."""
         h, w = images.shape[-2:]
         if h % 32 or w % 32:
             raise ValueError(f"image height and width must be multiples of 32, got {h}x{w}")
-        return self.scratch(self.pretrained(images))
+        return self.scratch.fuse(self.pretrained(images))
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised images -> (B, C, H/2, W/2) L2-normalised pixel embeddings."""
+        return self.scratch.embed(self.decode(images))
 
     def label_logits(self, pixel_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
         """Temperature-scaled logits (B, N, h, w) at the embeddings' resolution (stride 2).
@@ -68,9 +72,33 @@ class LSeg(nn.Module):
             logits = self.scratch.head_block(logits)
         return logits
 
+    def decoded_logits(self, decoded: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        """`label_logits(scratch.embed(decoded), text_features)` without the (B, C, h, w) embeddings.
+
+        The 1x1 head is linear, so it folds into the labels: with e = W f + b,
+        <t, e / |e|> = (t W f + t b) / sqrt(f' W'W f + 2 b'W f + b'b). Computing that on the F fused
+        channels instead of the C embedding channels is what makes small decoders fast (the
+        default model: F = 32, C = 384). Equal to the unfolded path up to float rounding.
+        """
+        weight = self.scratch.head1.weight.flatten(1).float()  # (C, F)
+        bias = self.scratch.head1.bias.float()  # (C,)
+        text = text_features.to(device=decoded.device, dtype=torch.float32)
+        f = decoded.float()
+        # Row-wise products (not a matmul) so each label's folded weights are computed the same
+        # way wherever it sits in the set: permuting labels permutes the logits exactly.
+        label_weight = (text[:, :, None] * weight[None]).sum(1)  # (N, F)
+        label_bias = (text * bias).sum(1)  # (N,)
+        numerator = torch.einsum("bfhw,nf->bnhw", f, label_weight) + label_bias[None, :, None, None]
+        gram = torch.einsum("bfhw,fk->bkhw", f, weight.T @ weight)
+        squared_norm = (f * gram).sum(1) + 2 * torch.einsum("bfhw,f->bhw", f, weight.T @ bias) + bias @ bias
+        logits = self.logit_scale * numerator / squared_norm.clamp_min(1e-24).sqrt()[:, None]
+        if hasattr(self.scratch, "head_block"):
+            logits = self.scratch.head_block(logits)
+        return logits.to(decoded.dtype)
+
     def forward(self, images: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised images, (N, C) label embeddings -> (B, N, H, W) logits."""
-        return upsample_logits(self.label_logits(self.encode_image(images), text_features))
+        return upsample_logits(self.decoded_logits(self.decode(images), text_features))
 
     def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
         """The state dict our checkpoints store: without frozen weights an installed package provides."""
