@@ -98,7 +98,7 @@ class SentenceTransformerTextEncoder(nn.Module):
         model_dir = resolve_model_dir(name)
         self.model_dir = str(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-        model = AutoModel.from_pretrained(model_dir, local_files_only=True)
+        model = _quietly(AutoModel.from_pretrained, model_dir, local_files_only=True)
         self.text_model = nn.Module()
         self.text_model.model = model  # keys: text_model.model.*
         st_cfg = _read_json(model_dir / "sentence_bert_config.json", {})
@@ -140,3 +140,17 @@ class SentenceTransformerTextEncoder(nn.Module):
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return F.normalize(pooled, dim=-1)
+
+
+def _quietly(load, *args: Any, **kwargs: Any) -> Any:
+    """Call a transformers loader without its per-load progress bar (one per node start is noise),
+    restoring the caller's setting afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return load(*args, **kwargs)
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
