@@ -12,8 +12,6 @@ import torch  # noqa: E402
 
 from lang_seg_ros.model import build_model, save_checkpoint  # noqa: E402
 
-DESIGN = Path(__file__).resolve().parents[2] / "shared" / "design"
-
 
 @pytest.fixture(scope="session")
 def tiny_model():
@@ -25,14 +23,3 @@ def tiny_model():
 def tiny_checkpoint(tiny_model, tmp_path_factory) -> Path:
     """The tiny model in our own format, as the node and the CLI load it."""
     return save_checkpoint(tiny_model, tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
-
-
-def official_layout(name: str) -> dict[str, tuple[tuple[int, ...], str]]:
-    """key (without `net.`) -> (shape, dtype) from the official key lists in shared/design."""
-    layout = {}
-    for line in (DESIGN / name).read_text().splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        key, shape, dtype = line.split("\t")
-        layout[key.removeprefix("net.")] = (tuple(int(v) for v in shape.strip("()").split(",") if v.strip()), dtype)
-    return layout

@@ -1,12 +1,26 @@
 """The networks have the official lang-seg state-dict layout, key for key and shape for shape."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from conftest import official_layout
 from lang_seg_ros.model import build_model, list_models, model_config
 from lang_seg_ros.model.checkpoint import infer_official_config
+
+DESIGN = Path(__file__).resolve().parents[2] / "shared" / "design"
+
+
+def official_layout(name: str) -> dict[str, tuple[tuple[int, ...], str]]:
+    """key (without `net.`) -> (shape, dtype) from the official key lists in shared/design."""
+    layout = {}
+    for line in (DESIGN / name).read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        key, shape, dtype = line.split("\t")
+        layout[key.removeprefix("net.")] = (tuple(int(v) for v in shape.strip("()").split(",") if v.strip()), dtype)
+    return layout
 
 
 def meta_model(name: str, **overrides):
