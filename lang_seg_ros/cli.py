@@ -14,7 +14,7 @@ _LOG = logging.getLogger("lang_seg_ros")
 
 
 def _scales(values: Sequence[str] | None) -> tuple[tuple[float, ...] | None, bool]:
-    """`--scales published` -> the paper's scales with flips; numbers -> those scales."""
+    """`--scales published` -> the paper's scales with flips; numbers -> those scales (ValueError otherwise)."""
     from .inference import PUBLISHED_SCALES
 
     if not values:
@@ -24,16 +24,16 @@ def _scales(values: Sequence[str] | None) -> tuple[tuple[float, ...] | None, boo
     try:
         scales = tuple(float(v) for v in values)
     except ValueError:
-        raise SystemExit(f"--scales takes numbers or the word 'published', got {' '.join(values)}")
-    if any(s <= 0 for s in scales):
-        raise SystemExit("--scales must be positive")
+        raise ValueError(f"--scales takes numbers or the word 'published', got {' '.join(values)}") from None
+    if any(not 0 < s < float("inf") for s in scales):
+        raise ValueError(f"--scales must be positive, got {' '.join(values)}")
     return scales, False
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by every command that runs the model."""
     parser.add_argument("--checkpoint", help="official .ckpt or our .safetensors (default: the embedded model)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N or mps")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     parser.add_argument("--working-size", type=int, default=480, help="long side for single-scale inference")
     parser.add_argument("--scales", nargs="+", metavar="S",
@@ -84,20 +84,24 @@ def write_label_png(path: str | Path, label_map: np.ndarray, count: int) -> None
 def cmd_segment(args: argparse.Namespace) -> int:
     import cv2
 
-    from .inference import clean_labels, parse_labels
-    from .visualize import label_shares, render_overlay
+    from .inference.labels import parse_label_spec
+    from .pipeline import FramePipeline, PipelineSettings
+    from .visualize import label_shares
 
     try:  # checked before the model is loaded: a typo should not cost a model load
-        labels = clean_labels(parse_labels(args.labels))
+        spec = parse_label_spec(args.labels)
     except ValueError as exc:
         raise SystemExit(f"--labels: {exc}")
     image = read_image(args.image)
     segmenter = segmenter_from_args(args, threshold=args.threshold)
-    segmenter.set_labels(labels)
-    result = segmenter.segment(image, color_order="bgr")
-    overlay = render_overlay(image[:, :, ::-1], result.label_map, labels)
+    # The frame pipeline the node runs: the same label policy, inference path and overlay.
+    pipeline = FramePipeline(segmenter, PipelineSettings(
+        working_size=segmenter.working_size, scales=segmenter.scales, flip=segmenter.flip,
+        threshold=segmenter.threshold, overlay=True))
+    labels = pipeline.set_labels(spec).labels
+    result = pipeline.process(image, color_order="bgr")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(args.out, overlay[:, :, ::-1]):
+    if not cv2.imwrite(args.out, result.overlay[:, :, ::-1]):
         raise SystemExit(f"cannot write {args.out}")
     if args.mask:
         write_label_png(args.mask, result.label_map, len(labels))

@@ -20,10 +20,12 @@ def palette(count: int) -> np.ndarray:
     return np.asarray(colors, dtype=np.uint8).reshape(count, 3)
 
 
-def colorize(label_map: np.ndarray, count: int) -> np.ndarray:
-    """(H, W) label indices (negative = no label) -> (H, W, 3) uint8 RGB."""
-    lut = np.concatenate([palette(count), np.asarray([NO_LABEL_COLOR], dtype=np.uint8)])
-    return lut[np.where(label_map < 0, count, label_map)]
+def colorize(label_map: np.ndarray, count: int, colors: np.ndarray | None = None) -> np.ndarray:
+    """(H, W) label indices in [-1, count) (-1 = no label) -> (H, W, 3) uint8 RGB.
+
+    colors: `palette(count)` computed beforehand (once per label set, not per frame), or None."""
+    lut = np.concatenate([palette(count) if colors is None else colors, np.asarray([NO_LABEL_COLOR], dtype=np.uint8)])
+    return lut[label_map]  # index -1 is the last row: the no-label colour
 
 
 def _ascii(text: str) -> str:
@@ -31,14 +33,15 @@ def _ascii(text: str) -> str:
 
 
 def render_overlay(image_rgb: np.ndarray, label_map: np.ndarray, labels: Sequence[str], alpha: float = 0.5,
-                   legend: bool = True) -> np.ndarray:
+                   legend: bool = True, colors: np.ndarray | None = None) -> np.ndarray:
     """Blend label colours over the image and add a legend panel (labels present, with pixel share).
 
     image_rgb: (H, W, 3) uint8 RGB; label_map: (H, W) ints indexing `labels`. Returns RGB uint8,
-    wider than the input by the legend panel when `legend` is set.
+    wider than the input by the legend panel when `legend` is set. colors: the label set's
+    `palette`, when the caller keeps it.
     """
-    colors = colorize(label_map, len(labels))
-    blended = cv2.addWeighted(image_rgb, 1.0 - alpha, colors, alpha, 0.0)
+    lut = palette(len(labels)) if colors is None else colors
+    blended = cv2.addWeighted(image_rgb, 1.0 - alpha, colorize(label_map, len(labels), lut), alpha, 0.0)
     if not legend:
         return blended
     shares = label_shares(label_map, len(labels))
@@ -49,7 +52,6 @@ def render_overlay(image_rgb: np.ndarray, label_map: np.ndarray, labels: Sequenc
     width = 40 + max([cv2.getTextSize(_ascii(f"{labels[i]} 100.0%"), cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
                       for i in present] + [60])
     panel = np.full((height, width, 3), 255, dtype=np.uint8)
-    lut = palette(len(labels))
     for r, i in enumerate(present[: height // row]):
         y = r * row + 2
         cv2.rectangle(panel, (4, y), (4 + row - 4, y + row - 4), tuple(int(c) for c in lut[i]), -1)

@@ -98,7 +98,7 @@ def test_refer_with_a_trained_lts_checkpoint(image_path, tiny_model, tiny_checkp
     import json
 
     from lang_seg_ros.referring import LocateThenSegment, save_lts
-    from lang_seg_ros.referring.lts import lts_config
+    from lang_seg_ros.model.lts import lts_config
 
     lts_path = save_lts(LocateThenSegment(lts_config("lts_tiny"), tiny_model), tmp_path / "lts.safetensors")
     mask_path, json_path = tmp_path / "mask.png", tmp_path / "out.json"

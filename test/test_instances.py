@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from lang_seg_ros.instances import classify_by_mask_pooling, split_instances
+from lang_seg_ros.objects.instances import classify_by_mask_pooling, split_instances
 
 
 def two_touching_discs() -> np.ndarray:
@@ -71,3 +71,21 @@ def test_mask_pooling_classifies_the_whole_object():
     labels, scores = classify_by_mask_pooling(instance_map, features, text)
     assert labels[1] == 2 and scores[1] > 0.9
     assert labels[0] == -1
+
+
+def test_a_diagonal_bar_is_one_instance():
+    # The distance transform's ridge along a diagonal bar is a chain of equal peaks; they meet far
+    # above h, so they seed one region (they used to seed one region each).
+    label_map = np.zeros((200, 200), np.int32)
+    cv2.line(label_map, (20, 20), (180, 180), 1, 15)
+    instances, labels = split_instances(label_map, stuff={0}, min_area=50)
+    assert labels.tolist() == [-1, 0, 1]
+    assert len(np.unique(instances[label_map == 1])) == 1
+
+
+def test_without_split_every_connected_piece_is_an_instance():
+    label_map = two_touching_discs()
+    label_map[5:8, 130:135] = 1  # a second, separate piece of label 1
+    instances, labels = split_instances(label_map, stuff={0}, min_area=1, split=False)
+    assert labels.tolist() == [-1, 0, 1, 1]
+    assert instances[40, 40] == instances[40, 88] != instances[6, 132]

@@ -9,6 +9,13 @@ from lang_seg_ros.model import build_model
 LABELS = ["floor", "wall", "person", "chair", "other"]
 
 
+def assert_same_up_to_rounding(a: torch.Tensor, b: torch.Tensor) -> None:
+    """Equal up to float rounding: BLAS kernels may sum a row in a different order depending on
+    where it sits in a matrix (seen on AMX CPUs), so exact bit equality is not a property of the
+    model but of the kernel; a label's logits must not change beyond rounding."""
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
 def logits(model, images, labels):
     with torch.no_grad():
         return model(images, model.encode_text(labels))
@@ -23,13 +30,13 @@ def test_permuting_labels_permutes_logit_channels_exactly(tiny_model, images):
     order = [3, 0, 4, 1, 2]
     base = logits(tiny_model, images, LABELS)
     permuted = logits(tiny_model, images, [LABELS[i] for i in order])
-    assert torch.equal(permuted, base[:, order])
+    assert_same_up_to_rounding(permuted, base[:, order])
 
 
 def test_adding_a_label_leaves_the_other_labels_logits_unchanged(tiny_model, images):
     base = logits(tiny_model, images, LABELS[:3])
     more = logits(tiny_model, images, LABELS)
-    assert torch.equal(more[:, :3], base)
+    assert_same_up_to_rounding(more[:, :3], base)
 
 
 @pytest.mark.parametrize("block_type", ["depthwise", "bottleneck"])
@@ -40,7 +47,7 @@ def test_spatial_regularisation_keeps_permutation_equivariance(images, block_typ
     model = build_model("lseg_tiny", block_type=block_type, block_depth=depth, block_activation=activation).eval()
     order = [4, 2, 0, 3, 1]
     base = logits(model, images, LABELS)
-    assert torch.equal(logits(model, images, [LABELS[i] for i in order]), base[:, order])
+    assert_same_up_to_rounding(logits(model, images, [LABELS[i] for i in order]), base[:, order])
 
 
 def test_spatial_regularisation_follows_the_published_blocks(tiny_model):

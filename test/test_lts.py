@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from lang_seg_ros.model import build_model, model_config
-from lang_seg_ros.referring.lts import (
+from lang_seg_ros.model.lts import (
     LocateThenSegment, LTSConfig, coord_maps, load_lts, lts_config, lts_loss, prior_target, save_lts,
 )
 from lang_seg_ros.referring.metrics import referring_metrics
-from lang_seg_ros.referring.synthetic import SyntheticReferring
-from lang_seg_ros.referring.train_lts import DataConfig, LTSTrainConfig, OptimConfig, load_config, train
+from lang_seg_ros.data.referring_synthetic import SyntheticReferring
+from lang_seg_ros.train.lts import DataConfig, LTSTrainConfig, OptimConfig, load_config, train
 
 SENTENCES = ["the red square", "the circle on the left"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lang_seg_ros.geometry import depth_to_metres, region_3d, scale_intrinsics
-from lang_seg_ros.panoptic import decode_panoptic, encode_panoptic
-from lang_seg_ros.regions import extract_regions
-from lang_seg_ros.tracking import IoUTracker
+from lang_seg_ros.objects.geometry import depth_to_metres, region_3d, scale_intrinsics
+from lang_seg_ros.objects.panoptic import decode_panoptic, encode_panoptic
+from lang_seg_ros.objects.regions import extract_regions
+from lang_seg_ros.objects.tracking import IoUTracker
 
 
 def test_panoptic_ids_decode_back_to_the_regions():

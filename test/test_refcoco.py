@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lang_seg_ros.referring.refcoco import RefCOCO, annotation_mask, load_refs, rle_decode
+from lang_seg_ros.data.refcoco import RefCOCO, annotation_mask, load_refs, rle_decode
 
 RED, BLUE = (200, 30, 30), (30, 30, 200)  # RGB
 
@@ -172,7 +172,7 @@ def test_numpy_backend_agrees_with_pycocotools():
 
 def test_train_lts_reads_the_refcoco_layout(refcoco_root, tmp_path):
     """Two training steps and a validation straight from the layout (non-square images resized)."""
-    from lang_seg_ros.referring.train_lts import train
+    from lang_seg_ros.train.lts import train
 
     result = train({
         "lseg": "lseg_tiny", "lts": {"name": "lts_tiny"},

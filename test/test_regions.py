@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from lang_seg_ros.regions import Region, extract_regions
+from lang_seg_ros.objects.regions import Region, extract_regions
 
 LABELS = ("floor", "mug", "table")
 

@@ -115,6 +115,19 @@ def test_few_steps_reduce_loss_and_resume(tmp_path):
         torch.testing.assert_close(p, q)
 
 
+def test_validation_is_the_segmenter_path_and_training_resumes(tmp_path):
+    from lang_seg_ros.inference import Segmenter
+    from lang_seg_ros.train import evaluate_model
+
+    trainer = Trainer(_tiny_cfg(tmp_path, iterations=1), progress=False)
+    trainer.model.train()
+    metrics = trainer.validate()
+    assert trainer.model.training  # back in training mode, in the config's memory format
+    assert all(p.is_contiguous() for p in trainer.model.parameters())
+    reference = evaluate_model(Segmenter(copy.deepcopy(trainer.model), device="cpu", working_size=64), trainer.val_set)
+    assert metrics["miou"] == reference["miou"] and metrics["pixel_accuracy"] == reference["pixel_accuracy"]
+
+
 def test_best_checkpoint_loads_with_core(tmp_path):
     from lang_seg_ros.model import load_checkpoint
 

@@ -56,6 +56,32 @@ def test_eval_writes_contract_json(tmp_path, tiny_checkpoint):
     assert (tmp_path / "c.png").is_file()
 
 
+@pytest.mark.parametrize("extra", [[], ["--scales", "0.75", "1.25", "--flip"], ["--working-size", "96"]])
+def test_eval_scores_what_segment_outputs(tmp_path, tiny_checkpoint, extra):
+    """One inference path: eval's confusion matrix is that of the label maps `lang-seg segment`'s
+    Segmenter produces with the same options."""
+    from lang_seg_ros.cli import segmenter_from_args
+    from lang_seg_ros.train.metrics import confusion_matrix
+
+    names = _write_synthetic(tmp_path, n=2)
+    argv = ["eval", "--images", str(tmp_path / "img"), "--masks", str(tmp_path / "gt"), "--names", ",".join(names),
+            "--checkpoint", str(tiny_checkpoint), "--no-progress", "--device", "cpu",
+            "--json", str(tmp_path / "e.json")]
+    args = _parser().parse_args(argv + extra)
+    assert args.func(args) == 0
+    res = json.loads((tmp_path / "e.json").read_text())
+    segmenter = segmenter_from_args(args)
+    expected = 0
+    for i in range(2):
+        image = cv2.imread(str(tmp_path / "img" / f"{i}.png"))
+        mask = cv2.imread(str(tmp_path / "gt" / f"{i}.png"), cv2.IMREAD_UNCHANGED)
+        label_map = segmenter.segment(image, color_order="bgr", labels=names).label_map
+        expected = expected + confusion_matrix(label_map, mask, len(names), 255)
+    assert np.array_equal(np.array(res["confusion_matrix"]), expected)
+    assert res["working_size"] == (None if "--scales" in extra else args.working_size)
+    assert res["flip"] is ("--flip" in extra)
+
+
 def test_train_command_runs_tiny_config(tmp_path, capsys):
     args = _parser().parse_args([
         "train", "configs/train/tiny_synthetic.yaml", "--iterations", "2", "--out-dir", str(tmp_path / "r"),

@@ -52,17 +52,13 @@ def test_config_and_shapes(model):
 
 @pytest.mark.skipif(not CAMVID.is_dir(), reason="CamVid not present")
 def test_segments_a_camvid_frame(model):
+    """Through the `Segmenter`, the one inference path `lang-seg segment` and `lang-seg eval` share."""
     from lang_seg_ros.data import build_dataset
-    from lang_seg_ros.train.metrics import ConfusionMatrix
-    from lang_seg_ros.train.predict import predict_labels
+    from lang_seg_ros.inference import Segmenter
+    from lang_seg_ros.train import evaluate_model
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     ds = build_dataset("camvid", root=str(CAMVID), split="val")
-    conf = ConfusionMatrix(NAMES, ds.ignore_index)
-    text = model.encode_text(NAMES)
-    for i in (0, len(ds) // 2):
-        image, mask = ds.load(i)
-        conf.update(predict_labels(model, image, text), mask)
-    summary = conf.summary()
+    summary = evaluate_model(Segmenter(model, device="cpu"), ds, NAMES, max_images=2)
     assert summary["pixel_accuracy"] > 0.8  # road scenes: sky/road/building dominate
     assert summary["per_class_iou"]["road"] > 0.8

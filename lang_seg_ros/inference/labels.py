@@ -1,15 +1,28 @@
-"""Label sets as users type them: "floor, wall, person" -> a clean, duplicate-free tuple."""
+"""The one label and expression policy: what a label set and a referring expression may be.
+
+The CLI, the Python API, the frame pipeline and the ROS node all go through these functions, so
+a label set is refused (with the reason) in the same way wherever it comes from, and nothing is
+ever cut or dropped silently. Blank entries ("a, b,") are not labels and are skipped; everything
+else that is wrong raises `ValueError`.
+
+A label may carry a ":stuff" mark ("floor:stuff"): the mark is not part of the text the model
+reads; it says the label is "stuff" (one region per label, never split into instances).
+"""
 from __future__ import annotations
 
-import logging
+import re
+import unicodedata
+from dataclasses import dataclass
 from typing import Iterable
-
-_LOG = logging.getLogger(__name__)
 
 #: A label set this large is almost certainly a mistake (and would need >1 GB of logits per frame).
 MAX_LABELS = 1024
-#: Longer labels are cut; CLIP reads only 75 tokens anyway.
+#: CLIP reads 75 tokens; a longer "label" is a paragraph, not a label.
 MAX_LABEL_CHARS = 256
+#: A referring expression is a phrase, not a text.
+MAX_EXPRESSION_CHARS = 256
+
+_STUFF_SUFFIX = re.compile(r"\s*:\s*stuff\s*$", re.IGNORECASE)
 
 
 def parse_labels(text: str) -> list[str]:
@@ -17,31 +30,81 @@ def parse_labels(text: str) -> list[str]:
     return [part.strip() for part in text.split(",")]
 
 
-def clean_labels(labels: Iterable[str] | str) -> tuple[str, ...]:
-    """Strip, drop empties and duplicates (first occurrence wins), check the size.
+def _normalised(text: str, what: str, limit: int, limit_name: str) -> str:
+    """Whitespace collapsed; ValueError for control characters or more than `limit` characters."""
+    if not isinstance(text, str):
+        raise ValueError(f"{what} must be a string, got {type(text).__name__}")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") and not ch.isspace() for ch in text):
+        raise ValueError(f"{what} {text[:40]!r} contains control characters")
+    text = " ".join(text.split())
+    if len(text) > limit:
+        raise ValueError(f"a {what} of {len(text)} characters exceeds {limit_name}={limit}")
+    return text
 
-    Raises `ValueError` for an empty set, a set of more than `MAX_LABELS`, or a non-string label.
+
+def clean_labels(labels: Iterable[str] | str, max_labels: int = MAX_LABELS,
+                 max_label_chars: int = MAX_LABEL_CHARS) -> tuple[str, ...]:
+    """A label set as typed -> a clean tuple (whitespace collapsed, blank entries skipped).
+
+    Raises `ValueError` saying why for: no label, more than `max_labels` (at most `MAX_LABELS`),
+    a label longer than `max_label_chars` (at most `MAX_LABEL_CHARS`), control characters, a
+    non-string label or a duplicate (two channels with one text would split its pixels at random).
     """
     if isinstance(labels, str):
         labels = parse_labels(labels)
-    cleaned: list[str] = []
-    seen: set[str] = set()
-    for label in labels:
-        if not isinstance(label, str):
-            raise ValueError(f"labels must be strings, got {type(label).__name__}")
-        label = " ".join(label.split())
-        if len(label) > MAX_LABEL_CHARS:
-            _LOG.warning("label of %d characters cut to %d", len(label), MAX_LABEL_CHARS)
-            label = label[:MAX_LABEL_CHARS]
-        if not label:
-            continue
-        if label in seen:
-            _LOG.info("duplicate label %r dropped", label)
-            continue
-        seen.add(label)
-        cleaned.append(label)
+    max_labels, max_label_chars = min(max_labels, MAX_LABELS), min(max_label_chars, MAX_LABEL_CHARS)
+    cleaned = [label for label in (_normalised(e, "label", max_label_chars, "max_label_chars") for e in labels) if label]
     if not cleaned:
         raise ValueError("the label set is empty: give at least one non-empty label, e.g. 'floor, person, other'")
-    if len(cleaned) > MAX_LABELS:
-        raise ValueError(f"{len(cleaned)} labels given; at most {MAX_LABELS} are supported")
+    if len(cleaned) > max_labels:
+        raise ValueError(f"{len(cleaned)} labels given, at most max_labels={max_labels} are allowed")
+    seen: set[str] = set()
+    for label in cleaned:
+        if label in seen:
+            raise ValueError(f"duplicate label {label[:40]!r}: give each label once")
+        seen.add(label)
     return tuple(cleaned)
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """A label set as a user gave it: the labels the model reads and which of them are stuff."""
+
+    labels: tuple[str, ...]
+    is_stuff: tuple[bool, ...]
+
+    @property
+    def stuff(self) -> frozenset[int]:
+        return frozenset(i for i, flag in enumerate(self.is_stuff) if flag)
+
+
+def parse_label_spec(entries: Iterable[str] | str, stuff_labels: Iterable[str] | str = (),
+                     max_labels: int = MAX_LABELS, max_label_chars: int = MAX_LABEL_CHARS) -> LabelSpec:
+    """Labels with optional ":stuff" marks, plus labels named stuff elsewhere -> a `LabelSpec`.
+
+    "floor:stuff, chair, mug" -> labels ("floor", "chair", "mug"), stuff (True, False, False).
+    `stuff_labels` (comma-separated or a list) names more stuff labels, matched case-insensitively.
+    Raises `ValueError` as `clean_labels` does (the marks do not count towards the length).
+    """
+    if isinstance(entries, str):
+        entries = parse_labels(entries)
+    texts, marked = [], set()
+    for entry in entries:
+        text = entry if not isinstance(entry, str) else _STUFF_SUFFIX.sub("", entry)
+        if isinstance(entry, str) and text != entry:
+            marked.add(" ".join(text.split()))
+        texts.append(text)
+    labels = clean_labels(texts, max_labels, max_label_chars)
+    if isinstance(stuff_labels, str):
+        stuff_labels = parse_labels(stuff_labels)
+    named = {_normalised(s, "stuff label", max_label_chars, "max_label_chars").lower() for s in stuff_labels} - {""}
+    return LabelSpec(labels, tuple(label in marked or label.lower() in named for label in labels))
+
+
+def clean_expression(text: str, max_chars: int = MAX_EXPRESSION_CHARS) -> str:
+    """A referring expression with whitespace collapsed ("" clears it).
+
+    Raises `ValueError` for control characters or more than `max_chars` (at most
+    `MAX_EXPRESSION_CHARS`) characters: an expression is never cut.
+    """
+    return _normalised(text, "referring expression", min(max_chars, MAX_EXPRESSION_CHARS), "max_expression_chars")

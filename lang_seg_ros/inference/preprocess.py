@@ -2,39 +2,56 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
 
 
-def to_rgb(image: np.ndarray, color_order: str = "rgb") -> np.ndarray:
-    """uint8 (H, W), (H, W, 1), (H, W, 3) RGB/BGR or (H, W, 4) RGBA/BGRA -> (H, W, 3) RGB uint8."""
+def check_image(image: np.ndarray, color_order: str = "rgb") -> None:
+    """Raise for anything but a uint8 (H, W), (H, W, 1), (H, W, 3) RGB/BGR or (H, W, 4) RGBA/BGRA image."""
     if not isinstance(image, np.ndarray):
         raise TypeError(f"expected a numpy array, got {type(image).__name__}")
     if image.dtype != np.uint8:
         raise ValueError(f"expected a uint8 image, got dtype {image.dtype}")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    elif image.ndim != 3 or image.shape[2] not in (3, 4):
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))):
         raise ValueError(f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {image.shape}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"empty image of shape {image.shape}")
-    order = color_order.lower()
-    if order not in ("rgb", "bgr", "rgba", "bgra"):
+    if color_order.lower() not in ("rgb", "bgr", "rgba", "bgra"):
         raise ValueError(f"color_order must be 'rgb' or 'bgr', got {color_order!r}")
+
+
+def to_rgb(image: np.ndarray, color_order: str = "rgb") -> np.ndarray:
+    """uint8 (H, W), (H, W, 1), (H, W, 3) RGB/BGR or (H, W, 4) RGBA/BGRA -> (H, W, 3) RGB uint8."""
+    check_image(image, color_order)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
     image = image[:, :, :3]
-    return np.ascontiguousarray(image[:, :, ::-1] if order.startswith("bgr") else image)
+    return np.ascontiguousarray(image[:, :, ::-1] if color_order.lower().startswith("bgr") else image)
 
 
-def normalize(rgb: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device,
-              dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> (1, 3, H, W) tensor: scaled to [0, 1], then (x - mean) / std."""
-    x = torch.from_numpy(rgb).to(device).permute(2, 0, 1)[None].float().div_(255.0)
-    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    return ((x - mean_t) / std_t).to(dtype)
+def normalize(image: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device,
+              color_order: str = "rgb", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 image (as `to_rgb` takes) -> (1, 3, H, W) tensor, (x / 255 - mean) / std, RGB.
+
+    The one copy from the caller's buffer (e.g. a ROS message's data) to the model input: channel
+    order, grey expansion and normalisation are applied while writing the output, per channel.
+    """
+    check_image(image, color_order)
+    pixels = image if image.ndim == 3 else image[:, :, None]
+    with warnings.catch_warnings():  # a read-only buffer (a ROS message's) is fine: it is only read
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        source = torch.from_numpy(pixels).to(device)  # a view of the caller's buffer on the CPU
+    channels = (2, 1, 0) if color_order.lower().startswith("bgr") else (0, 1, 2)
+    if pixels.shape[2] == 1:
+        channels = (0, 0, 0)
+    out = torch.empty((1, 3, *pixels.shape[:2]), dtype=dtype, device=device)
+    for c, (src, m, s) in enumerate(zip(channels, mean, std)):
+        torch.mul(source[:, :, src], 1.0 / (255.0 * s), out=out[0, c]).sub_(m / s)
+    return out
 
 
 def working_shape(height: int, width: int, long_side: int) -> tuple[int, int]:

@@ -19,10 +19,11 @@ import torch.nn.functional as F
 
 from ..model import LSeg, load_checkpoint
 from ..model.checkpoint import default_checkpoint_path, resolve_device
-from ..model.lseg import upsample_logits
+from ..model.lseg import FoldedHead, upsample_logits
+from .decide import decide_full, decide_stride2
 from .labels import clean_labels
 from .multiscale import multiscale_logits
-from .preprocess import black_level, normalize, pad_bottom_right, round_up, to_rgb, working_shape
+from .preprocess import black_level, normalize, pad_bottom_right, round_up, working_shape
 
 _LOG = logging.getLogger(__name__)
 
@@ -45,6 +46,23 @@ class SegmentationResult:
     # embeddings covering the whole image (stride 2 of the working size), and (N, C) label embeddings.
     pixel_features: np.ndarray | None = None
     text_features: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedLabels:
+    """A label set ready for frames: everything that depends only on the labels, computed once.
+
+    labels: the cleaned labels; text: (N, C) fp32 L2-normalised embeddings on the model's device;
+    folded: the 1x1 head folded into them (`LSeg.fold_head`). Immutable, so a worker thread can
+    hold one while another thread prepares the next.
+    """
+
+    labels: tuple[str, ...]
+    text: torch.Tensor
+    folded: FoldedHead
+
+    def __len__(self) -> int:
+        return len(self.labels)
 
 
 class LabelEmbeddingCache:
@@ -124,61 +142,71 @@ class Segmenter:
         self.threshold = float(threshold)
         self.text_cache = LabelEmbeddingCache(self.model.encode_text)
         self._fill = black_level(self.model.config.mean, self.model.config.std)
-        self._active: tuple[tuple[str, ...], torch.Tensor] | None = None
+        self._active: PreparedLabels | None = None
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return self._active[0] if self._active else ()
+        return self._active.labels if self._active else ()
 
-    def set_labels(self, labels: Iterable[str] | str) -> tuple[str, ...]:
+    @torch.inference_mode()
+    def prepare(self, labels: Iterable[str] | str | PreparedLabels) -> PreparedLabels:
+        """Clean a label set (`clean_labels`: ValueError saying why) and compute its embeddings and
+        folded head terms; a label already seen is not encoded again."""
+        if isinstance(labels, PreparedLabels):
+            return labels
+        cleaned = clean_labels(labels)
+        text = self.text_cache(cleaned).float().to(self.device)
+        return PreparedLabels(cleaned, text, self.model.fold_head(text))
+
+    def set_labels(self, labels: Iterable[str] | str | PreparedLabels) -> tuple[str, ...]:
         """Make `labels` the set used by later `segment` calls; returns the cleaned set.
 
         The embeddings are computed here, so frames never pay for a label change, and the new set
         replaces the old one in a single assignment (callers on other threads see either set).
         """
-        cleaned = clean_labels(labels)
-        self._active = (cleaned, self.text_cache(cleaned))
-        return cleaned
+        self._active = self.prepare(labels)
+        return self._active.labels
 
-    def segment(self, image: np.ndarray, color_order: str = "rgb", labels: Iterable[str] | str | None = None,
+    def segment(self, image: np.ndarray, color_order: str = "rgb",
+                labels: Iterable[str] | str | PreparedLabels | None = None,
                 return_features: bool = False) -> SegmentationResult:
         """Label map and confidence of a uint8 image, at its own resolution.
 
-        `labels` defaults to the active set (`set_labels`). `return_features` also returns the
-        pixel and label embeddings (single-scale mode only: multi-scale evaluation has no single
-        feature map), for object-level classification.
+        `labels` defaults to the active set (`set_labels`); a `PreparedLabels` costs nothing per
+        frame, plain strings are cleaned and looked up in the embedding cache. `return_features`
+        also returns the pixel and label embeddings (single-scale mode only: multi-scale
+        evaluation has no single feature map), for object-level classification.
         """
         if labels is None:
             if self._active is None:
                 raise RuntimeError("no label set: call set_labels([...]) first or pass labels=")
-            labels = self._active[0]
+            labels = self._active
         return self.segment_sets(image, [labels], color_order, return_features)[0]
 
     @torch.inference_mode()
-    def segment_sets(self, image: np.ndarray, label_sets: Sequence[Iterable[str] | str], color_order: str = "rgb",
-                     return_features: bool = False) -> list[SegmentationResult]:
+    def segment_sets(self, image: np.ndarray, label_sets: Sequence[Iterable[str] | str | PreparedLabels],
+                     color_order: str = "rgb", return_features: bool = False) -> list[SegmentationResult]:
         """One result per label set, from a single pass of the image encoder.
 
         Labels compete only within their own set, so this equals calling `segment` once per set,
         at the cost of one image encoding (e.g. the frame's labels plus a referring query).
         """
         t0 = time.perf_counter()
-        sets = [clean_labels(labels) for labels in label_sets]
-        texts = [self.text_cache(labels) for labels in sets]
-        rgb = to_rgb(image, color_order)
-        height, width = rgb.shape[:2]
-        x = normalize(rgb, self.model.config.mean, self.model.config.std, self.device)
+        sets = [self.prepare(labels) for labels in label_sets]
+        x = normalize(image, self.model.config.mean, self.model.config.std, self.device, color_order)
+        height, width = x.shape[-2:]
         t1 = time.perf_counter()
         features = None
         if self.scales:
             def forward(batch: torch.Tensor) -> torch.Tensor:
                 decoded = self.model.decode(self._to_model(batch))
-                return upsample_logits(self._logits_per_set(decoded, texts)).float()
+                return upsample_logits(self._logits_per_set(decoded, sets)).float()
 
             logits = multiscale_logits(forward, x, self._fill, self.scales, self.flip)
-
-            def expand(chunk: torch.Tensor) -> torch.Tensor:
-                return chunk
+            t2 = time.perf_counter()
+            step = max(1, _CHUNK_ELEMENTS // (height * width))
+            decided = [decide_full(set_logits.split(step, dim=1), lambda chunk: chunk)
+                       for set_logits in logits.split([len(p) for p in sets], dim=1)]
         else:
             h, w = working_shape(height, width, self.working_size)
             if (h, w) != (height, width):
@@ -187,53 +215,26 @@ class Segmenter:
             if return_features:
                 pixels = self.model.scratch.embed(decoded)
                 features = pixels[0, :, : (h + 1) // 2, : (w + 1) // 2].float().cpu().numpy()
-                logits = torch.cat([self.model.label_logits(pixels, text) for text in texts], dim=1)
+                logits = torch.cat([self.model.label_logits(pixels, p.text) for p in sets], dim=1)
             else:
-                logits = self._logits_per_set(decoded, texts)
-
-            def expand(chunk: torch.Tensor) -> torch.Tensor:
-                full = upsample_logits(chunk.float())[:, :, :h, :w]
-                return F.interpolate(full, (height, width), mode="bilinear", align_corners=True)
-
-        t2 = time.perf_counter()
-        step = max(1, _CHUNK_ELEMENTS // (height * width + 4 * logits.shape[-2] * logits.shape[-1]))
+                logits = self._logits_per_set(decoded, sets)
+            t2 = time.perf_counter()
+            decided = [decide_stride2(set_logits[0], (h, w), (height, width))
+                       for set_logits in logits.split([len(p) for p in sets], dim=1)]
         results = []
-        for labels, text, set_logits in zip(sets, texts, logits.split([len(t) for t in texts], dim=1)):
-            label_map, confidence = _decide(set_logits.split(step, dim=1), expand)
+        for prepared, (label_map, confidence) in zip(sets, decided):
             if self.threshold > 0:
                 label_map[confidence < self.threshold] = NO_LABEL
-            results.append((labels, label_map.to(torch.int32).cpu().numpy(), confidence.cpu().numpy(),
-                            text.float().cpu().numpy() if return_features else None))
+            results.append((prepared, label_map.to(torch.int32).cpu().numpy(), confidence.float().cpu().numpy()))
         t3 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
-        return [SegmentationResult(labels, label_map, confidence, timings, features, text_np)
-                for labels, label_map, confidence, text_np in results]
+        return [SegmentationResult(p.labels, label_map, confidence, timings, features,
+                                   p.text.cpu().numpy() if return_features else None)
+                for p, label_map, confidence in results]
 
-    def _logits_per_set(self, decoded: torch.Tensor, texts: list[torch.Tensor]) -> torch.Tensor:
+    def _logits_per_set(self, decoded: torch.Tensor, sets: list[PreparedLabels]) -> torch.Tensor:
         """Stride-2 logits of every set, concatenated along labels (sets regularised separately)."""
-        return torch.cat([self.model.decoded_logits(decoded, text) for text in texts], dim=1)
+        return torch.cat([self.model.decoded_logits(decoded, folded=p.folded) for p in sets], dim=1)
 
     def _to_model(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(self.dtype).contiguous(memory_format=torch.channels_last)
-
-
-def _decide(chunks: Iterable[torch.Tensor], expand: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Argmax and softmax confidence over labels split into chunks, never holding all at once.
-
-    `expand` turns a chunk of logits (1, n, ...) into full-resolution logits (1, n, H, W).
-    """
-    best = best_index = lse = None
-    offset = 0
-    for chunk in chunks:
-        full = expand(chunk)[0].float()
-        value, index = full.max(dim=0)
-        chunk_lse = torch.logsumexp(full, dim=0)
-        if best is None:
-            best, best_index, lse = value, index + offset, chunk_lse
-        else:
-            better = value > best
-            best = torch.where(better, value, best)
-            best_index = torch.where(better, index + offset, best_index)
-            lse = torch.logaddexp(lse, chunk_lse)
-        offset += full.shape[0]
-    return best_index, torch.exp(best - lse)

@@ -2,9 +2,10 @@
 from ._registry import list_models, model_config
 from .checkpoint import build_model, convert_checkpoint, load_checkpoint, save_checkpoint
 from .config import LOGIT_SCALE, ImageEncoderConfig, LSegConfig, TextEncoderConfig
+from .device import resolve_device
 from .lseg import LSeg
 
 __all__ = [
     "LOGIT_SCALE", "ImageEncoderConfig", "LSeg", "LSegConfig", "TextEncoderConfig", "build_model",
-    "convert_checkpoint", "list_models", "load_checkpoint", "model_config", "save_checkpoint",
+    "convert_checkpoint", "list_models", "load_checkpoint", "model_config", "resolve_device", "save_checkpoint",
 ]

@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 
 from ._registry import IMAGENET_MEAN, IMAGENET_STD, config_with_overrides
 from .config import ImageEncoderConfig, LSegConfig, TextEncoderConfig
+from .device import resolve_device  # the one device resolver (also importable from here)
 from .lseg import LSeg
 
 _LOG = logging.getLogger(__name__)
@@ -218,12 +219,6 @@ def default_checkpoint_path() -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"the embedded default model is missing ({path}); pass a checkpoint path. {OFFICIAL_SOURCE}")
     return path
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def load_state_strict(model: LSeg, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:

@@ -7,6 +7,8 @@ official ones so `state_dict()` keys equal the released checkpoints' after `net.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,6 +18,25 @@ from .fusion import LSegDecoder
 from .image_encoders import build_image_encoder
 from .spatial_regularization import SpatialRegularization
 from .text_encoders import build_text_encoder
+
+
+@dataclass(frozen=True)
+class FoldedHead:
+    """The 1x1 embedding head folded into one label set (see `LSeg.fold_head`); fp32 tensors.
+
+    label_weight (N, F) = T W, label_bias (N,) = T b, gram (F, F) = W'W, head_bias (F,) = W'b,
+    bias_sq () = b'b, for label embeddings T (N, C) and the head's weight W (C, F) and bias b (C,).
+    """
+
+    label_weight: torch.Tensor
+    label_bias: torch.Tensor
+    gram: torch.Tensor
+    head_bias: torch.Tensor
+    bias_sq: torch.Tensor
+
+    def to(self, device: torch.device) -> "FoldedHead":
+        return FoldedHead(*(t.to(device) for t in (self.label_weight, self.label_bias, self.gram, self.head_bias,
+                                                      self.bias_sq)))
 
 
 class LSeg(nn.Module):
@@ -72,28 +93,47 @@ class LSeg(nn.Module):
             logits = self.scratch.head_block(logits)
         return logits
 
-    def decoded_logits(self, decoded: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
-        """`label_logits(scratch.embed(decoded), text_features)` without the (B, C, h, w) embeddings.
+    def fold_head(self, text_features: torch.Tensor) -> FoldedHead:
+        """The 1x1 head folded into a label set: computed once per label set, not per frame.
 
-        The 1x1 head is linear, so it folds into the labels: with e = W f + b,
-        <t, e / |e|> = (t W f + t b) / sqrt(f' W'W f + 2 b'W f + b'b). Computing that on the F fused
-        channels instead of the C embedding channels is what makes small decoders fast (the
-        default model: F = 32, C = 384). Equal to the unfolded path up to float rounding.
+        With e = W f + b the pixel embedding of fused features f (F channels), the logit of a
+        label t is <t, e / |e|> = (t W f + t b) / sqrt(f' W'W f + 2 b'W f + b'b): the label terms
+        t W and t b, and the head terms W'W, W'b and b'b, are all independent of the image.
         """
         weight = self.scratch.head1.weight.flatten(1).float()  # (C, F)
         bias = self.scratch.head1.bias.float()  # (C,)
-        text = text_features.to(device=decoded.device, dtype=torch.float32)
-        f = decoded.float()
+        text = text_features.to(device=weight.device, dtype=torch.float32)
         # Row-wise products (not a matmul) so each label's folded weights are computed the same
-        # way wherever it sits in the set: permuting labels permutes the logits exactly.
-        label_weight = (text[:, :, None] * weight[None]).sum(1)  # (N, F)
-        label_bias = (text * bias).sum(1)  # (N,)
-        numerator = torch.einsum("bfhw,nf->bnhw", f, label_weight) + label_bias[None, :, None, None]
-        gram = torch.einsum("bfhw,fk->bkhw", f, weight.T @ weight)
-        squared_norm = (f * gram).sum(1) + 2 * torch.einsum("bfhw,f->bhw", f, weight.T @ bias) + bias @ bias
-        logits = self.logit_scale * numerator / squared_norm.clamp_min(1e-24).sqrt()[:, None]
+        # way wherever it sits in the set.
+        return FoldedHead(label_weight=(text[:, :, None] * weight[None]).sum(1), label_bias=(text * bias).sum(1),
+                          gram=weight.T @ weight, head_bias=weight.T @ bias, bias_sq=bias @ bias)
+
+    def decoded_logits(self, decoded: torch.Tensor, text_features: torch.Tensor | None = None,
+                       folded: FoldedHead | None = None) -> torch.Tensor:
+        """`label_logits(scratch.embed(decoded), text_features)` without the (B, C, h, w) embeddings.
+
+        decoded: (B, F, h, w) fused features from `decode`; the labels as (N, C) embeddings or as
+        their `fold_head` (cached by callers that see many frames with one label set). Computing
+        on the F fused channels instead of the C embedding channels is what makes small decoders
+        fast (the default model: F = 32, C = 384). Equal to the unfolded path up to float rounding.
+        Returns (B, N, h, w) temperature-scaled logits at stride 2, in `decoded`'s dtype.
+        """
+        if folded is None:
+            if text_features is None:
+                raise ValueError("decoded_logits needs text_features or their fold_head()")
+            folded = self.fold_head(text_features)
+        f = decoded.float()
+        # Labels last in memory (B, h, w, N): the matmul writes it directly, and the per-pixel
+        # decision over labels downstream reads each pixel's logits contiguously.
+        numerator = torch.einsum("bfhw,nf->bhwn", f, folded.label_weight.to(f.device))
+        numerator += folded.label_bias.to(f.device)
+        gram = torch.einsum("bfhw,fk->bkhw", f, folded.gram.to(f.device))
+        squared_norm = (f * gram).sum(1) + 2 * torch.einsum("bfhw,f->bhw", f, folded.head_bias.to(f.device))
+        squared_norm += folded.bias_sq.to(f.device)
+        logits = numerator.mul_((self.logit_scale / squared_norm.clamp_min(1e-24).sqrt())[..., None])
+        logits = logits.permute(0, 3, 1, 2)  # (B, N, h, w), channels-last strides
         if hasattr(self.scratch, "head_block"):
-            logits = self.scratch.head_block(logits)
+            logits = self.scratch.head_block(logits.contiguous())
         return logits.to(decoded.dtype)
 
     def forward(self, images: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:

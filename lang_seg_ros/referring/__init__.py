@@ -1,9 +1,11 @@
 """Referring expressions ("the car on the left") -> one object's mask (no ROS).
 
 Two paths: `ZeroShotReferrer` works on any LSeg model today; the trainable Locate-then-Segment
-model (Jing et al., CVPR 2021, arXiv 2103.16284) lives in `lts.py`.
+model (Jing et al., CVPR 2021, arXiv 2103.16284) lives in `lang_seg_ros.model.lts` (re-exported
+here), its training in `lang_seg_ros.train.lts` and its data readers in `lang_seg_ros.data.refcoco`
+and `lang_seg_ros.data.referring_synthetic`.
 """
-from .lts import LocateThenSegment, LTSConfig, load_lts, save_lts
+from ..model.lts import LocateThenSegment, LTSConfig, load_lts, save_lts
 from .metrics import ReferringMetrics
 from .parse import ReferringQuery, parse_expression
 from .select import select_instance

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import torch
 
 from ..inference.preprocess import to_rgb
-from .lts import LocateThenSegment
+from ..model.lts import LocateThenSegment
 from .parse import parse_expression
-from .train_lts import prepare_image
+from ..train.lts import prepare_image
 from .zero_shot import ReferringResult
 
 

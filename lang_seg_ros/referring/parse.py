@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-#: Longest expression read; longer input is cut (a referring expression is a phrase, not a text).
-MAX_EXPRESSION_CHARS = 256
+from ..inference.labels import MAX_EXPRESSION_CHARS, clean_expression  # noqa: F401 - re-exported
+
 
 _ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4,
              "fifth": 5, "5th": 5}
@@ -50,7 +50,7 @@ class ReferringQuery:
     """What an expression asks for.
 
     Attributes:
-        expression: the (cut, whitespace-normalised) input.
+        expression: the whitespace-normalised input.
         category: phrase naming the referred object class, attributes included.
         qualifiers: position/size/depth words in reading order: "left", "right", "top",
             "bottom", "middle", "largest", "smallest", "nearest", "farthest".
@@ -82,8 +82,12 @@ def _take_relation(work: str, relations: list[tuple[str, str]]) -> tuple[tuple[s
 
 
 def parse_expression(expression: str) -> ReferringQuery:
-    """Parse an English referring expression; raises `ValueError` when nothing is left to look for."""
-    text = " ".join(str(expression).split())[:MAX_EXPRESSION_CHARS]
+    """Parse an English referring expression.
+
+    Raises `ValueError` when nothing is left to look for, or when the expression breaks the
+    expression policy (`lang_seg_ros.inference.labels.clean_expression`: length, control characters).
+    """
+    text = clean_expression(str(expression))
     work = text.lower().strip(" .!?")
     if not work:
         raise ValueError("empty referring expression")

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..regions import Region
+from ..objects.regions import Region
 from .parse import ReferringQuery
 
 _SIDE_KEYS: dict[str, Callable[[Region], float]] = {

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ..inference import SegmentationResult, Segmenter, clean_labels
-from ..regions import Region, extract_regions
+from ..objects.regions import Region, extract_regions
 from .parse import ReferringQuery, parse_expression
 from .select import select_instance
 
@@ -91,16 +91,25 @@ class ZeroShotReferrer:
 
         Lets a caller that segments anyway (the ROS node) answer from the same image encoding.
         """
-        label_set = result.labels
-        shape = result.label_map.shape
-        if depth is not None and depth.shape[:2] != shape:
-            raise ValueError(f"depth shape {depth.shape[:2]} differs from the image's {shape}")
         min_area = max(1, int(self.min_area_fraction * result.label_map.size))
-        regions = extract_regions(result.label_map, result.confidence, label_set, min_area=min_area)
+        regions = extract_regions(result.label_map, result.confidence, result.labels, min_area=min_area)
+        return self.answer_regions(query, regions, result.labels, result.label_map.shape, depth)
+
+    def answer_regions(self, query: ReferringQuery, regions: Sequence[Region], labels: Sequence[str],
+                       shape: tuple[int, int], depth: np.ndarray | None = None) -> ReferringResult:
+        """Select the referred instance among regions already extracted from a segmentation with
+        `labels` (e.g. a frame's regions, when the labels already hold the query's phrases).
+
+        shape: (H, W) of that segmentation; regions under `min_area_fraction` of it are ignored.
+        """
+        label_set = tuple(labels)
+        if depth is not None and depth.shape[:2] != tuple(shape):
+            raise ValueError(f"depth shape {depth.shape[:2]} differs from the image's {tuple(shape)}")
+        min_area = max(1, int(self.min_area_fraction * shape[0] * shape[1]))
 
         def instances(phrase: str) -> list[Region]:
             index = _index_of(label_set, phrase)
-            return [r for r in regions if r.label_index == index and r.score >= self.min_score]
+            return [r for r in regions if r.label_index == index and r.score >= self.min_score and r.area >= min_area]
 
         others = instances(query.relation[1]) if query.relation else []
         chosen, reason = select_instance(instances(query.category), query, shape, depth, others)

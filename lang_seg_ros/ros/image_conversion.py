@@ -66,7 +66,8 @@ def _check_size(width: int, height: int, max_pixels: int | None) -> None:
 
 
 def image_to_numpy(msg: Image, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """A sensor_msgs/Image as an (H, W) or (H, W, C) array of the encoding's dtype.
+    """A sensor_msgs/Image as an (H, W) or (H, W, C) array of the encoding's dtype (a view of
+    `msg.data` when rows are unpadded and the byte order is native: treat it as read-only).
 
     Raises `ImageConversionError` for an unknown encoding, zero width or height, more than
     `max_pixels` pixels, `step` shorter than a row, or `data` shorter than the rows need.
@@ -89,8 +90,8 @@ def image_to_numpy(msg: Image, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> n
         raise ImageConversionError(
             f"data has {len(data)} bytes, a {width}x{height} {encoding} image with step {step} needs {needed}")
     buffer = np.frombuffer(data, dtype=np.uint8)
-    if step == row_bytes:
-        rows = buffer[: height * row_bytes].reshape(height, row_bytes).copy()
+    if step == row_bytes:  # a view of the message's buffer: the model input is the one copy
+        rows = buffer[: height * row_bytes].reshape(height, row_bytes)
     else:
         # Pad the buffer view to full rows only when the last row is short (rare).
         if len(buffer) < height * step:
@@ -98,7 +99,9 @@ def image_to_numpy(msg: Image, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> n
         rows = np.ascontiguousarray(buffer[: height * step].reshape(height, step)[:, :row_bytes])
     out = rows.view(dtype)
     if dtype.itemsize > 1 and bool(msg.is_bigendian) != _NATIVE_BIG_ENDIAN:
-        out.byteswap(inplace=True)
+        out = out.byteswap()  # a copy: the message stays as received
+    elif np.shares_memory(out, buffer):
+        out.flags.writeable = False
     return out.reshape(height, width) if channels == 1 else out.reshape(height, width, channels)
 
 

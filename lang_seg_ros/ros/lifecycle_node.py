@@ -15,12 +15,13 @@ from typing import Any, Sequence
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from .node import NODE_NAME, _Param, _SegmentationMixin, run
+from .node import NODE_NAME, _SegmentationMixin, run
+from .parameters import Param
 
 __all__ = ["SegmentationLifecycleNode", "main"]
 
 LIFECYCLE_PARAMETERS = (
-    _Param("autostart", True, "Lifecycle executable only: configure and activate at start-up.", read_only=True),
+    Param("autostart", True, "Lifecycle executable only: configure and activate at start-up.", read_only=True),
 )
 
 
@@ -42,12 +43,12 @@ class SegmentationLifecycleNode(_SegmentationMixin, LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = True
-        self._start_worker(load_model=False)
+        self._worker.start()
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False
-        self._stop_worker()
+        self._worker.stop()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -64,7 +65,7 @@ class SegmentationLifecycleNode(_SegmentationMixin, LifecycleNode):
 
     def _release(self) -> None:
         self._active = False
-        self._stop_worker()
+        self._worker.stop()
         self._destroy_interfaces()
         self._unload_model()
 
@@ -75,7 +76,7 @@ class SegmentationLifecycleNode(_SegmentationMixin, LifecycleNode):
 
     def destroy_node(self) -> None:
         self._active = False
-        self._stop_worker()
+        self._worker.stop()
         super().destroy_node()
 
 

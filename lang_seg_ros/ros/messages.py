@@ -4,7 +4,7 @@ All pixel quantities refer to the class-id mask, which has the input image's siz
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 from geometry_msgs.msg import Point
@@ -13,17 +13,18 @@ from std_msgs.msg import Header
 
 from lang_seg_ros.msg import LabelSet, ObjectRegion, ReferringRegion, Segmentation, StageTiming
 
-from ..regions import Region
+from ..objects.regions import Region
 from .image_conversion import _as_byte_array, numpy_to_image
-from .objects import FrameRegion
+from ..objects import FrameRegion
 
 if TYPE_CHECKING:
+    from ..pipeline import FrameResult
     from ..referring import ReferringQuery, ReferringResult
 
 __all__ = [
-    "NO_LABEL_MONO8", "NO_LABEL_MONO16", "class_id_image", "empty_region_msg", "label_set_msg",
+    "NO_LABEL_MONO8", "NO_LABEL_MONO16", "class_id_image", "empty_region_msg", "frame_messages", "label_set_msg",
     "labelled_cloud_msg", "object_region_msg", "panoptic_image", "referring_msg", "region_mask_image",
-    "region_to_msg", "scale_camera_info", "segmentation_msg",
+    "region_to_msg", "scale_camera_info", "segmentation_msg", "stage_timing",
 ]
 
 NO_LABEL_MONO8 = int(Segmentation.NO_LABEL_MONO8)  # 255
@@ -121,11 +122,15 @@ def segmentation_msg(header: Header, labels: Sequence[str], label_set_id: int, m
         msg.panoptic.header = header
     if depth_header is not None:
         msg.depth_header = depth_header
-    msg.timings = [StageTiming(stage=str(k), duration_ms=float(v)) for k, v in timings_ms.items()]
+    msg.timings = [stage_timing(k, v) for k, v in timings_ms.items()]
     msg.latency_ms = float(latency_ms)
     msg.sequence = int(sequence)
     msg.dropped_frames = int(dropped_frames)
     return msg
+
+
+def stage_timing(stage: str, duration_ms: float) -> StageTiming:
+    return StageTiming(stage=str(stage), duration_ms=float(duration_ms))
 
 
 def label_set_msg(labels: Sequence[str], label_set_id: int, stamp=None,
@@ -215,4 +220,36 @@ def scale_camera_info(info: CameraInfo, width: int, height: int, header: Header)
     p[0], p[2], p[3], p[5], p[6], p[7] = p[0] * sx, p[2] * sx, p[3] * sx, p[5] * sy, p[6] * sy, p[7] * sy
     out.p = p
     out.binning_x, out.binning_y = 0, 0
+    return out
+
+
+def frame_messages(header: Header, result: "FrameResult", timings_ms: Mapping[str, float], latency_ms: float,
+                   sequence: int, dropped_frames: int, region_masks: bool = True, depth_header: Header | None = None,
+                   camera_info: CameraInfo | None = None) -> dict[str, Any]:
+    """Every message one frame gives, by output topic: segmentation, label_mask, and, when the
+    frame has them, segmentation/camera_info (`camera_info` scaled to the mask), panoptic, cloud,
+    referring/region + referring/mask, overlay. All carry the input image's `header` (the cloud
+    its stamp with the depth camera's frame)."""
+    labels = result.labels
+    mask, no_label = class_id_image(result.objects.label_map, len(labels.labels), header)
+    out: dict[str, Any] = {}
+    panoptic = panoptic_image(result.panoptic, header) if result.panoptic is not None else None
+    out["segmentation"] = segmentation_msg(
+        header, labels.labels, labels.id, mask, no_label, result.objects.regions, timings_ms, latency_ms, sequence,
+        dropped_frames, region_masks=region_masks, label_is_stuff=labels.spec.is_stuff, panoptic=panoptic,
+        depth_header=depth_header)
+    out["label_mask"] = mask
+    if camera_info is not None:
+        out["segmentation/camera_info"] = scale_camera_info(camera_info, mask.width, mask.height, header)
+    if panoptic is not None:
+        out["panoptic"] = panoptic
+    if result.cloud is not None and depth_header is not None:
+        out["cloud"] = labelled_cloud_msg(*result.cloud, Header(stamp=header.stamp, frame_id=depth_header.frame_id))
+    if result.referring is not None:
+        answer = result.referring
+        out["referring/region"] = referring_msg(header, answer.expression, answer.query, answer.result, answer.region,
+                                                depth_header.frame_id if depth_header is not None else "")
+        out["referring/mask"] = region_mask_image(answer.result.mask, header)
+    if result.overlay is not None:
+        out["overlay"] = numpy_to_image(result.overlay, "rgb8", header)
     return out

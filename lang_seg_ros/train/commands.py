@@ -7,10 +7,13 @@ Public contract of ``eval`` (checked from outside the project)::
 
 Images and single-channel mask PNGs are paired by file name (stem); mask value ``i`` means
 ``names[i]``; values equal to K (or >= the number of names) are ignored. Without
-``--checkpoint`` the embedded default model is used. OUT.json holds ``miou`` (fraction in
-[0, 1]), ``per_class_iou`` (name -> fraction, null for a label absent from both ground truth
-and prediction), ``pixel_accuracy``, ``mean_accuracy``, ``fb_iou`` (background = first
-name), ``confusion_matrix`` (rows ground truth, columns prediction) and the settings used.
+``--checkpoint`` the embedded default model is used. Every image goes through the same
+``lang_seg_ros.inference.Segmenter`` as ``lang-seg segment``, built from the same model options
+(``--device --precision --working-size --scales --flip`` and the block settings). OUT.json
+holds ``miou`` (fraction in [0, 1]), ``per_class_iou`` (name -> fraction, null for a label
+absent from both ground truth and prediction), ``pixel_accuracy``, ``mean_accuracy``,
+``fb_iou`` (background = first name), ``confusion_matrix`` (rows ground truth, columns
+prediction) and the settings used.
 """
 
 from __future__ import annotations
@@ -24,9 +27,6 @@ from pathlib import Path
 _LOG = logging.getLogger("lang_seg_ros.train")
 
 __all__ = ["register", "cmd_train", "cmd_eval", "parse_names"]
-
-#: The paper's multi-scale evaluation scales (LSeg Sec. 4), applied to each image's own size.
-PUBLISHED_RELATIVE_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 
 def parse_names(text: str) -> list[str]:
@@ -67,10 +67,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    """Score the model on an image/mask folder through the same `Segmenter` as `lang-seg segment`."""
     import torch
 
+    from ..cli import segmenter_from_args
     from ..data import FolderSegDataset
-    from ..model import load_checkpoint
     from .metrics import plot_confusion_matrix
     from .trainer import evaluate_model
 
@@ -84,30 +85,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from ..model.checkpoint import default_checkpoint_path
 
         checkpoint = str(default_checkpoint_path())
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    device = "cpu" if device == "auto" else device
-    model = load_checkpoint(checkpoint, device=device)
-    flip = bool(args.flip)
-    if args.scales == ["published"]:
-        # The paper's factors with flips. The paper resizes the long side to 520 * s; here every
-        # scale is relative to the image's own size (identical for 520-pixel images).
-        scales = PUBLISHED_RELATIVE_SCALES
-        flip = True
-    else:
-        try:
-            scales = tuple(float(s) for s in args.scales) if args.scales else (1.0,)
-        except ValueError:
-            raise ValueError(f"--scales takes numbers or 'published', got {' '.join(args.scales)}") from None
-    if any(s <= 0 for s in scales):
-        raise ValueError("--scales must be positive")
+    segmenter = segmenter_from_args(args)
+    multiscale = bool(segmenter.scales)
+    if args.flip and not multiscale:
+        _LOG.warning("--flip applies to multi-scale evaluation only (with --scales); single scale runs unflipped")
     t0 = time.perf_counter()
-    metrics = evaluate_model(model, dataset, names, scales=scales, flip=flip,
-                             channels_last=device == "cpu", progress=not args.no_progress)
+    metrics = evaluate_model(segmenter, dataset, names, progress=not args.no_progress)
     metrics.update({
         "checkpoint": str(checkpoint),
         "images": len(dataset),
-        "scales": list(scales),
-        "flip": flip,
+        "scales": list(segmenter.scales) if multiscale else [1.0],
+        "flip": segmenter.flip if multiscale else False,
+        "working_size": None if multiscale else segmenter.working_size,
+        "precision": args.precision,
         "ignore_index": args.ignore_index,
         "seconds": round(time.perf_counter() - t0, 2),
     })
@@ -128,12 +118,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train`` and ``eval`` to the ``lang-seg`` sub-commands."""
+    from ..cli import add_model_arguments
+
     tr = subparsers.add_parser("train", help="train LSeg from a YAML config (see docs/training.md)")
     tr.add_argument("config", help="training config YAML (e.g. configs/train/camvid_effnet_lite0_minilm.yaml)")
     tr.add_argument("--iterations", type=int, help="override the config's iterations")
     tr.add_argument("--batch-size", dest="batch_size", type=int, help="override the config's batch_size")
     tr.add_argument("--out-dir", dest="out_dir", help="override the config's out_dir")
-    tr.add_argument("--device", help="cpu, cuda, cuda:N or auto")
+    tr.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: the config's)")
     tr.add_argument("--seed", type=int)
     tr.add_argument("--num-threads", dest="num_threads", type=int, help="torch CPU threads")
     tr.add_argument("--no-resume", action="store_true", help="start over even if out_dir holds last.pt")
@@ -145,11 +137,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--masks", required=True, help="folder of single-channel PNG masks, same file names")
     ev.add_argument("--names", required=True, help='"n0,n1,...": mask value i means names[i] (or a file, one per line)')
     ev.add_argument("--ignore-index", dest="ignore_index", type=int, default=255, help="mask value to ignore")
-    ev.add_argument("--checkpoint", help="official .ckpt or our .safetensors (default: the embedded model)")
-    ev.add_argument("--scales", nargs="+", metavar="S", help="resize factors of each image, logits summed (default 1.0); "
-                    "'published' = 0.5 0.75 1 1.25 1.5 1.75 with flips")
-    ev.add_argument("--flip", action="store_true", help="add horizontally flipped passes")
-    ev.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    add_model_arguments(ev)  # --checkpoint --device --precision --working-size --scales --flip, as `segment`
     ev.add_argument("--num-threads", dest="num_threads", type=int, default=0, help="torch CPU threads")
     ev.add_argument("--json", required=True, help="write the metrics here")
     ev.add_argument("--plot", help="also write the row-normalised confusion matrix as a PNG")

@@ -83,7 +83,12 @@ class TrainConfig:
     batch_size: int = 8
     iterations: int = 1000
     val_every: int = 200  # iterations; 0 = only at the end
+    # Validation runs the model through `lang_seg_ros.inference.Segmenter` as `lang-seg eval` does:
+    # (1.0,) = single scale, the long side resized to val_working_size (eval's default); other
+    # scales = the published multi-scale evaluation (eval's --scales), val_flip adding mirrored passes.
     val_scales: tuple[float, ...] = (1.0,)
+    val_working_size: int = 480
+    val_flip: bool = False
     checkpoint_every: int = 100  # iterations between resumable checkpoints
     log_every: int = 10
     out_dir: str = "runs/train"
@@ -101,6 +106,10 @@ class TrainConfig:
             raise ValueError("batch_size and iterations must be >= 1")
         if not self.datasets:
             raise ValueError("datasets: at least one training data set is needed")
+        if not self.val_scales or any(s <= 0 for s in self.val_scales):
+            raise ValueError(f"val_scales must be positive numbers, got {list(self.val_scales)}")
+        if self.val_working_size < 32:
+            raise ValueError(f"val_working_size must be at least 32 pixels, got {self.val_working_size}")
         if self.export_dtype not in ("float16", "bfloat16", "float32"):
             raise ValueError(f"export_dtype must be float16, bfloat16 or float32, got {self.export_dtype!r}")
 

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from ..data import augment, build_dataset, normalize_image
+from ..model.device import resolve_device
 from .config import DatasetConfig, TrainConfig
 from .loss import class_weights_from_counts, lseg_loss
 from .metrics import ConfusionMatrix
-from .predict import predict_labels
 
 __all__ = ["TrainSet", "Trainer", "build_lr_lambda", "evaluate_model", "train"]
 
@@ -88,20 +88,17 @@ def build_lr_lambda(optim, iterations: int):
     return factor
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def evaluate_model(segmenter, dataset, names=None, progress: bool = False, max_images: int | None = None) -> dict:
+    """mIoU etc. of a :class:`lang_seg_ros.inference.Segmenter` on a data set (label names:
+    ``names`` or the data set's), through ``segmenter.segment`` exactly as ``lang-seg segment``
+    runs it: same preprocessing, same single- or multi-scale rule."""
+    from ..inference import Segmenter
 
-
-@torch.no_grad()
-def evaluate_model(model, dataset, names=None, scales=(1.0,), flip=False, channels_last=False,
-                   progress: bool = False, max_images: int | None = None) -> dict:
-    """mIoU etc. of ``model`` on a data set (label names: ``names`` or the data set's)."""
+    if not isinstance(segmenter, Segmenter):
+        raise TypeError(f"evaluate_model takes a Segmenter, got {type(segmenter).__name__}")
+    if segmenter.threshold > 0:
+        raise ValueError("evaluate with a Segmenter whose threshold is 0: every pixel needs a label")
     names = list(names) if names is not None else list(dataset.names)
-    was_training = model.training
-    model.eval()
-    text = model.encode_text(names)
     conf = ConfusionMatrix(names, dataset.ignore_index)
     count = len(dataset) if max_images is None else min(len(dataset), max_images)
     iterator = range(count)
@@ -111,8 +108,10 @@ def evaluate_model(model, dataset, names=None, scales=(1.0,), flip=False, channe
         iterator = tqdm(iterator, desc="eval", unit="img", leave=False)
     for i in iterator:
         image, mask = dataset.load(i)
-        conf.update(predict_labels(model, image, text, scales, flip, channels_last), mask)
-    model.train(was_training)
+        result = segmenter.segment(image, color_order="rgb", labels=names)
+        if len(result.labels) != len(names):  # the label policy may not drop or merge names
+            raise ValueError(f"label names {names} became {list(result.labels)}")
+        conf.update(result.label_map, mask)
     return conf.summary()
 
 
@@ -134,7 +133,7 @@ class Trainer:
         except ImportError:  # pragma: no cover
             pass
         torch.manual_seed(cfg.seed)
-        self.device = _resolve_device(cfg.device)
+        self.device = resolve_device(cfg.device)
         self.out_dir = Path(cfg.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -250,9 +249,20 @@ class Trainer:
     def validate(self) -> dict | None:
         if self.val_set is None:
             return None
+        from ..inference import Segmenter
+
         t0 = time.perf_counter()
-        metrics = evaluate_model(self.model, self.val_set, scales=self.cfg.val_scales,
-                                 channels_last=self.cfg.channels_last)
+        # The model as `lang-seg eval` / `lang-seg segment` would run it (fp32), so the best
+        # checkpoint is chosen on the numbers those commands report.
+        was_training = self.model.training
+        scales = None if tuple(self.cfg.val_scales) == (1.0,) else self.cfg.val_scales
+        segmenter = Segmenter(self.model, device=str(self.device), working_size=self.cfg.val_working_size,
+                              scales=scales, flip=self.cfg.val_flip)
+        try:
+            metrics = evaluate_model(segmenter, self.val_set)
+        finally:  # the Segmenter put the model in eval mode and channels_last
+            self.model.train(was_training)
+            self.model.to(memory_format=torch.channels_last if self.cfg.channels_last else torch.contiguous_format)
         metrics.pop("confusion_matrix", None)
         metrics["seconds"] = time.perf_counter() - t0
         return metrics

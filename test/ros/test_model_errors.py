@@ -19,12 +19,12 @@ from harness import make_image  # noqa: E402
 
 
 class _FailingSegmenter:
-    """Stands in for the model only: `segment` raises what a GPU out of memory raises."""
+    """Stands in for the model only: the forward pass raises what a GPU out of memory raises."""
 
     device = "cuda:0"
     working_size, scales, flip, threshold = 480, None, False, 0.0
 
-    def segment(self, *args, **kwargs):
+    def segment_sets(self, *args, **kwargs):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
 
@@ -38,25 +38,27 @@ def test_a_failing_frame_is_skipped_with_a_log_line_and_the_next_one_served(ros,
                             context=ros.context, parameter_overrides=overrides)
     try:
         deadline = time.monotonic() + 60
-        while node._segmenter is None and time.monotonic() < deadline:
+        while node._pipeline is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        model = node._segmenter
-        assert model is not None, "the model did not load"
+        pipeline = node._pipeline
+        assert pipeline is not None, "the model did not load"
+        node._process(make_image(node), False)
+        assert node._sequence == 1 and node._stats.processed == 1
 
-        node._segmenter = _FailingSegmenter()
-        node._process(make_image(node), False, time.monotonic())
-        assert node._stats.model_errors == 1 and node._sequence == 0
+        model, pipeline.segmenter = pipeline.segmenter, _FailingSegmenter()
+        node._process(make_image(node), False)
+        assert node._stats.model_errors == 1 and node._sequence == 1
         assert "[model_error]" in capfd.readouterr().err
 
-        node._segmenter = model
-        node._process(make_image(node), False, time.monotonic())
-        assert node._sequence == 1 and node._stats.processed == 1
+        pipeline.segmenter = model
+        node._process(make_image(node), False)
+        assert node._sequence == 2 and node._stats.processed == 2
     finally:
         node.destroy_node()
 
 
 def test_warnings_are_throttled_per_kind():
-    from lang_seg_ros.ros.node import _Throttle
+    from lang_seg_ros.ros.diagnostics import Throttle as _Throttle
 
     lines = []
 

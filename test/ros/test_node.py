@@ -14,7 +14,7 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from harness import RELIABLE, TEST_LABELS, pattern_image, spin_for, stamp_key  # noqa: E402
-from lang_seg_ros.regions import extract_regions  # noqa: E402
+from lang_seg_ros.objects.regions import Region, extract_regions  # noqa: E402
 from lang_seg_ros.ros.image_conversion import image_to_numpy, numpy_to_image  # noqa: E402
 from lang_seg_ros.srv import SetLabels  # noqa: E402
 
@@ -193,6 +193,17 @@ def test_bad_label_sets_are_refused_and_the_old_set_stays(seg, case):
     assert list(after.labels) == LABELS and after.label_set_id == before.label_set_id
 
 
+def test_set_labels_with_both_fields_is_refused_with_a_message(seg):
+    """`labels` and `labels_csv` both set: which one was meant is unknown, so neither is applied."""
+    before = seg.send(seg.make_image())
+    response = seg.call(SetLabels, seg.proc.topic("set_labels"),
+                        SetLabels.Request(labels=["sky", "road"], labels_csv="car, tree"))
+    assert not response.success and "either as 'labels' or as 'labels_csv', not both" in response.message
+    assert list(response.labels) == LABELS and response.label_set_id == before.label_set_id
+    after = seg.send(seg.make_image())
+    assert list(after.labels) == LABELS and after.label_set_id == before.label_set_id
+
+
 def test_non_ascii_labels_are_accepted(seg, restore_labels):
     labels = ["Straße", "café", "椅子", "стул"]
     response = set_labels(seg, csv=", ".join(labels))
@@ -295,13 +306,15 @@ def _box(region) -> tuple[int, int, int, int]:
     return (b.x_offset, b.y_offset, b.x_offset + b.width, b.y_offset + b.height)
 
 
-def _candidates(segmentation, label: str):
+def _candidates(segmentation, label: str) -> list[Region]:
     """What the referrer chooses from when the category is one of the frame's labels (min score 0):
-    the connected components of that label covering at least 0.05 % of the image."""
+    the frame's own regions of that label (reused, never extracted twice) that cover at least
+    0.05 % of the image."""
     mask = mask_array(segmentation.mask)
-    label_map = np.where(mask == segmentation.no_label, -1, mask.astype(np.int32))
-    regions = extract_regions(label_map, None, list(segmentation.labels), min_area=max(1, int(0.0005 * mask.size)))
-    return [r for r in regions if r.label == label]
+    min_area = max(1, int(0.0005 * mask.size))
+    return [Region(r.id, r.label, r.label_index, r.score, _box(r), (r.centroid_x, r.centroid_y), r.area,
+                   mask_array(r.mask) == 255)
+            for r in segmentation.regions if r.label == label and r.area >= min_area]
 
 
 def _assert_answer(ref, segmentation, want) -> None:
@@ -351,8 +364,9 @@ def test_referring_expression_found_not_found_bad_and_cleared(seg, restore_label
         assert mask.shape == (msg.height, msg.width) and not mask.any()
 
         # refused with a log line, the previous expression stays: too long, and no category in it
-        assert_rejected(seg, String(data="the " + "very " * 2000 + target), "referring expression of 100[0-9][0-9] "
-                        "characters refused", publish=lambda m: _publish_string(seg, "referring_expression", m))
+        assert_rejected(seg, String(data="the " + "very " * 2000 + target), "refused: a referring expression of "
+                        "100[0-9][0-9] characters exceeds max_expression_chars=256",
+                        publish=lambda m: _publish_string(seg, "referring_expression", m))
         assert_rejected(seg, String(data="the one on the left"), "refused: no object category",
                         publish=lambda m: _publish_string(seg, "referring_expression", m))
         out = seg.send(seg.make_image(), topic="referring/region")

@@ -22,8 +22,8 @@ from builtin_interfaces.msg import Time  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
 from harness import RELIABLE, Client, spin_for, stamp_key, start_node  # noqa: E402
-from lang_seg_ros.panoptic import decode_panoptic  # noqa: E402
-from lang_seg_ros.regions import extract_regions  # noqa: E402
+from lang_seg_ros.objects.panoptic import decode_panoptic  # noqa: E402
+from lang_seg_ros.objects.regions import extract_regions  # noqa: E402
 from lang_seg_ros.ros.image_conversion import image_to_numpy, numpy_to_image  # noqa: E402
 from lang_seg_ros.srv import SetLabels  # noqa: E402
 
@@ -265,6 +265,28 @@ def test_3d_from_a_half_resolution_constant_plane_and_depth_matching_by_stamp(ob
     assert out is not None and out.regions and not any(r.has_3d for r in out.regions)
     assert out.depth_header.frame_id == ""
     assert obj.proc.wait_log(r"\[no_depth\] .*no depth image within depth_slop", timeout=3.0, start=start)
+
+
+def test_depth_camera_info_for_another_size_is_refused_not_rescaled(obj):
+    """A depth CameraInfo whose width and height differ from the depth image's would silently
+    mis-scale the intrinsics: the frame gets no 3D and the log says why."""
+    start = len(obj.proc.log())
+    wrong = camera_info(160, 120, FX, FY, CX, CY)  # the colour camera's size, but the depth is 80 x 60
+    plane = np.full((60, 80), 2.0, np.float32)
+    msg = obj.make_image()
+    depth = numpy_to_image(plane, "32FC1")
+    depth.header.stamp, depth.header.frame_id = msg.header.stamp, "depth_optical"
+    obj.depth_info_pub.publish(wrong)
+    obj.depth_pub.publish(depth)
+    spin_for(obj.executor, 0.1)
+    out = obj.send(msg)
+    assert out is not None and out.regions and not any(r.has_3d for r in out.regions)
+    assert out.depth_header.frame_id == ""
+    assert obj.proc.wait_log(r"\[bad_depth\] .*the depth camera info is for a 160x120 image but the depth image is 80x60", timeout=3.0,
+                             start=start)
+    # the right info again: 3D again
+    _, out = send_with_depth(obj, [(plane, "32FC1", 0.0)], camera_info(80, 60, FX / 2, FY / 2, 39.5, 29.5))
+    assert all(r.has_3d for r in out.regions)
 
 
 # ---- tracking ----------------------------------------------------------------------------------

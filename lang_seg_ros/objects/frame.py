@@ -20,6 +20,7 @@ metres (x right, y down, z forward).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Collection, Sequence
 
@@ -27,11 +28,11 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from ..geometry import Region3D, back_project, depth_to_metres, region_3d, scale_intrinsics
-from ..instances import split_instances
-from ..panoptic import encode_panoptic, panoptic_ids_of
-from ..regions import Region
-from ..tracking import mask_iou
+from .geometry import Region3D, back_project, depth_to_metres, region_3d, scale_intrinsics
+from .instances import split_instances
+from .panoptic import encode_panoptic, panoptic_ids_of
+from .regions import Region
+from .tracking import mask_iou
 
 __all__ = ["FrameObjects", "FrameRegion", "add_geometry", "aligned_depth", "best_overlap", "frame_objects",
            "labelled_points"]
@@ -73,6 +74,15 @@ class FrameObjects:
         """(H, W) int32 panoptic ids (0 = void), exactly the regions' `panoptic_id`s on their pixels."""
         labels = np.asarray([-1] + [r.region.label_index for r in self.regions], np.int32)
         return encode_panoptic(self.region_map, labels, self.stuff)
+
+
+@functools.lru_cache(maxsize=4)
+def _pixel_coordinates(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of every pixel, row-major, float64 and read-only: built once per frame size."""
+    xs = np.tile(np.arange(width, dtype=np.float64), height)
+    ys = np.repeat(np.arange(height, dtype=np.float64), width)
+    xs.flags.writeable = ys.flags.writeable = False
+    return xs, ys
 
 
 def _merge_stuff(instance_map: np.ndarray, instance_labels: np.ndarray, stuff: Collection[int]) -> np.ndarray:
@@ -123,7 +133,7 @@ def frame_objects(
     count = len(instance_labels) - 1
     pooled = pixel_features is not None and text_features is not None and count > 0
     if pooled:
-        from ..instances import classify_by_mask_pooling
+        from .instances import classify_by_mask_pooling
 
         new_labels, pooled_scores = classify_by_mask_pooling(instance_map, pixel_features, text_features)
         valid = new_labels[1:] >= 0
@@ -142,10 +152,9 @@ def frame_objects(
     else:
         scores = np.bincount(flat, weights=np.asarray(confidence, np.float64).ravel(), minlength=count + 1)
         scores = scores / np.maximum(areas, 1)
-    height, width = instance_map.shape
-    ys, xs = np.indices((height, width))
-    sum_x = np.bincount(flat, weights=xs.ravel().astype(np.float64), minlength=count + 1)
-    sum_y = np.bincount(flat, weights=ys.ravel().astype(np.float64), minlength=count + 1)
+    xs, ys = _pixel_coordinates(*instance_map.shape)
+    sum_x = np.bincount(flat, weights=xs, minlength=count + 1)
+    sum_y = np.bincount(flat, weights=ys, minlength=count + 1)
     slices = ndimage.find_objects(instance_map, max_label=count)
 
     found = []

@@ -1,4 +1,4 @@
-"""The node's per-frame object pipeline (lang_seg_ros/ros/objects.py): pure numpy, no rclpy needed.
+"""Per-frame objects (lang_seg_ros/objects/frame.py): pure numpy, no rclpy needed.
 
 Constructed label maps, embeddings and depth; the DDS tests in test/ros/test_objects.py check the
 same outputs end to end.
@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from lang_seg_ros.geometry import scale_intrinsics
-from lang_seg_ros.panoptic import decode_panoptic
-from lang_seg_ros.regions import extract_regions
-from lang_seg_ros.ros.objects import (add_geometry, aligned_depth, best_overlap, frame_objects,
+from lang_seg_ros.objects.geometry import scale_intrinsics
+from lang_seg_ros.objects.panoptic import decode_panoptic
+from lang_seg_ros.objects.regions import extract_regions
+from lang_seg_ros.objects.frame import (add_geometry, aligned_depth, best_overlap, frame_objects,
                                       labelled_points)
 
 LABELS = ["floor", "chair", "mug", "table"]

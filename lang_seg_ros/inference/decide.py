@@ -1,0 +1,115 @@
+"""Logits -> label map and confidence, on the device that holds the logits.
+
+Only the (H, W) label map and confidence leave the device; the (N, H, W) full-resolution logits
+are never built in single-scale mode, so the cost of a frame hardly grows with the label count.
+
+`decide_stride2` gives exactly the argmax of the published rule (bilinear x2 upsampling of the
+stride-2 logits with align_corners=True, crop, bilinear resize to the image): every output
+pixel's logits are a convex combination of a few neighbouring grid cells, so a label that is
+best at all of them is best at the pixel. Only pixels whose neighbours disagree (object
+borders: a few percent of a frame) get all their labels interpolated.
+
+Confidence is the chosen label's softmax probability: exact at those border pixels; elsewhere
+with the log-partition function interpolated from the grid cells (exact where the neighbouring
+logits agree; by convexity of log-sum-exp never above the exact probability).
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+
+#: Pixels whose logits are interpolated over all labels at once (bounds memory: N x this).
+_CHUNK_PIXELS = 1 << 16
+
+
+def _taps(out_size: int, work_size: int, grid_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grid indices (out_size, T) and weights (out_size, T) of the published resampling along one
+    axis: x2 upsampling of a `grid_size` grid with align_corners=True, crop to `work_size`, then
+    (when it differs) an align_corners=True resize to `out_size`. T = 2, or 4 with the resize."""
+    def linear(size: int, scale: float, limit: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        pos = torch.arange(size, device=device, dtype=torch.float64) * scale
+        low = pos.floor().long().clamp_(0, limit - 1)
+        return low, (low + 1).clamp_(max=limit - 1), pos - low
+
+    g0, g1, a = linear(work_size, (grid_size - 1) / max(1, 2 * grid_size - 1), grid_size)
+    if work_size == out_size:
+        index, weight = torch.stack([g0, g1], 1), torch.stack([1 - a, a], 1)
+    else:
+        y0, y1, b = linear(out_size, (work_size - 1) / max(1, out_size - 1), work_size)
+        index = torch.stack([g0[y0], g1[y0], g0[y1], g1[y1]], 1)
+        weight = torch.stack([(1 - b) * (1 - a[y0]), (1 - b) * a[y0], b * (1 - a[y1]), b * a[y1]], 1)
+    return index, weight.float()
+
+
+def decide_stride2(logits: torch.Tensor, work_hw: tuple[int, int], out_hw: tuple[int, int]
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Label map (H, W) int32 and confidence (H, W) float32 from stride-2 logits.
+
+    logits: (N, h2, w2) for a padded working image whose top-left (h, w) = `work_hw` pixels are
+    the image content; out_hw: (H, W) of the input image.
+    """
+    logits = logits.float()
+    n, h2, w2 = logits.shape
+    height, width = out_hw
+    if n == 1:
+        label = torch.zeros((height, width), dtype=torch.int32, device=logits.device)
+        return label, torch.ones((height, width), device=logits.device)
+    iy, wy = _taps(height, work_hw[0], h2, logits.device)
+    ix, wx = _taps(width, work_hw[1], w2, logits.device)
+
+    def interpolate(grid: torch.Tensor) -> torch.Tensor:
+        rows = sum(grid[iy[:, t]] * wy[:, t, None] for t in range(iy.shape[1]))
+        return sum(rows[:, ix[:, t]] * wx[None, :, t] for t in range(ix.shape[1]))
+
+    def reduce(grid: torch.Tensor, op) -> torch.Tensor:
+        out = grid[iy[:, 0]]
+        for t in range(1, iy.shape[1]):
+            out = op(out, grid[iy[:, t]])
+        result = out[:, ix[:, 0]]
+        for t in range(1, ix.shape[1]):
+            result = op(result, out[:, ix[:, t]])
+        return result
+
+    cells = logits.permute(1, 2, 0)  # (h2, w2, N): free for labels-last logits (LSeg.decoded_logits)
+    best_grid, label_grid = cells.max(dim=2)
+    lse_grid = (cells - best_grid[..., None]).exp_().sum(2).log_().add_(best_grid)
+    best, lse = interpolate(best_grid), interpolate(lse_grid)
+    label_grid = label_grid.to(torch.uint8 if n <= 256 else torch.int32)  # fewer bytes to gather
+    label = reduce(label_grid, torch.minimum)
+    rows, cols = (label != reduce(label_grid, torch.maximum)).nonzero(as_tuple=True)
+    label = label.to(torch.int32)
+    if rows.numel():
+        cells = cells.reshape(h2 * w2, n)  # a label vector per grid cell
+        for start in range(0, rows.numel(), _CHUNK_PIXELS):  # bounded memory for big label sets
+            r, c = rows[start:start + _CHUNK_PIXELS], cols[start:start + _CHUNK_PIXELS]
+            full = sum(cells[iy[r, ty] * w2 + ix[c, tx]] * (wy[r, ty] * wx[c, tx])[:, None]
+                       for ty in range(iy.shape[1]) for tx in range(ix.shape[1]))  # (B, N)
+            value, index = full.max(dim=1)
+            best[r, c], label[r, c] = value, index.to(torch.int32)
+            lse[r, c] = torch.logsumexp(full, dim=1)
+    return label, torch.exp(best - lse).clamp_(max=1.0)
+
+
+def decide_full(chunks: Iterable[torch.Tensor], expand: Callable[[torch.Tensor], torch.Tensor]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Argmax and softmax confidence over full-resolution logits split into label chunks, never
+    holding all labels at once (multi-scale evaluation, where logits are summed at full size).
+
+    `expand` turns a chunk (1, n, ...) into full-resolution logits (1, n, H, W).
+    """
+    best = best_index = lse = None
+    offset = 0
+    for chunk in chunks:
+        full = expand(chunk)[0].float()
+        value, index = full.max(dim=0)
+        chunk_lse = torch.logsumexp(full, dim=0)
+        if best is None:
+            best, best_index, lse = value, index + offset, chunk_lse
+        else:
+            better = value > best
+            best = torch.where(better, value, best)
+            best_index = torch.where(better, index + offset, best_index)
+            lse = torch.logaddexp(lse, chunk_lse)
+        offset += full.shape[0]
+    return best_index, torch.exp(best - lse)

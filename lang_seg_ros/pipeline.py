@@ -1,0 +1,344 @@
+"""The frame pipeline: one camera frame in, everything the node publishes out, no ROS.
+
+    pipeline = FramePipeline(Segmenter(), PipelineSettings(overlay=True))
+    pipeline.set_labels("road, car:stuff, person")       # encoded here, once per label set
+    pipeline.set_expression("the car on the left")        # parsed and encoded here too
+    result = pipeline.process(bgr_image, color_order="bgr", depth=depth_mm, intrinsics=k)
+    result.label_map, result.objects.regions, result.referring, result.overlay
+
+Everything that depends only on the label set (cleaned labels, stuff flags, label embeddings,
+the folded head, the overlay palette, the referring query's labels) lives in an immutable
+`ActiveLabels` / `ActiveQuery` built when the set changes; `process` only does per-frame work:
+one image encoding for the frame's labels and the query's, the label decision on the device,
+one pass of object extraction, tracking, 3D, referring (reusing the frame's regions when the
+query adds no label) and the overlay.
+
+Threading: one thread calls `process` and `refer` (the node's worker); `set_labels`,
+`set_expression` and `configure` swap immutable objects in one assignment, so they may be
+called from another thread and a frame sees either the old or the new state, never a mix.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from .inference import Segmenter
+from .inference.labels import LabelSpec, clean_expression, parse_label_spec
+from .inference.preprocess import to_rgb
+from .inference.segmenter import PreparedLabels
+from .objects import FrameObjects, FrameRegion, add_geometry, aligned_depth, best_overlap, frame_objects, labelled_points
+from .objects.geometry import region_3d
+from .objects.tracking import IoUTracker
+from .referring import ReferringQuery, ReferringResult, ZeroShotReferrer, parse_expression, query_labels
+from .visualize import palette, render_overlay
+
+__all__ = ["ActiveLabels", "ActiveQuery", "FramePipeline", "FrameResult", "PipelineSettings", "ReferringAnswer"]
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Per-frame settings (the node's run-time parameters map onto these one to one)."""
+
+    working_size: int = 480  # long side (pixels) the image is resized to, single scale
+    scales: tuple[float, ...] | None = None  # None: single scale; else multi-scale evaluation
+    flip: bool = False  # add mirrored passes (multi-scale only)
+    threshold: float = 0.0  # pixels whose best label's probability is lower get no label
+    min_region_area: int = 50  # pixels
+    max_regions: int = 256
+    instances: bool = False  # watershed-split touching things instead of connected components
+    split_depth: float = 0.3
+    mask_pooling: bool = False  # classify each region by pooled embeddings (single scale only)
+    panoptic: bool = False
+    tracking: bool = False
+    tracking_iou: float = 0.3
+    tracking_max_missed: int = 5
+    referring_min_score: float = 0.5
+    overlay: bool = False
+    overlay_alpha: float = 0.5
+    cloud: bool = False  # labelled 3D points (needs depth)
+    cloud_stride: int = 1
+
+
+@dataclass(frozen=True, eq=False)
+class ActiveLabels:
+    """A label set ready for frames: id (increases with every change), labels and stuff flags,
+    their embeddings and folded head (`prepared`), the overlay palette (N, 3) uint8 RGB."""
+
+    id: int
+    spec: LabelSpec
+    prepared: PreparedLabels
+    palette: np.ndarray
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.spec.labels
+
+
+@dataclass(frozen=True, eq=False)
+class ActiveQuery:
+    """A referring expression ready for frames, for one label set (`label_set_id`).
+
+    prepared: the labels that locate it (`query_labels`: the set plus its category phrase), or
+    None when the set already holds the phrases (the frame's own segmentation answers it).
+    """
+
+    expression: str
+    query: ReferringQuery
+    label_set_id: int
+    prepared: PreparedLabels | None
+
+
+@dataclass(frozen=True)
+class ReferringAnswer:
+    """The answer to the active expression on one frame: the referrer's result and the chosen
+    object as a frame region (ids linked to the frame's region it overlaps most; 3D with depth)."""
+
+    expression: str
+    query: ReferringQuery
+    result: ReferringResult
+    region: FrameRegion | None
+
+    @property
+    def found(self) -> bool:
+        return self.result.found and self.region is not None
+
+
+@dataclass
+class FrameResult:
+    """Everything one frame gives, at the input image's resolution (pixels: x right, y down).
+
+    label_map: (H, W) int32 indices into `labels.labels` (-1: no label); confidence: (H, W) float32;
+    objects: regions (repainted label map and region map too); panoptic: (H, W) int32 or None;
+    referring: the active expression's answer or None; cloud: (points (N, 3) float32 metres in
+    the depth camera's optical frame, labels (N,) uint32, instances (N,) uint32) or None;
+    overlay: (H, W + legend, 3) uint8 RGB or None; timings_ms: per stage; has_depth: depth was
+    given and usable (the regions carry 3D values).
+    """
+
+    labels: ActiveLabels
+    label_map: np.ndarray
+    confidence: np.ndarray
+    objects: FrameObjects
+    timings_ms: dict[str, float]
+    panoptic: np.ndarray | None = None
+    referring: ReferringAnswer | None = None
+    cloud: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    overlay: np.ndarray | None = None
+    has_depth: bool = False
+
+
+@dataclass
+class _LastFrame:
+    """What `refer` answers on: the latest processed frame."""
+
+    image: np.ndarray
+    color_order: str
+    labels: ActiveLabels
+    regions: list[FrameRegion]
+    depth: tuple[np.ndarray, np.ndarray] | None  # (metres at the label map's size, K there)
+
+
+@dataclass
+class _State:
+    labels: ActiveLabels | None = None
+    expression: str = ""
+    query: ReferringQuery | None = None
+    settings: PipelineSettings = field(default_factory=PipelineSettings)
+
+
+class FramePipeline:
+    """Segmenter + label set + objects + referring for a stream of frames (see the module doc).
+
+    segmenter: the model behind its numpy facade (`Segmenter`); its own label set is not used.
+    """
+
+    def __init__(self, segmenter: Segmenter, settings: PipelineSettings | None = None) -> None:
+        self.segmenter = segmenter
+        self._state = _State(settings=settings or PipelineSettings())
+        self._active_query: ActiveQuery | None = None
+        self._tracker: IoUTracker | None = None
+        self._tracked_label_set: int | None = None
+        self._last: _LastFrame | None = None
+        self._next_id = 0
+
+    # -- state, changed from any thread ----------------------------------------------------------
+    @property
+    def settings(self) -> PipelineSettings:
+        return self._state.settings
+
+    @property
+    def labels(self) -> ActiveLabels | None:
+        return self._state.labels
+
+    @property
+    def expression(self) -> str:
+        return self._state.expression
+
+    def configure(self, settings: PipelineSettings) -> None:
+        """New per-frame settings, from the next frame on."""
+        self._state = replace(self._state, settings=settings)
+
+    def set_labels(self, labels: LabelSpec | str | list[str], stuff_labels: str | list[str] = "",
+                   label_set_id: int | None = None) -> ActiveLabels:
+        """Make a label set active: parsed by the one label policy (ValueError saying why, the
+        active set unchanged), encoded once. `label_set_id` defaults to the previous id + 1."""
+        spec = labels if isinstance(labels, LabelSpec) else parse_label_spec(labels, stuff_labels)
+        prepared = self.segmenter.prepare(spec.labels)
+        if label_set_id is None:
+            label_set_id = self._next_id + 1
+        self._next_id = max(self._next_id, label_set_id)
+        active = ActiveLabels(label_set_id, spec, prepared, palette(len(spec.labels)))
+        self._state = replace(self._state, labels=active)
+        return active
+
+    def set_expression(self, text: str) -> ReferringQuery | None:
+        """The referring expression answered on every frame ("" clears it); ValueError for one the
+        policy refuses or with no category in it (the previous expression stays)."""
+        text = clean_expression(text)
+        query = parse_expression(text) if text else None
+        self._state = replace(self._state, expression=text, query=query)
+        return query
+
+    # -- per frame (one thread) ------------------------------------------------------------------
+    def process(self, image: np.ndarray, color_order: str = "rgb", depth: np.ndarray | None = None,
+                intrinsics: np.ndarray | None = None, intrinsics_size: tuple[int, int] | None = None) -> FrameResult:
+        """Segment one frame and derive everything from it.
+
+        image: uint8 (H, W), (H, W, 3) or (H, W, 4) in `color_order`; it is read, never copied
+        except into the model input (and into the overlay when that is on).
+        depth: registered to the image (same aspect ratio, any size), uint16 millimetres or float
+        metres (0 / NaN = invalid); intrinsics: its 3x3 K; intrinsics_size: (H, W) of the image K
+        was calibrated for (a CameraInfo's height and width), default the depth image's size.
+        Raises ValueError for a bad image and for bad depth (another aspect ratio, unusable K).
+        """
+        state = self._state
+        if state.labels is None:
+            raise RuntimeError("no label set: call set_labels(...) first")
+        active, s = state.labels, state.settings
+        self._configure_segmenter(s)
+        t0 = time.perf_counter()
+        depth_m = None
+        if depth is not None:
+            if intrinsics is None:
+                raise ValueError("depth needs the depth camera's intrinsics (3x3 K)")
+            encoding = "16UC1" if depth.dtype == np.uint16 else "32FC1"
+            depth_m = aligned_depth(depth, encoding, np.asarray(intrinsics).ravel(), intrinsics_size or depth.shape[:2],
+                                    image.shape[:2])
+        t_depth = time.perf_counter()
+        query = self._query_for(state)
+        pooling = s.mask_pooling and self.segmenter.scales is None
+        sets = [active.prepared] + ([query.prepared] if query is not None and query.prepared is not None else [])
+        results = self.segmenter.segment_sets(image, sets, color_order, return_features=pooling)
+        result = results[0]
+        t1 = time.perf_counter()
+        objects = frame_objects(result.label_map, result.confidence, active.labels, active.spec.stuff,
+                                min_area=s.min_region_area, max_regions=s.max_regions, split=s.instances,
+                                split_depth=s.split_depth,
+                                pixel_features=result.pixel_features if pooling else None,
+                                text_features=result.text_features if pooling else None)
+        self._track(objects, s, active.id)
+        if depth_m is not None:
+            add_geometry(objects, *depth_m)
+        t2 = time.perf_counter()
+        out = FrameResult(active, result.label_map, result.confidence, objects, dict(result.timings_ms),
+                          has_depth=depth_m is not None)
+        if s.panoptic:
+            out.panoptic = objects.panoptic()
+        if s.cloud and depth_m is not None:
+            out.cloud = labelled_points(objects, depth_m[0], depth_m[1], s.cloud_stride)
+        t3 = time.perf_counter()
+        if query is not None:
+            ref_result = results[1] if len(results) > 1 else None
+            out.referring = self._answer(query, ref_result, objects.regions, depth_m, s, active.labels,
+                                         result.label_map.shape)
+        t4 = time.perf_counter()
+        if s.overlay:
+            out.overlay = render_overlay(to_rgb(image, color_order), objects.label_map, active.labels,
+                                         alpha=s.overlay_alpha, colors=active.palette)
+        t5 = time.perf_counter()
+        out.timings_ms["regions"] = (t2 - t1) * 1e3
+        if depth_m is not None:  # aligning the depth image, the cloud
+            out.timings_ms["depth"] = (t_depth - t0 + t3 - t2) * 1e3
+        out.timings_ms.update({"referring": (t4 - t3) * 1e3, "overlay": (t5 - t4) * 1e3})
+        self._last = _LastFrame(image, color_order, active, objects.regions, depth_m)
+        return out
+
+    def refer(self, expression: str) -> ReferringAnswer:
+        """Answer one expression on the latest processed frame (the active expression unchanged).
+
+        Raises ValueError for an expression the policy refuses, RuntimeError before any frame."""
+        last = self._last
+        if last is None:
+            raise RuntimeError("no frame has been processed yet")
+        text = clean_expression(expression)
+        if not text:
+            raise ValueError("empty referring expression")
+        query = parse_expression(text)
+        self._configure_segmenter(self.settings)
+        labels = query_labels(query, last.labels.labels)
+        result = None
+        if labels != last.labels.labels:
+            result = self.segmenter.segment(last.image, last.color_order, labels)
+        active = ActiveQuery(text, query, last.labels.id, None)
+        return self._answer(active, result, last.regions, last.depth, self.settings, last.labels.labels,
+                            last.image.shape[:2])
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _configure_segmenter(self, s: PipelineSettings) -> None:
+        self.segmenter.working_size = int(s.working_size)
+        self.segmenter.scales = tuple(s.scales) if s.scales else None
+        self.segmenter.flip = bool(s.flip)
+        self.segmenter.threshold = float(s.threshold)
+
+    def _query_for(self, state: _State) -> ActiveQuery | None:
+        """The active expression prepared for the active label set (re-prepared when either changed)."""
+        if state.query is None or state.labels is None:
+            return None
+        cached = self._active_query
+        if cached is not None and cached.expression == state.expression and cached.label_set_id == state.labels.id:
+            return cached
+        labels = query_labels(state.query, state.labels.labels)
+        prepared = None if labels == state.labels.labels else self.segmenter.prepare(labels)
+        self._active_query = ActiveQuery(state.expression, state.query, state.labels.id, prepared)
+        return self._active_query
+
+    def _answer(self, query: ActiveQuery, ref_result: Any, regions: list[FrameRegion],
+                depth_m: tuple[np.ndarray, np.ndarray] | None, s: PipelineSettings, labels: tuple[str, ...],
+                shape: tuple[int, int]) -> ReferringAnswer:
+        """The referrer's answer, on its own segmentation when the query added labels, else on the
+        frame's regions (`labels` of `shape`); the chosen object linked to the frame region it
+        overlaps most, with 3D values when depth is known."""
+        referrer = ZeroShotReferrer(self.segmenter, s.referring_min_score)
+        depth = depth_m[0] if depth_m is not None else None
+        if ref_result is not None:
+            answer = referrer.answer(query.query, ref_result, depth)
+        else:
+            answer = referrer.answer_regions(query.query, [r.region for r in regions], labels, shape, depth)
+        if not answer.found or answer.region is None:
+            return ReferringAnswer(query.expression, query.query, answer, None)
+        linked = best_overlap(answer.region, regions)
+        chosen = FrameRegion(replace(answer.region, id=linked.region.id if linked else 0))
+        if linked is not None:
+            chosen.is_stuff, chosen.instance = linked.is_stuff, linked.instance
+            chosen.panoptic_id, chosen.track_id = linked.panoptic_id, linked.track_id
+        if depth_m is not None:
+            chosen.geometry = region_3d(answer.region.bbox, answer.region.mask, *depth_m)
+        return ReferringAnswer(query.expression, query.query, answer, chosen)
+
+    def _track(self, objects: FrameObjects, s: PipelineSettings, label_set_id: int) -> None:
+        """Track ids. The tracker lives as long as the pipeline, so ids are never reused; it forgets
+        its tracks when tracking was off and when the label set changed."""
+        if not s.tracking:
+            self._tracked_label_set = None
+            return
+        if self._tracker is None:
+            self._tracker = IoUTracker(s.tracking_iou, s.tracking_max_missed)
+        self._tracker.iou_threshold, self._tracker.max_missed = float(s.tracking_iou), int(s.tracking_max_missed)
+        if self._tracked_label_set != label_set_id:
+            self._tracker.reset()
+            self._tracked_label_set = label_set_id
+        for region, track_id in zip(objects.regions, self._tracker.update([r.region for r in objects.regions])):
+            region.track_id = int(track_id)

@@ -1,0 +1,121 @@
+"""Depth images matched to colour frames by stamp, turned into the core's depth input.
+
+Depth frames are kept in a short buffer; a colour frame takes the one nearest in stamp within
+`depth_slop` seconds, waiting a little when the depth driver lags. The depth camera's
+CameraInfo must describe the depth image itself (same width and height): intrinsics calibrated
+for another size would put every 3D point in the wrong place, so such a pair is refused. Until
+one arrives, the colour camera's CameraInfo is used (a registered depth image shares its view).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..objects import aligned_depth
+from .image_conversion import ImageConversionError, image_to_numpy
+
+__all__ = ["DEPTH_BUFFER", "DEPTH_ENCODINGS", "DepthFrame", "DepthSync", "stamp_ns"]
+
+#: Depth frames kept for matching to colour frames by stamp.
+DEPTH_BUFFER = 10
+#: Depth encodings read on the `depth` topic (REP 118: 16-bit millimetres or float metres).
+DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
+
+
+def stamp_ns(stamp: Any) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+@dataclass
+class DepthFrame:
+    """A depth image for one colour frame, at that frame's size: values (H, W) float32 metres
+    (NaN = invalid), K (3, 3) for (H, W), and its header (frame_id = the frame of the 3D values)."""
+
+    values: np.ndarray
+    k: np.ndarray
+    header: Any
+
+
+class DepthSync:
+    """Buffer of depth messages and their CameraInfo; thread-safe (callbacks add, the worker reads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._frames: deque = deque(maxlen=DEPTH_BUFFER)  # sensor_msgs/Image, arrival order
+        self._info: Any = None
+
+    def add(self, msg: Any) -> None:
+        with self._lock:
+            self._frames.append(msg)
+
+    def set_info(self, msg: Any) -> None:
+        with self._lock:
+            self._info = msg
+
+    def clear(self) -> None:
+        with self._lock:
+            self._frames.clear()
+
+    def nearest(self, stamp: int, extra: Any = None) -> tuple[Any, int] | None:
+        """(depth message, |stamp difference| ns) nearest to `stamp` ns among the buffer and `extra`."""
+        with self._lock:
+            candidates = [*self._frames, *([extra] if extra is not None else [])]
+        best = None
+        for candidate in candidates:
+            dt = abs(stamp_ns(candidate.header.stamp) - stamp)
+            if best is None or dt < best[1]:
+                best = (candidate, dt)
+        return best
+
+    def _newest(self) -> int | None:
+        with self._lock:
+            return max((stamp_ns(d.header.stamp) for d in self._frames), default=None)
+
+    def match(self, header: Any, shape: tuple[int, int], hint: Any, slop: float, max_pixels: int, fallback_info: Any,
+              wait: Callable[[float], None], stopping: Callable[[], bool]) -> tuple[DepthFrame | None, str, str]:
+        """(depth frame, "", "") for a colour frame's `header`, brought to the frame's (H, W) `shape`
+        (metres, K scaled), or (None, kind, why not): kind "no_depth" (nothing usable arrived) or
+        "bad_depth" (what arrived is unusable).
+
+        hint: the nearest depth message when the frame arrived (it may have left the buffer since);
+        fallback_info: the colour camera's CameraInfo, used when no depth CameraInfo came;
+        wait(seconds): sleeps until woken by a new depth frame or the timeout.
+        """
+        stamp, slop_ns = stamp_ns(header.stamp), int(slop * 1e9)
+        best = self.nearest(stamp, hint)
+        deadline = time.monotonic() + min(slop, 0.5)
+        while (best is None or best[1] > slop_ns) and not stopping():
+            newest = self._newest()
+            remaining = deadline - time.monotonic()
+            if newest is None or remaining <= 0 or newest > stamp + slop_ns:
+                break  # the depth driver may lag the colour one: wait a little for a frame near this stamp
+            wait(remaining)
+            best = self.nearest(stamp, hint)
+        if best is None or best[1] > slop_ns:
+            nearest = f"nearest {best[1] / 1e9:.3f} s away" if best is not None else "none received"
+            return None, "no_depth", f"no depth image within depth_slop={slop} s ({nearest})"
+        with self._lock:
+            own_info = self._info
+        info = own_info if own_info is not None else fallback_info
+        if info is None:
+            return None, "no_depth", "no camera info on 'depth/camera_info' or 'camera_info' yet"
+        msg = best[0]
+        try:
+            if msg.encoding not in DEPTH_ENCODINGS:
+                raise ImageConversionError(f"depth encoding must be one of {', '.join(DEPTH_ENCODINGS)}, "
+                                           f"got {msg.encoding!r}")
+            values = image_to_numpy(msg, max_pixels)
+            k_shape = (int(info.height), int(info.width)) if info.height and info.width else values.shape[:2]
+            if own_info is not None and k_shape != values.shape[:2]:
+                # K of the depth camera for another size would put every 3D point in the wrong place.
+                raise ValueError(f"the depth camera info is for a {k_shape[1]}x{k_shape[0]} image but the depth "
+                                 f"image is {values.shape[1]}x{values.shape[0]}: publish the depth image's own info")
+            metres, k = aligned_depth(values, msg.encoding, info.k, k_shape, shape)
+        except ValueError as exc:  # ImageConversionError too
+            return None, "bad_depth", f"depth image ignored: {exc}"
+        return DepthFrame(metres, k, msg.header), "", ""

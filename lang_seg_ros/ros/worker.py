@@ -1,0 +1,150 @@
+"""The worker thread that owns the model: newest frame wins, `refer` jobs, model reloads.
+
+Callbacks hand work over and return; one thread does it, in this order: a pending reload, a
+pending `refer` job, the newest frame. A frame offered while another waits replaces it (never a
+queue: the node always segments the newest frame; replaced frames are counted as dropped).
+At most one worker thread runs at a time, whatever the lifecycle transitions: `start` waits
+for a previous thread that has not yet finished its frame.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+__all__ = ["FrameWorker", "Job"]
+
+
+@dataclass
+class Job:
+    """A request answered by the worker (e.g. the `refer` service); `done` is set when answered."""
+
+    payload: Any
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+
+    def finish(self, result: Any) -> None:
+        self.result = result
+        self.done.set()
+
+
+class FrameWorker:
+    """Runs `on_frame(item)`, `on_job(job)` and `on_reload()` on one thread.
+
+    on_error(exc, job) is called when a handler raises (the thread keeps going); cancelled jobs
+    get `cancel_result`.
+    """
+
+    def __init__(self, on_frame: Callable[[Any], None], on_job: Callable[[Job], None],
+                 on_reload: Callable[[], None], on_error: Callable[[BaseException, Job | None], None],
+                 cancel_result: Any = None, logger: Any = None) -> None:
+        self._on_frame, self._on_job, self._on_reload, self._on_error = on_frame, on_job, on_reload, on_error
+        self._cancel_result = cancel_result
+        self._logger = logger
+        self._wake = threading.Condition()
+        self._pending: Any = None
+        self._jobs: deque[Job] = deque()
+        self._reload = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and not self._stop.is_set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def start(self, reload_first: bool = False) -> None:
+        """Start the thread; waits for a previous one still finishing its frame (never two)."""
+        previous = self._thread
+        if previous is not None and previous is not threading.current_thread():
+            while previous.is_alive():
+                previous.join(10.0)
+                if previous.is_alive() and self._logger is not None:
+                    self._logger.warning("waiting for the previous worker to finish its frame")
+        self._stop.clear()
+        self._reload = reload_first
+        self._thread = threading.Thread(target=self._loop, name="lang_seg_worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the thread to stop, cancel what waits, and join it for up to `timeout` s (a frame in
+        progress finishes; `start` waits for it if it takes longer)."""
+        self._stop.set()
+        with self._wake:
+            self._pending = None
+            jobs, self._jobs = list(self._jobs), deque()
+            self._wake.notify_all()
+        for job in jobs:
+            job.finish(self._cancel_result)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if not thread.is_alive():
+                self._thread = None
+
+    def offer(self, item: Any) -> bool:
+        """Hand over a frame; True when it replaced one that was still waiting (a dropped frame)."""
+        with self._wake:
+            replaced = self._pending is not None
+            self._pending = item
+            self._wake.notify()
+        return replaced
+
+    def submit(self, job: Job) -> bool:
+        """Queue a job; False when the worker is not running (the job is not queued)."""
+        with self._wake:
+            if self._thread is None or self._stop.is_set():
+                return False
+            self._jobs.append(job)
+            self._wake.notify()
+        return True
+
+    def withdraw(self, job: Job) -> None:
+        with self._wake:
+            if job in self._jobs:
+                self._jobs.remove(job)
+
+    def request_reload(self) -> None:
+        with self._wake:
+            self._reload = True
+            self._wake.notify()
+
+    def notify(self) -> None:
+        """Wake the thread (e.g. a depth frame arrived while it waits for one)."""
+        with self._wake:
+            self._wake.notify_all()
+
+    def wait(self, timeout: float) -> None:
+        """For a handler on the worker thread: sleep up to `timeout` s or until `notify`."""
+        with self._wake:
+            self._wake.wait(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with self._wake:
+                while self._pending is None and not self._jobs and not self._reload and not self._stop.is_set():
+                    self._wake.wait(0.5)
+                reload, self._reload = self._reload, False
+                job = self._jobs.popleft() if self._jobs and not reload else None
+                item = None
+                if job is None and not reload:
+                    item, self._pending = self._pending, None
+            if self._stop.is_set():
+                if job is not None:
+                    job.finish(self._cancel_result)
+                break
+            try:
+                if reload:
+                    self._on_reload()
+                elif job is not None:
+                    self._on_job(job)
+                elif item is not None:
+                    self._on_frame(item)
+            except Exception as exc:  # noqa: BLE001 - the worker must survive anything
+                self._on_error(exc, job)
+                if job is not None and not job.done.is_set():
+                    job.finish(self._cancel_result)

@@ -1,0 +1,124 @@
+"""The frame pipeline without ROS: one frame in, everything the node publishes out."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lang_seg_ros.inference import Segmenter
+from lang_seg_ros.objects.panoptic import decode_panoptic
+from lang_seg_ros.objects.regions import extract_regions
+from lang_seg_ros.pipeline import FramePipeline, PipelineSettings
+
+LABELS = "floor:stuff, road, a, tree"
+
+
+@pytest.fixture()
+def pipeline(tiny_model):
+    pipe = FramePipeline(Segmenter(tiny_model, device="cpu"), PipelineSettings(working_size=128, min_region_area=5))
+    pipe.set_labels(LABELS)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def image():
+    """(96, 128, 3) RGB: colour stripes and a white box, so the tiny random model gives structure."""
+    out = np.zeros((96, 128, 3), np.uint8)
+    out[:, :32], out[:, 32:64], out[:, 64:96] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    out[24:72, 96:] = 255
+    return out
+
+
+def test_label_set_work_happens_once_per_set_not_per_frame(pipeline, image):
+    active = pipeline.labels
+    assert active.labels == ("floor", "road", "a", "tree") and active.spec.is_stuff == (True, False, False, False)
+    encoded = pipeline.segmenter.text_cache.encoded
+    for _ in range(3):
+        result = pipeline.process(image)
+        assert result.labels is active  # the same immutable object every frame
+    assert pipeline.segmenter.text_cache.encoded == encoded
+    again = pipeline.set_labels(LABELS)
+    assert again.id == active.id + 1 and pipeline.segmenter.text_cache.encoded == encoded  # cached per label
+
+
+def test_regions_are_the_connected_components_of_the_label_map(pipeline, image):
+    result = pipeline.process(image)
+    assert result.label_map.shape == image.shape[:2] and result.label_map.dtype == np.int32
+    things = [r.region for r in result.objects.regions if not r.is_stuff]
+    expected = [r for r in extract_regions(result.label_map, result.confidence, result.labels.labels, min_area=5)
+                if r.label_index != 0]
+    assert len(things) >= 2, "the test scene should give several regions"
+    assert [(r.label, r.bbox, r.area) for r in things] == [(r.label, r.bbox, r.area) for r in expected]
+    np.testing.assert_allclose([r.centroid for r in things], [r.centroid for r in expected])
+    stuff = [r for r in result.objects.regions if r.is_stuff]
+    assert len(stuff) <= 1 and all(r.region.label == "floor" and r.instance == 0 for r in stuff)
+    assert set(result.timings_ms) >= {"preprocess", "forward", "postprocess", "regions", "referring", "overlay"}
+
+
+def test_panoptic_overlay_and_tracking_follow_the_settings(pipeline, image):
+    assert pipeline.process(image).panoptic is None and pipeline.process(image).overlay is None
+    pipeline.configure(PipelineSettings(working_size=128, min_region_area=5, panoptic=True, overlay=True,
+                                        tracking=True))
+    first, second = pipeline.process(image), pipeline.process(image)
+    segments = {s.id: s for s in decode_panoptic(second.panoptic)}
+    for region in second.objects.regions:
+        assert np.array_equal(segments[region.panoptic_id].mask, region.region.full_mask(image.shape[:2]))
+    assert second.overlay.shape[0] == 96 and second.overlay.shape[1] > 128  # image + legend panel
+    assert [r.track_id for r in first.objects.regions] == [r.track_id for r in second.objects.regions]
+    assert all(r.track_id > 0 for r in second.objects.regions)
+
+
+def test_referring_reuses_the_frames_regions_or_adds_its_phrase(pipeline, image):
+    pipeline.configure(PipelineSettings(working_size=128, min_region_area=5, referring_min_score=0.0))
+    target = max(pipeline.process(image).objects.regions, key=lambda r: r.region.area).region.label
+    pipeline.set_expression(f"the {target} on the left")
+    result = pipeline.process(image)
+    answer = result.referring
+    assert answer is not None and answer.found, answer.result.reason
+    candidates = [r for r in result.objects.regions if r.region.label == target]
+    leftmost = min(candidates, key=lambda r: r.region.centroid[0])
+    assert answer.region.region.id == leftmost.region.id and answer.region.region.bbox == leftmost.region.bbox
+
+    pipeline.set_expression("the red mug")  # not a label: one more label, from the same image encoding
+    answer = pipeline.process(image).referring
+    assert answer.result.labels == ("floor", "road", "a", "tree", "red mug")
+    assert pipeline.refer("the red mug").result.labels == answer.result.labels  # on the latest frame
+    pipeline.set_expression("")
+    assert pipeline.process(image).referring is None
+
+
+def test_bad_expressions_and_labels_leave_the_state_unchanged(pipeline):
+    pipeline.set_expression("the road")
+    for bad in ("the one on the left", "x" * 300, "the \x00road"):
+        with pytest.raises(ValueError):
+            pipeline.set_expression(bad)
+    assert pipeline.expression == "the road"
+    active = pipeline.labels
+    for bad in ("road, road", "", ",".join(f"l{i}" for i in range(2000))):
+        with pytest.raises(ValueError):
+            pipeline.set_labels(bad)
+    assert pipeline.labels is active
+
+
+def test_depth_gives_3d_with_intrinsics_of_the_depth_or_of_the_colour_image(pipeline, image):
+    k_depth = np.array([[50.0, 0, 31.5], [0, 55.0, 23.5], [0, 0, 1]])  # for the 64 x 48 depth image (pixel centres)
+    k_colour = np.array([[100.0, 0, 63.5], [0, 110.0, 47.5], [0, 0, 1]])  # for the 128 x 96 colour image
+    depth_mm = np.full((48, 64), 2000, np.uint16)  # half resolution, registered to the image
+    result = pipeline.process(image, depth=depth_mm, intrinsics=k_depth)
+    assert result.has_depth and result.objects.regions
+    assert all(r.geometry is not None and r.geometry.median_depth == 2.0 for r in result.objects.regions)
+    same = pipeline.process(image, depth=depth_mm, intrinsics=k_colour, intrinsics_size=(96, 128))
+    for a, b in zip(result.objects.regions, same.objects.regions):
+        np.testing.assert_allclose(a.geometry.centroid, b.geometry.centroid)
+    with pytest.raises(ValueError, match="aspect ratio"):
+        pipeline.process(image, depth=np.full((48, 48), 2000, np.uint16), intrinsics=k_depth)
+
+
+def test_importing_the_core_imports_no_rclpy():
+    code = ("import sys; import lang_seg_ros.inference, lang_seg_ros.pipeline, lang_seg_ros.objects, "
+            "lang_seg_ros.referring, lang_seg_ros.train, lang_seg_ros.model, lang_seg_ros.data, lang_seg_ros.cli; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'rosidl_runtime_py', 'rcl_interfaces')); "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
