@@ -9,11 +9,12 @@ Models given by name are randomly initialised: speed does not depend on the weig
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
 import statistics
 import time
 from pathlib import Path
+
+from _machine import cpu_name  # bench/_machine.py (scripts run as python bench/NAME.py)
 
 import numpy as np
 import torch
@@ -26,14 +27,7 @@ LABELS = ["road", "sidewalk", "building", "wall", "fence", "pole", "traffic ligh
 
 
 def machine(device: torch.device) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     text = f"CPU: {cpu}, {torch.get_num_threads()} torch threads; torch {torch.__version__}"
     if device.type == "cuda":
         text += f"; GPU: {torch.cuda.get_device_name(device)}"

@@ -18,6 +18,8 @@ import platform
 import statistics
 import time
 from pathlib import Path
+
+from _machine import cpu_name  # bench/_machine.py (scripts run as python bench/NAME.py)
 from typing import Callable
 
 import cv2
@@ -58,14 +60,7 @@ def limit_threads(threads: int | None) -> str:
 
 
 def machine(threads: str) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     import scipy
     import skimage

@@ -1,6 +1,6 @@
 """lang_seg_ros: language-driven segmentation (LSeg) for robots, with a thin ROS 2 layer.
 
-The core (`model`, `inference`, `visualize`, `cli`) needs no ROS. Public names are imported on
+The core (`model`, `inference`, `pipeline`, `objects`, `referring`, `train`, `data`, `cli`) needs no ROS. Public names are imported on
 first use so that importing the generated messages (`lang_seg_ros.msg`) does not load torch.
 """
 from __future__ import annotations
@@ -26,6 +26,8 @@ _EXPORTS = {
     "Segmenter": "lang_seg_ros.inference",
     "SegmentationResult": "lang_seg_ros.inference",
     "NO_LABEL": "lang_seg_ros.inference",
+    "FramePipeline": "lang_seg_ros.pipeline",
+    "PipelineSettings": "lang_seg_ros.pipeline",
 }
 __all__ = sorted(_EXPORTS)
 

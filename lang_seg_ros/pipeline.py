@@ -13,9 +13,10 @@ one image encoding for the frame's labels and the query's, the label decision on
 one pass of object extraction, tracking, 3D, referring (reusing the frame's regions when the
 query adds no label) and the overlay.
 
-Threading: one thread calls `process` and `refer` (the node's worker); `set_labels`,
-`set_expression` and `configure` swap immutable objects in one assignment, so they may be
-called from another thread and a frame sees either the old or the new state, never a mix.
+Threading: one thread runs the model (`infer`, or `process`, and `refer`); `finish` may run on a
+second thread, in frame order, so that one frame's objects and overlay overlap the next frame's
+model pass (the node does this). `set_labels`, `set_expression` and `configure` swap immutable
+objects in one assignment: a frame sees either the old or the new state, never a mix.
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ from .objects.tracking import IoUTracker
 from .referring import ReferringQuery, ReferringResult, ZeroShotReferrer, parse_expression, query_labels
 from .visualize import palette, render_overlay
 
-__all__ = ["ActiveLabels", "ActiveQuery", "FramePipeline", "FrameResult", "PipelineSettings", "ReferringAnswer"]
+__all__ = ["ActiveLabels", "ActiveQuery", "FrameInference", "FramePipeline", "FrameResult", "PipelineSettings",
+           "ReferringAnswer"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class ReferringAnswer:
     query: ReferringQuery
     result: ReferringResult
     region: FrameRegion | None
+    tag: Any = None  # `refer`: the tag the frame it answered on was processed with
 
     @property
     def found(self) -> bool:
@@ -130,6 +133,24 @@ class FrameResult:
     has_depth: bool = False
 
 
+@dataclass(frozen=True)
+class FrameInference:
+    """The model's part of one frame (`FramePipeline.infer`), what `finish` needs for the rest:
+    the image and its colour order, the label set, settings and query it was run with, the
+    segmentations (the frame's labels, then the query's when it added labels), the depth in
+    metres and K at the image's size, and the stage timings so far (ms)."""
+
+    image: np.ndarray
+    color_order: str
+    labels: ActiveLabels
+    settings: PipelineSettings
+    query: ActiveQuery | None
+    results: list[Any]
+    depth_m: tuple[np.ndarray, np.ndarray] | None
+    timings: dict[str, float]
+    tag: Any = None
+
+
 @dataclass
 class _LastFrame:
     """What `refer` answers on: the latest processed frame."""
@@ -139,6 +160,7 @@ class _LastFrame:
     labels: ActiveLabels
     regions: list[FrameRegion]
     depth: tuple[np.ndarray, np.ndarray] | None  # (metres at the label map's size, K there)
+    tag: Any = None
 
 
 @dataclass
@@ -163,6 +185,7 @@ class FramePipeline:
         self._tracked_label_set: int | None = None
         self._last: _LastFrame | None = None
         self._next_id = 0
+        self.settings_source: Any = None
 
     # -- state, changed from any thread ----------------------------------------------------------
     @property
@@ -177,9 +200,11 @@ class FramePipeline:
     def expression(self) -> str:
         return self._state.expression
 
-    def configure(self, settings: PipelineSettings) -> None:
-        """New per-frame settings, from the next frame on."""
+    def configure(self, settings: PipelineSettings, source: Any = None) -> None:
+        """New per-frame settings, from the next frame on; `source`: what they were made from (kept
+        in `settings_source`, so a caller can tell whether its own settings changed since)."""
         self._state = replace(self._state, settings=settings)
+        self.settings_source = source
 
     def set_labels(self, labels: LabelSpec | str | list[str], stuff_labels: str | list[str] = "",
                    label_set_id: int | None = None) -> ActiveLabels:
@@ -202,10 +227,10 @@ class FramePipeline:
         self._state = replace(self._state, expression=text, query=query)
         return query
 
-    # -- per frame (one thread) ------------------------------------------------------------------
+    # -- per frame -------------------------------------------------------------------------------
     def process(self, image: np.ndarray, color_order: str = "rgb", depth: np.ndarray | None = None,
                 intrinsics: np.ndarray | None = None, intrinsics_size: tuple[int, int] | None = None) -> FrameResult:
-        """Segment one frame and derive everything from it.
+        """Segment one frame and derive everything from it: `finish(infer(...))`.
 
         image: uint8 (H, W), (H, W, 3) or (H, W, 4) in `color_order`; it is read, never copied
         except into the model input (and into the overlay when that is on).
@@ -214,6 +239,15 @@ class FramePipeline:
         was calibrated for (a CameraInfo's height and width), default the depth image's size.
         Raises ValueError for a bad image and for bad depth (another aspect ratio, unusable K).
         """
+        return self.finish(self.infer(image, color_order, depth, intrinsics, intrinsics_size))
+
+    def infer(self, image: np.ndarray, color_order: str = "rgb", depth: np.ndarray | None = None,
+              intrinsics: np.ndarray | None = None, intrinsics_size: tuple[int, int] | None = None,
+              tag: Any = None) -> FrameInference:
+        """The model's part of `process` (arguments as there): one image encoding for the frame's
+        labels and the referring query's, label maps decided on the device. One thread at a time
+        (the one that owns the model); `finish` may run on another, overlapping the next frame.
+        tag: anything identifying the frame (the node: its header), returned by `refer`."""
         state = self._state
         if state.labels is None:
             raise RuntimeError("no label set: call set_labels(...) first")
@@ -227,12 +261,22 @@ class FramePipeline:
             encoding = "16UC1" if depth.dtype == np.uint16 else "32FC1"
             depth_m = aligned_depth(depth, encoding, np.asarray(intrinsics).ravel(), intrinsics_size or depth.shape[:2],
                                     image.shape[:2])
-        t_depth = time.perf_counter()
+        t1 = time.perf_counter()
         query = self._query_for(state)
         pooling = s.mask_pooling and self.segmenter.scales is None
         sets = [active.prepared] + ([query.prepared] if query is not None and query.prepared is not None else [])
         results = self.segmenter.segment_sets(image, sets, color_order, return_features=pooling)
-        result = results[0]
+        timings = dict(results[0].timings_ms)
+        if depth_m is not None:
+            timings["depth"] = (t1 - t0) * 1e3
+        return FrameInference(image, color_order, active, s, query, results, depth_m, timings, tag)
+
+    def finish(self, frame: FrameInference) -> FrameResult:
+        """Everything after the model (`process` does both): regions, instances, tracking, 3D,
+        panoptic ids, the cloud, the referring answer and the overlay. One thread at a time, in
+        frame order (tracking)."""
+        active, s, depth_m, result = frame.labels, frame.settings, frame.depth_m, frame.results[0]
+        pooling = result.pixel_features is not None
         t1 = time.perf_counter()
         objects = frame_objects(result.label_map, result.confidence, active.labels, active.spec.stuff,
                                 min_area=s.min_region_area, max_regions=s.max_regions, split=s.instances,
@@ -243,27 +287,30 @@ class FramePipeline:
         if depth_m is not None:
             add_geometry(objects, *depth_m)
         t2 = time.perf_counter()
-        out = FrameResult(active, result.label_map, result.confidence, objects, dict(result.timings_ms),
+        out = FrameResult(active, result.label_map, result.confidence, objects, frame.timings,
                           has_depth=depth_m is not None)
         if s.panoptic:
             out.panoptic = objects.panoptic()
         if s.cloud and depth_m is not None:
             out.cloud = labelled_points(objects, depth_m[0], depth_m[1], s.cloud_stride)
         t3 = time.perf_counter()
-        if query is not None:
-            ref_result = results[1] if len(results) > 1 else None
-            out.referring = self._answer(query, ref_result, objects.regions, depth_m, s, active.labels,
+        if frame.query is not None:
+            ref_result = frame.results[1] if len(frame.results) > 1 else None
+            out.referring = self._answer(frame.query, ref_result, objects.regions, depth_m, s, active.labels,
                                          result.label_map.shape)
         t4 = time.perf_counter()
         if s.overlay:
-            out.overlay = render_overlay(to_rgb(image, color_order), objects.label_map, active.labels,
+            out.overlay = render_overlay(to_rgb(frame.image, frame.color_order), objects.label_map, active.labels,
                                          alpha=s.overlay_alpha, colors=active.palette)
         t5 = time.perf_counter()
         out.timings_ms["regions"] = (t2 - t1) * 1e3
         if depth_m is not None:  # aligning the depth image, the cloud
-            out.timings_ms["depth"] = (t_depth - t0 + t3 - t2) * 1e3
-        out.timings_ms.update({"referring": (t4 - t3) * 1e3, "overlay": (t5 - t4) * 1e3})
-        self._last = _LastFrame(image, color_order, active, objects.regions, depth_m)
+            out.timings_ms["depth"] = out.timings_ms.get("depth", 0.0) + (t3 - t2) * 1e3
+        if frame.query is not None:
+            out.timings_ms["referring"] = (t4 - t3) * 1e3
+        if s.overlay:
+            out.timings_ms["overlay"] = (t5 - t4) * 1e3
+        self._last = _LastFrame(frame.image, frame.color_order, active, objects.regions, depth_m, frame.tag)
         return out
 
     def refer(self, expression: str) -> ReferringAnswer:
@@ -283,8 +330,9 @@ class FramePipeline:
         if labels != last.labels.labels:
             result = self.segmenter.segment(last.image, last.color_order, labels)
         active = ActiveQuery(text, query, last.labels.id, None)
-        return self._answer(active, result, last.regions, last.depth, self.settings, last.labels.labels,
-                            last.image.shape[:2])
+        answer = self._answer(active, result, last.regions, last.depth, self.settings, last.labels.labels,
+                              last.image.shape[:2])
+        return replace(answer, tag=last.tag)
 
     # -- internals ---------------------------------------------------------------------------------
     def _configure_segmenter(self, s: PipelineSettings) -> None:

@@ -82,3 +82,34 @@ def test_jobs_are_answered_and_cancelled_on_stop_and_errors_do_not_kill_it():
     worker.stop()
     late = Job(1)
     assert not worker.submit(late)
+
+
+def test_the_handoff_keeps_order_drops_nothing_and_holds_the_worker_at_most_one_ahead():
+    done, errors = [], []
+    gate = threading.Event()
+
+    def finish(item):
+        gate.wait(5.0)
+        if item == "bad":
+            raise ValueError("bad item")
+        done.append(item)
+
+    from lang_seg_ros.ros.worker import Handoff
+
+    handoff = Handoff(finish, errors.append)
+    handoff.start()
+    try:
+        assert handoff.put(1)  # taken by the thread, which waits on the gate
+        assert wait_for(lambda: handoff._busy)
+        assert handoff.put(2)  # waits in the slot
+        third = threading.Thread(target=handoff.put, args=(3,))
+        third.start()
+        time.sleep(0.1)
+        assert third.is_alive(), "a third item must wait: the worker is at most one frame ahead"
+        gate.set()
+        third.join(5.0)
+        assert handoff.put("bad") and handoff.put(4) and handoff.drain(5.0)
+        assert done == [1, 2, 3, 4] and len(errors) == 1
+    finally:
+        handoff.stop()
+    assert not handoff.put(5)

@@ -1,9 +1,11 @@
 """Inference on numpy images: the `Segmenter` facade and its pre/post-processing (no ROS)."""
-from .labels import MAX_LABELS, clean_labels, parse_labels
+from .labels import (MAX_EXPRESSION_CHARS, MAX_LABEL_CHARS, MAX_LABELS, LabelSpec, clean_expression, clean_labels,
+                     parse_label_spec, parse_labels)
 from .multiscale import PUBLISHED_SCALES, multiscale_logits
-from .segmenter import NO_LABEL, PRECISIONS, LabelEmbeddingCache, SegmentationResult, Segmenter
+from .segmenter import NO_LABEL, PRECISIONS, LabelEmbeddingCache, PreparedLabels, SegmentationResult, Segmenter
 
 __all__ = [
-    "MAX_LABELS", "NO_LABEL", "PRECISIONS", "PUBLISHED_SCALES", "LabelEmbeddingCache", "SegmentationResult",
-    "Segmenter", "clean_labels", "multiscale_logits", "parse_labels",
+    "MAX_EXPRESSION_CHARS", "MAX_LABELS", "MAX_LABEL_CHARS", "NO_LABEL", "PRECISIONS", "PUBLISHED_SCALES",
+    "LabelEmbeddingCache", "LabelSpec", "PreparedLabels", "SegmentationResult", "Segmenter", "clean_expression",
+    "clean_labels", "multiscale_logits", "parse_label_spec", "parse_labels",
 ]

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 import torch
+import torch.nn.functional as F
 
 #: Pixels whose logits are interpolated over all labels at once (bounds memory: N x this).
 _CHUNK_PIXELS = 1 << 16
@@ -26,7 +27,7 @@ _CHUNK_PIXELS = 1 << 16
 def _taps(out_size: int, work_size: int, grid_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Grid indices (out_size, T) and weights (out_size, T) of the published resampling along one
     axis: x2 upsampling of a `grid_size` grid with align_corners=True, crop to `work_size`, then
-    (when it differs) an align_corners=True resize to `out_size`. T = 2, or 4 with the resize."""
+    (when it differs) an align_corners=True resize to `out_size`. T = 2, or 3 with the resize."""
     def linear(size: int, scale: float, limit: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         pos = torch.arange(size, device=device, dtype=torch.float64) * scale
         low = pos.floor().long().clamp_(0, limit - 1)
@@ -37,8 +38,13 @@ def _taps(out_size: int, work_size: int, grid_size: int, device: torch.device) -
         index, weight = torch.stack([g0, g1], 1), torch.stack([1 - a, a], 1)
     else:
         y0, y1, b = linear(out_size, (work_size - 1) / max(1, out_size - 1), work_size)
-        index = torch.stack([g0[y0], g1[y0], g0[y1], g1[y1]], 1)
-        weight = torch.stack([(1 - b) * (1 - a[y0]), (1 - b) * a[y0], b * (1 - a[y1]), b * a[y1]], 1)
+        taps = torch.stack([g0[y0], g1[y0], g0[y1], g1[y1]], 1)
+        weights = torch.stack([(1 - b) * (1 - a[y0]), (1 - b) * a[y0], b * (1 - a[y1]), b * a[y1]], 1)
+        # The four taps fall on at most three consecutive cells (a working pixel is half a cell):
+        # merge them into three slots, first..first + 2, so later passes do 3 instead of 4.
+        first = taps[:, 0:1]
+        index = (first + torch.arange(3, device=device)).clamp_(max=grid_size - 1)
+        weight = torch.stack([(weights * (taps == first + k)).sum(1) for k in range(3)], 1)
     return index, weight.float()
 
 
@@ -58,27 +64,23 @@ def decide_stride2(logits: torch.Tensor, work_hw: tuple[int, int], out_hw: tuple
     iy, wy = _taps(height, work_hw[0], h2, logits.device)
     ix, wx = _taps(width, work_hw[1], w2, logits.device)
 
-    def interpolate(grid: torch.Tensor) -> torch.Tensor:
-        rows = sum(grid[iy[:, t]] * wy[:, t, None] for t in range(iy.shape[1]))
-        return sum(rows[:, ix[:, t]] * wx[None, :, t] for t in range(ix.shape[1]))
-
-    def reduce(grid: torch.Tensor, op) -> torch.Tensor:
-        out = grid[iy[:, 0]]
-        for t in range(1, iy.shape[1]):
-            out = op(out, grid[iy[:, t]])
-        result = out[:, ix[:, 0]]
-        for t in range(1, ix.shape[1]):
-            result = op(result, out[:, ix[:, t]])
-        return result
+    def interpolate(grid: torch.Tensor) -> torch.Tensor:  # (..., h2, w2) -> (..., H, W)
+        rows = sum(grid.index_select(-2, iy[:, t]) * wy[:, t, None] for t in range(iy.shape[1]))
+        return sum(rows.index_select(-1, ix[:, t]) * wx[:, t] for t in range(ix.shape[1]))
 
     cells = logits.permute(1, 2, 0)  # (h2, w2, N): free for labels-last logits (LSeg.decoded_logits)
     best_grid, label_grid = cells.max(dim=2)
     lse_grid = (cells - best_grid[..., None]).exp_().sum(2).log_().add_(best_grid)
-    best, lse = interpolate(best_grid), interpolate(lse_grid)
-    label_grid = label_grid.to(torch.uint8 if n <= 256 else torch.int32)  # fewer bytes to gather
-    label = reduce(label_grid, torch.minimum)
-    rows, cols = (label != reduce(label_grid, torch.maximum)).nonzero(as_tuple=True)
-    label = label.to(torch.int32)
+    best, lse = interpolate(torch.stack([best_grid, lse_grid]))
+    # A pixel whose taps all hold one label takes it. Its taps lie in a window of at most
+    # (span + 1) cells per axis from its first tap: one pooling pass over the grid says which
+    # windows hold a single label, so two gathers per pixel replace one per tap.
+    y0, x0 = iy.min(1).values, ix.min(1).values
+    ky, kx = int((iy.max(1).values - y0).max()) + 1, int((ix.max(1).values - x0).max()) + 1
+    grid = F.pad(label_grid.float()[None, None], (0, kx - 1, 0, ky - 1), mode="replicate")
+    pure = F.max_pool2d(grid, (ky, kx), stride=1) == -F.max_pool2d(-grid, (ky, kx), stride=1)
+    label = label_grid.to(torch.int32).index_select(0, y0).index_select(1, x0)
+    rows, cols = (~pure[0, 0].index_select(0, y0).index_select(1, x0)).nonzero(as_tuple=True)
     if rows.numel():
         cells = cells.reshape(h2 * w2, n)  # a label vector per grid cell
         for start in range(0, rows.numel(), _CHUNK_PIXELS):  # bounded memory for big label sets

@@ -129,6 +129,8 @@ def frame_objects(
     label_map[label_map >= len(labels)] = -1
     stuff = frozenset(int(s) for s in stuff)
     min_area = max(1, int(min_area))
+    if max_regions is not None and max_regions <= 0:  # regions off: nothing to extract
+        return FrameObjects(label_map, np.zeros(label_map.shape, np.int32), [], stuff)
     instance_map, instance_labels = split_instances(label_map, stuff, min_area, split_depth, split=split)
     count = len(instance_labels) - 1
     pooled = pixel_features is not None and text_features is not None and count > 0

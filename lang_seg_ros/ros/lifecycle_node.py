@@ -43,12 +43,12 @@ class SegmentationLifecycleNode(_SegmentationMixin, LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = True
-        self._worker.start()
+        self._start_threads()
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False
-        self._worker.stop()
+        self._stop_threads()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -65,7 +65,7 @@ class SegmentationLifecycleNode(_SegmentationMixin, LifecycleNode):
 
     def _release(self) -> None:
         self._active = False
-        self._worker.stop()
+        self._stop_threads()
         self._destroy_interfaces()
         self._unload_model()
 
@@ -76,7 +76,7 @@ class SegmentationLifecycleNode(_SegmentationMixin, LifecycleNode):
 
     def destroy_node(self) -> None:
         self._active = False
-        self._worker.stop()
+        self._stop_threads()
         super().destroy_node()
 
 

@@ -10,7 +10,8 @@ The node is wiring: the frame pipeline (`lang_seg_ros.pipeline.FramePipeline`) d
 `parameters.py` declares and validates the parameters, `worker.py` owns the thread that runs
 the model, `depth.py` matches depth to colour frames, `diagnostics.py` counts and reports, and
 `messages.py` builds messages. A camera frame goes: callback -> worker slot -> `_process`
-(decode, pipeline, publish). Label sets and expressions are checked by the core's one policy
+(decode, `pipeline.infer`: the model) -> finisher thread -> `_finish` (`pipeline.finish`: objects,
+referring, overlay) -> `_publish`, so one frame's post-processing overlaps the next one's model. Label sets and expressions are checked by the core's one policy
 in the callback (so a refusal is answered at once) and encoded by the worker before the next
 frame, so each frame sees one label set and every output names it.
 """
@@ -19,12 +20,12 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from dataclasses import replace
 from typing import Any, Sequence
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -41,7 +42,7 @@ from .diagnostics import Stats, Throttle, diagnostic_array
 from .image_conversion import ImageConversionError, compressed_to_numpy, image_to_numpy, to_model_input
 from .parameters import PARAMETERS, PARAMS_BY_NAME, Param, descriptor, pipeline_settings, validate
 from .runner import NODE_NAME, free_accelerator_memory, run
-from .worker import FrameWorker, Job
+from .worker import FrameWorker, Handoff, Job
 
 __all__ = ["PARAMETERS", "SegmentationNode", "main"]
 
@@ -63,7 +64,6 @@ class _SegmentationMixin:
         self._camera_info: CameraInfo | None = None
         self._depth = DepthSync()
         self._pipeline = None  # lang_seg_ros.pipeline.FramePipeline, worker thread only
-        self._last_header: tuple[Any, str] | None = None  # (header, 3D frame id) of the latest frame
         self._model_error: str | None = None
         self._stats = Stats()
         self._sequence = 0
@@ -72,7 +72,18 @@ class _SegmentationMixin:
         self._timers: list = []
         self._pub_labels = None
         self._worker = FrameWorker(self._process_item, self._answer_refer, self._load_model, self._on_worker_error,
-                                   cancel_result=(False, "the node stopped before answering", None))
+                                   cancel_result=(False, "the node stopped before answering", None),
+                                   logger=self.get_logger())
+        # Objects, overlay and publishing of frame k overlap the model pass of frame k + 1.
+        self._finisher = Handoff(self._finish, lambda exc: self._on_worker_error(exc, None))
+
+    def _start_threads(self, load_model: bool = False) -> None:
+        self._finisher.start()
+        self._worker.start(reload_first=load_model)
+
+    def _stop_threads(self) -> None:
+        self._worker.stop()
+        self._finisher.stop()
 
     def _declare_parameters(self, extra: Sequence[Param] = ()) -> None:
         for p in (*PARAMETERS, *extra):
@@ -88,7 +99,6 @@ class _SegmentationMixin:
                                       values["max_label_chars"])
         self._label_set_id = 1
         self._throttle = Throttle(self.get_logger(), values["log_throttle_period"])
-        self._worker._logger = self.get_logger()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
 
@@ -111,14 +121,13 @@ class _SegmentationMixin:
         self._pub_diagnostics = pub(DiagnosticArray, "/diagnostics", 10)
         image_sub = (self.create_subscription(CompressedImage, "image/compressed", self._on_compressed, sensor_qos)
                      if s["use_compressed"] else self.create_subscription(Image, "image", self._on_image, sensor_qos))
-        # The service waits for the worker: its own group lets the other callbacks run meanwhile.
         self._interfaces = [
             image_sub, *self._pubs.values(), self._pub_labels, self._pub_diagnostics,
             self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, info_qos),
             self.create_subscription(String, "labels", self._on_labels_topic, cmd_qos),
             self.create_subscription(String, "referring_expression", self._on_expression, cmd_qos),
             self.create_service(SetLabels, "set_labels", self._on_set_labels),
-            self.create_service(Refer, "refer", self._on_refer, callback_group=MutuallyExclusiveCallbackGroup()),
+            self.create_service(Refer, "refer", self._on_refer),
         ]
         if s["use_depth"]:
             depth_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=DEPTH_BUFFER, reliability=reliability,
@@ -176,8 +185,13 @@ class _SegmentationMixin:
         """The pipeline with the current settings, label set and expression (worker thread)."""
         pipeline = self._pipeline
         with self._lock:
-            s, spec, label_set_id, expression = dict(self._settings), self._spec, self._label_set_id, self._expression
-        pipeline.configure(pipeline_settings(s))
+            s, spec, label_set_id, expression = self._settings, self._spec, self._label_set_id, self._expression
+        # The overlay is rendered only while someone subscribes to it (as image_transport's lazy
+        # publishers do): it is the dearest output after the model and often unwatched.
+        overlay = s["publish_overlay"] and self._pubs["overlay"].get_subscription_count() > 0
+        source = pipeline.settings_source  # (the settings dict, overlay): a new dict on every change
+        if source is None or source[0] is not s or source[1] != overlay:
+            pipeline.configure(replace(pipeline_settings(s), overlay=overlay), source=(s, overlay))
         if pipeline.labels is None or pipeline.labels.id != label_set_id:
             pipeline.set_labels(spec, label_set_id=label_set_id)
             self.get_logger().info(f"labels encoded (set {label_set_id}): {', '.join(spec.labels)}")
@@ -186,14 +200,15 @@ class _SegmentationMixin:
         return pipeline
 
     # -- per frame (worker thread) --------------------------------------------------------------
-    def _process_item(self, item: tuple[Any, bool, Any]) -> None:
+    def _process_item(self, item: tuple[Any, bool, Any, float]) -> None:
         self._process(*item)
 
-    def _process(self, msg: Any, compressed: bool, depth_hint: Any = None) -> None:
+    def _process(self, msg: Any, compressed: bool, depth_hint: Any = None, t_offered: float | None = None) -> None:
         header = msg.header
         frame = f"frame {header.stamp.sec}.{header.stamp.nanosec:09d} ({header.frame_id or 'no frame_id'})"
         s = self._settings
         t0 = time.perf_counter()
+        waited = {"wait": (t0 - t_offered) * 1e3} if t_offered is not None else {}  # in the slot, for the model
         try:
             if compressed:
                 image, encoding = compressed_to_numpy(msg, s["max_image_pixels"])
@@ -210,17 +225,26 @@ class _SegmentationMixin:
         depth = self._depth_for(header, depth_hint, image.shape[:2], frame) if s["use_depth"] else None
         t1 = time.perf_counter()
         try:
-            result = self._sync_pipeline().process(image, color_order, *(
-                (depth.values, depth.k) if depth is not None else ()))
+            pipeline = self._sync_pipeline()
+            inference = pipeline.infer(image, color_order, *((depth.values, depth.k) if depth is not None else ()),
+                                       tag=(header, depth.header.frame_id if depth is not None else ""))
         except Exception as exc:  # noqa: BLE001 - e.g. CUDA out of memory: skip the frame
             with self._lock:
                 self._stats.model_errors += 1
             free_accelerator_memory()
             return self._throttle("error", "model_error", f"{frame} skipped, the model failed: {type(exc).__name__}: "
                                   f"{exc}")
-        if self._worker.stopping or not self._active:
-            return
-        self._publish(header, result, depth, {"decode": (t1 - t0) * 1e3})
+        if not self._worker.stopping and self._active:
+            self._finisher.put((pipeline, header, inference, depth, {**waited, "decode": (t1 - t0) * 1e3},
+                                time.perf_counter()))
+
+    def _finish(self, item: tuple[Any, Header, Any, DepthFrame | None, dict[str, float], float]) -> None:
+        """Finisher thread: the rest of the frame after the model, then its messages."""
+        pipeline, header, inference, depth, timings, t_handed = item
+        timings["handoff"] = (time.perf_counter() - t_handed) * 1e3  # waited for the previous frame's publishing
+        result = pipeline.finish(inference)
+        if self._active:
+            self._publish(header, result, depth, timings)
 
     def _publish(self, header: Header, result: Any, depth: DepthFrame | None, timings: dict[str, float]) -> None:
         t0 = time.perf_counter()
@@ -229,7 +253,6 @@ class _SegmentationMixin:
             self._sequence += 1
             sequence, dropped, camera_info = self._sequence, self._stats.dropped, self._camera_info
         depth_header = depth.header if depth is not None and result.has_depth else None
-        self._last_header = (header, depth_header.frame_id if depth_header is not None else "")  # for `refer`
         latency_ms = self._latency_ms(header.stamp)
         outputs = messages.frame_messages(header, result, {**timings, **result.timings_ms}, latency_ms, sequence,
                                           dropped, s["region_masks"], depth_header, camera_info)
@@ -240,7 +263,8 @@ class _SegmentationMixin:
             self._pubs[topic].publish(msg)
         with self._lock:
             self._stats.processed += 1
-            processing_ms = sum(t.duration_ms for t in outputs["segmentation"].timings)
+            processing_ms = sum(t.duration_ms for t in outputs["segmentation"].timings
+                                if t.stage not in ("wait", "handoff"))
             self._stats.window.append((time.monotonic(), latency_ms, processing_ms))
 
     def _answer_refer(self, job: Job) -> None:
@@ -253,9 +277,9 @@ class _SegmentationMixin:
             answer = self._sync_pipeline().refer(expression)
         except (RuntimeError, ValueError) as exc:  # no frame yet / refused expression
             return job.finish((False, str(exc), None))
-        last = self._last_header
+        header, frame_id_3d = answer.tag
         job.finish((True, answer.result.reason, messages.referring_msg(
-            last[0], answer.expression, answer.query, answer.result, answer.region, last[1])))
+            header, answer.expression, answer.query, answer.result, answer.region, frame_id_3d)))
 
     def _on_worker_error(self, exc: BaseException, job: Job | None) -> None:
         if job is not None:
@@ -280,7 +304,7 @@ class _SegmentationMixin:
         stamp = stamp_ns(stamp)
         return (self.get_clock().now().nanoseconds - stamp) / 1e6 if stamp > 0 else float("nan")
 
-    # -- callbacks (executor threads): check, hand over, return ----------------------------------
+    # -- callbacks (executor thread): check, hand over, return ----------------------------------
     def _offer_frame(self, msg: Any, compressed: bool) -> None:
         with self._lock:
             self._stats.received += 1
@@ -289,7 +313,7 @@ class _SegmentationMixin:
         # The best depth frame now: by the time the worker gets to this frame, it may have left
         # the buffer (the worker looks again and keeps the nearer of the two).
         hint = self._depth.nearest(stamp_ns(msg.header.stamp)) if self._settings["use_depth"] else None
-        if self._worker.offer((msg, compressed, hint[0] if hint is not None else None)):
+        if self._worker.offer((msg, compressed, hint[0] if hint is not None else None, time.perf_counter())):
             with self._lock:
                 self._stats.dropped += 1
 
@@ -374,7 +398,7 @@ class _SegmentationMixin:
         self.get_logger().info(f"referring expression: {text!r}" if text else "referring expression cleared")
 
     def _on_refer(self, request: Refer.Request, response: Refer.Response) -> Refer.Response:
-        """Runs in its own callback group: waits for the worker while the executor keeps spinning."""
+        """Waits for the worker (between two frames: at most one model pass on the latest frame)."""
         text, error = self._check_expression(request.expression)
         response.result.expression = text
         job = Job(text)
@@ -439,11 +463,11 @@ class SegmentationNode(_SegmentationMixin, Node):
         self._declare_parameters()
         self._create_interfaces()
         self._active = True
-        self._worker.start(reload_first=True)
+        self._start_threads(load_model=True)
 
     def destroy_node(self) -> None:
         self._active = False
-        self._worker.stop()
+        self._stop_threads()
         super().destroy_node()
 
 

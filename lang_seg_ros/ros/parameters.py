@@ -52,7 +52,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("max_regions", 256, "At most this many regions per frame (largest first).", int_range=(0, 65535)),
     Param("region_masks", True, "Include each region's cropped mask in 'segmentation'."),
     Param("publish_label_mask", True, "Publish the class-id image on 'label_mask'."),
-    Param("publish_overlay", True, "Publish an rgb8 colour overlay with a legend on 'overlay'."),
+    Param("publish_overlay", True, "Publish an rgb8 colour overlay with a legend on 'overlay' (rendered only "
+          "while 'overlay' has a subscriber)."),
     Param("overlay_alpha", 0.5, "Opacity of the label colours in the overlay.", float_range=(0.0, 1.0)),
     Param("use_compressed", False, "Subscribe sensor_msgs/CompressedImage on 'image/compressed' instead of "
            "'image'.", read_only=True),

@@ -1,4 +1,5 @@
-"""The worker thread that owns the model: newest frame wins, `refer` jobs, model reloads.
+"""The threads of the node: the worker that owns the model (newest frame wins, `refer` jobs,
+model reloads) and the hand-off to the thread that finishes and publishes each frame.
 
 Callbacks hand work over and return; one thread does it, in this order: a pending reload, a
 pending `refer` job, the newest frame. A frame offered while another waits replaces it (never a
@@ -9,11 +10,12 @@ for a previous thread that has not yet finished its frame.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["FrameWorker", "Job"]
+__all__ = ["FrameWorker", "Handoff", "Job"]
 
 
 @dataclass
@@ -148,3 +150,80 @@ class FrameWorker:
                 self._on_error(exc, job)
                 if job is not None and not job.done.is_set():
                     job.finish(self._cancel_result)
+
+
+class Handoff:
+    """A second thread that runs `on_item(item)` on what the worker hands over, in order.
+
+    While the worker runs the model on frame k+1, this thread extracts objects from frame k and
+    publishes it, so post-processing overlaps the next model pass instead of adding to it. `put`
+    waits while an item is already waiting: the worker is at most one frame ahead, nothing is
+    dropped and memory stays bounded. on_error(exc) is called when `on_item` raises.
+    """
+
+    def __init__(self, on_item: Callable[[Any], None], on_error: Callable[[BaseException], None],
+                 name: str = "lang_seg_publisher") -> None:
+        self._on_item, self._on_error, self._name = on_item, on_error, name
+        self._cond = threading.Condition()
+        self._item: Any = None
+        self._busy = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the thread (waits for a previous one still finishing an item: never two)."""
+        previous = self._thread
+        if previous is not None and previous is not threading.current_thread():
+            previous.join()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Drop what waits, let the item in progress finish (up to `timeout` s), end the thread."""
+        self._stop.set()
+        with self._cond:
+            self._item = None
+            self._cond.notify_all()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if not thread.is_alive():
+                self._thread = None
+
+    def put(self, item: Any) -> bool:
+        """Hand over an item, waiting while another one waits; False when stopped (not queued)."""
+        with self._cond:
+            while self._item is not None and not self._stop.is_set():
+                self._cond.wait(0.5)
+            if self._stop.is_set() or self._thread is None:
+                return False
+            self._item = item
+            self._cond.notify_all()
+        return True
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until everything handed over is done; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while (self._item is not None or self._busy) and time.monotonic() < deadline:
+                self._cond.wait(max(0.0, min(0.5, deadline - time.monotonic())))
+            return self._item is None and not self._busy
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._item is None and not self._stop.is_set():
+                    self._cond.wait(0.5)
+                if self._stop.is_set():
+                    return
+                item, self._item, self._busy = self._item, None, True
+                self._cond.notify_all()
+            try:
+                self._on_item(item)
+            except Exception as exc:  # noqa: BLE001 - the thread must survive anything
+                self._on_error(exc)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()

@@ -43,15 +43,18 @@ def test_a_failing_frame_is_skipped_with_a_log_line_and_the_next_one_served(ros,
         pipeline = node._pipeline
         assert pipeline is not None, "the model did not load"
         node._process(make_image(node), False)
+        assert node._finisher.drain()
         assert node._sequence == 1 and node._stats.processed == 1
 
         model, pipeline.segmenter = pipeline.segmenter, _FailingSegmenter()
         node._process(make_image(node), False)
+        assert node._finisher.drain()
         assert node._stats.model_errors == 1 and node._sequence == 1
         assert "[model_error]" in capfd.readouterr().err
 
         pipeline.segmenter = model
         node._process(make_image(node), False)
+        assert node._finisher.drain()
         assert node._sequence == 2 and node._stats.processed == 2
     finally:
         node.destroy_node()

@@ -1,0 +1,120 @@
+"""Post-processing alone, on one core: stride-2 logits -> label map -> regions -> messages.
+
+    python bench/bench_postprocess.py                         # 640x480, 20 and 150 labels
+    python bench/bench_postprocess.py --size 480x360 --labels 20 --threads 2
+
+The model runs once per frame beforehand (not timed); then, per frame, the median of
+--repeats runs of each stage: `decide` (label map and confidence from the logits, as the
+Segmenter does after the forward pass), `objects` (regions: connected components, scores,
+boxes, centroids, masks), `overlay`, and `messages` (the node's messages for the frame,
+needs the ROS wheels; skipped without them). Prints the machine first.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from _machine import cpu_name  # noqa: E402 - bench/_machine.py
+from lang_seg_ros.inference import Segmenter  # noqa: E402
+from lang_seg_ros.inference.decide import decide_stride2  # noqa: E402
+from lang_seg_ros.inference.preprocess import normalize, pad_bottom_right, round_up, working_shape  # noqa: E402
+from lang_seg_ros.objects import frame_objects  # noqa: E402
+from lang_seg_ros.visualize import palette, render_overlay  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = ["road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
+         "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle", "other"]
+
+
+def machine() -> str:
+    return f"{cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    out, times = None, []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times), out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", default=str(ROOT.parent / "shared" / "datasets" / "camvid" / "val"))
+    parser.add_argument("--max-frames", type=int, default=10)
+    parser.add_argument("--size", default="640x480", help="WIDTHxHEIGHT the frames are resized to")
+    parser.add_argument("--labels", type=int, nargs="+", default=[20, 150])
+    parser.add_argument("--threads", type=int, default=1, help="torch and OpenCV threads (default: one core)")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    paths = sorted(glob.glob(os.path.join(args.frames, "*.png")))[: args.max_frames]
+    if not paths:
+        raise SystemExit(f"no PNG frames in {args.frames}")
+    frames = [cv2.resize(cv2.imread(p), (width, height), interpolation=cv2.INTER_AREA) for p in paths]
+    try:
+        import lang_seg_ros.ros  # noqa: F401 - the generated messages on the package path
+        from std_msgs.msg import Header
+
+        from lang_seg_ros.pipeline import FramePipeline, PipelineSettings
+        from lang_seg_ros.ros import messages
+    except ImportError:
+        messages = None
+    print(f"machine: {machine()}")
+    print(f"frames: {len(frames)} from {args.frames} at {width}x{height}; default model; median of "
+          f"{args.repeats} runs per frame, then the median over frames (ms)")
+    segmenter = Segmenter(device="cpu")
+    print(f"{'labels':>6} {'decide':>8} {'objects':>8} {'overlay':>8} {'messages':>9} {'total':>8}")
+    for count in args.labels:
+        labels = (WORDS + [f"object {i}" for i in range(count)])[:count]
+        prepared = segmenter.prepare(labels)
+        pipeline = FramePipeline(segmenter, PipelineSettings(working_size=max(width, height))) if messages else None
+        if pipeline is not None:
+            pipeline.set_labels(labels)
+        rows = []
+        for frame in frames:
+            with torch.inference_mode():
+                x = normalize(frame, segmenter.model.config.mean, segmenter.model.config.std, segmenter.device, "bgr")
+                h, w = working_shape(height, width, max(width, height))
+                decoded = segmenter.model.decode(segmenter._to_model(
+                    pad_bottom_right(x, round_up(h), round_up(w), segmenter._fill)))
+                logits = segmenter.model.decoded_logits(decoded, folded=prepared.folded)[0]
+
+                def decide():
+                    label, confidence = decide_stride2(logits, (h, w), (height, width))
+                    return label.numpy(), confidence.numpy()
+
+                t_decide, (label_map, confidence) = timed(decide, args.repeats)
+            t_objects, objects = timed(lambda: frame_objects(label_map, confidence, labels, min_area=50,
+                                                             max_regions=256), args.repeats)
+            colours = palette(count)
+            rgb = np.ascontiguousarray(frame[:, :, ::-1])
+            t_overlay, _ = timed(lambda: render_overlay(rgb, objects.label_map, labels, colors=colours), args.repeats)
+            t_messages = float("nan")
+            if pipeline is not None:
+                result = pipeline.process(frame, "bgr")
+                t_messages, _ = timed(lambda: messages.frame_messages(Header(frame_id="cam"), result, {}, 0.0, 1, 0),
+                                      args.repeats)
+            rows.append((t_decide, t_objects, t_overlay, t_messages))
+        med = [statistics.median(column) for column in zip(*rows)]
+        total = med[0] + med[1] + (med[3] if not np.isnan(med[3]) else 0.0)
+        print(f"{count:>6} {med[0]:>8.1f} {med[1]:>8.1f} {med[2]:>8.1f} {med[3]:>9.1f} {total:>8.1f}"
+              "   (total = decide + objects + messages)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

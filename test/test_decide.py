@@ -1,0 +1,76 @@
+"""The label decision on the device (lang_seg_ros/inference/decide.py) against the published rule:
+upsample the stride-2 logits x2 (align_corners), crop, resize to the image, then argmax / softmax."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lang_seg_ros.inference.decide import decide_full, decide_stride2
+from lang_seg_ros.model.lseg import upsample_logits
+
+CAMVID_VAL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "camvid" / "val"
+
+
+def published(logits: torch.Tensor, work: tuple[int, int], out: tuple[int, int]):
+    def expand(chunk):
+        full = upsample_logits(chunk.float())[:, :, : work[0], : work[1]]
+        return full if tuple(full.shape[-2:]) == out else F.interpolate(full, out, mode="bilinear", align_corners=True)
+
+    return decide_full([logits[None]], expand)
+
+
+def smooth_logits(n: int, h2: int, w2: int, seed: int) -> torch.Tensor:
+    """Random logits with spatial structure (label regions with borders), temperature-like scale."""
+    noise = torch.randn(1, n, h2, w2, generator=torch.Generator().manual_seed(seed)) * 3
+    return F.avg_pool2d(F.pad(noise, (3, 3, 3, 3), mode="replicate"), 7, 1)[0] * 4
+
+
+@pytest.mark.parametrize("n, grid, work, out", [
+    (20, (96, 120), (180, 240), (180, 240)),   # working size = image size: one resampling
+    (7, (48, 64), (90, 120), (300, 400)),      # the image larger than the working size
+    (150, (40, 50), (80, 100), (33, 45)),      # smaller, many labels
+    (2, (16, 16), (30, 32), (30, 32)),
+])
+def test_labels_equal_the_published_argmax_and_confidence_is_a_close_lower_bound(n, grid, work, out):
+    logits = smooth_logits(n, *grid, seed=n)
+    label, confidence = decide_stride2(logits, work, out)
+    exact_label, exact_confidence = published(logits, work, out)
+    assert label.shape == out and label.dtype == torch.int32
+    assert torch.equal(label, exact_label.to(torch.int32))
+    assert bool((confidence <= exact_confidence + 1e-5).all())
+    assert float((confidence - exact_confidence).abs().mean()) < 0.02
+
+
+def test_labels_last_logits_are_read_without_a_copy_and_give_the_same_answer():
+    logits = smooth_logits(12, 30, 40, seed=3)
+    labels_last = logits.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # as LSeg.decoded_logits returns them
+    a = decide_stride2(logits, (60, 80), (60, 80))
+    b = decide_stride2(labels_last, (60, 80), (60, 80))
+    assert torch.equal(a[0], b[0]) and torch.allclose(a[1], b[1])
+
+
+@pytest.mark.skipif(not CAMVID_VAL.is_dir(), reason="CamVid val is not in ../shared/datasets")
+def test_on_a_real_street_frame_with_the_default_model():
+    """Real logits: identical label maps, confidence within a few hundredths (p99)."""
+    import cv2
+
+    from lang_seg_ros.inference import Segmenter
+    from lang_seg_ros.inference.preprocess import normalize, pad_bottom_right
+
+    segmenter = Segmenter(device="cpu")
+    labels = segmenter.prepare("sky, building, pole, road, pavement, tree, sign symbol, fence, car, pedestrian, "
+                               "bicyclist")
+    image = cv2.imread(str(sorted(CAMVID_VAL.glob("*.png"))[7]))
+    with torch.inference_mode():
+        x = normalize(image, segmenter.model.config.mean, segmenter.model.config.std, segmenter.device, "bgr")
+        decoded = segmenter.model.decode(pad_bottom_right(x, 384, 480, segmenter._fill))
+        logits = segmenter.model.decoded_logits(decoded, folded=labels.folded)[0]
+        label, confidence = decide_stride2(logits, (360, 480), (360, 480))
+        exact_label, exact_confidence = published(logits, (360, 480), (360, 480))
+    assert torch.equal(label, exact_label.to(torch.int32))
+    error = (confidence - exact_confidence).abs().numpy()
+    assert np.quantile(error, 0.99) < 0.05 and error.mean() < 0.01
