@@ -61,9 +61,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from _machine import cpu_name  # bench/_machine.py (scripts run as python bench/NAME.py)
 from typing import Any
+
+import yaml
+from _machine import cpu_name  # bench/_machine.py (scripts run as python bench/NAME.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FRAMES = ROOT.parent / "shared" / "datasets" / "camvid" / "val"
@@ -144,6 +145,9 @@ class Case:
             params.update(publish_overlay=True, region_masks=True, max_regions=256)
         else:
             params.update(publish_overlay=False, region_masks=False, max_regions=0)
+        for item in args.set or []:  # --set NAME=VALUE: any other node parameter, as YAML
+            name, _, value = item.partition("=")
+            params[name.strip()] = yaml.safe_load(value)
         return params
 
 
@@ -659,6 +663,8 @@ def main() -> int:
     parser.add_argument("--model-warmup", type=int, default=3, help="untimed model-alone calls first (default 3)")
     parser.add_argument("--start-timeout", type=float, default=180.0, help="seconds for the node's first answer")
     parser.add_argument("--drain", type=float, default=3.0, help="seconds to wait for answers after the window")
+    parser.add_argument("--set", nargs="+", metavar="NAME=VALUE",
+                        help="more node parameters for every case, e.g. overlap_postprocessing=false")
     parser.add_argument("--logs", type=Path, default=None, metavar="DIR",
                         help="keep the node's output and parameter files here (default: a temporary folder)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the rows (and the machine) here")

@@ -15,6 +15,7 @@ logits agree; by convexity of log-sum-exp never above the exact probability).
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Iterable
 
 import torch
@@ -24,12 +25,14 @@ import torch.nn.functional as F
 _CHUNK_PIXELS = 1 << 16
 
 
-def _taps(out_size: int, work_size: int, grid_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+@functools.lru_cache(maxsize=16)
+def _taps(out_size: int, work_size: int, grid_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Grid indices (out_size, T) and weights (out_size, T) of the published resampling along one
     axis: x2 upsampling of a `grid_size` grid with align_corners=True, crop to `work_size`, then
-    (when it differs) an align_corners=True resize to `out_size`. T = 2, or 3 with the resize."""
+    (when it differs) an align_corners=True resize to `out_size`. T = 2, or 3 with the resize.
+    Computed once per frame size, in float64 on the CPU (not every accelerator has float64)."""
     def linear(size: int, scale: float, limit: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        pos = torch.arange(size, device=device, dtype=torch.float64) * scale
+        pos = torch.arange(size, dtype=torch.float64) * scale
         low = pos.floor().long().clamp_(0, limit - 1)
         return low, (low + 1).clamp_(max=limit - 1), pos - low
 
@@ -43,7 +46,7 @@ def _taps(out_size: int, work_size: int, grid_size: int, device: torch.device) -
         # The four taps fall on at most three consecutive cells (a working pixel is half a cell):
         # merge them into three slots, first..first + 2, so later passes do 3 instead of 4.
         first = taps[:, 0:1]
-        index = (first + torch.arange(3, device=device)).clamp_(max=grid_size - 1)
+        index = (first + torch.arange(3)).clamp_(max=grid_size - 1)
         weight = torch.stack([(weights * (taps == first + k)).sum(1) for k in range(3)], 1)
     return index, weight.float()
 
@@ -61,8 +64,8 @@ def decide_stride2(logits: torch.Tensor, work_hw: tuple[int, int], out_hw: tuple
     if n == 1:
         label = torch.zeros((height, width), dtype=torch.int32, device=logits.device)
         return label, torch.ones((height, width), device=logits.device)
-    iy, wy = _taps(height, work_hw[0], h2, logits.device)
-    ix, wx = _taps(width, work_hw[1], w2, logits.device)
+    iy, wy = (t.to(logits.device) for t in _taps(height, work_hw[0], h2))
+    ix, wx = (t.to(logits.device) for t in _taps(width, work_hw[1], w2))
 
     def interpolate(grid: torch.Tensor) -> torch.Tensor:  # (..., h2, w2) -> (..., H, W)
         rows = sum(grid.index_select(-2, iy[:, t]) * wy[:, t, None] for t in range(iy.shape[1]))

@@ -35,12 +35,13 @@ from std_msgs.msg import Header, String
 from lang_seg_ros.msg import LabelSet, ReferringRegion, Segmentation
 from lang_seg_ros.srv import Refer, SetLabels
 
-from ..inference.labels import LabelSpec, clean_expression, parse_label_spec
+from ..inference.labels import LabelSpec
 from . import messages
+from .commands import Commands
 from .depth import DEPTH_BUFFER, DepthFrame, DepthSync, stamp_ns
 from .diagnostics import Stats, Throttle, diagnostic_array
 from .image_conversion import ImageConversionError, compressed_to_numpy, image_to_numpy, to_model_input
-from .parameters import PARAMETERS, PARAMS_BY_NAME, Param, descriptor, pipeline_settings, validate
+from .parameters import PARAMETERS, PARAMS_BY_NAME, Param, build_pipeline, descriptor, pipeline_settings, validate
 from .runner import NODE_NAME, free_accelerator_memory, run
 from .worker import FrameWorker, Handoff, Job
 
@@ -57,13 +58,11 @@ class _SegmentationMixin:
     def _init_state(self) -> None:
         self._lock = threading.Lock()
         self._settings: dict[str, Any] = {}
-        self._spec: LabelSpec | None = None  # the label set as accepted; the worker encodes it
-        self._label_text: str | list[str] = ""  # the label set as typed, ":stuff" marks included
-        self._label_set_id = 0
-        self._expression = ""
+        self._commands: Commands | None = None  # the label set and expression as accepted
         self._camera_info: CameraInfo | None = None
         self._depth = DepthSync()
         self._pipeline = None  # lang_seg_ros.pipeline.FramePipeline, worker thread only
+        self._overlap = False  # finish frames on the finisher thread (`overlap_postprocessing`)
         self._model_error: str | None = None
         self._stats = Stats()
         self._sequence = 0
@@ -78,7 +77,7 @@ class _SegmentationMixin:
         self._finisher = Handoff(self._finish, lambda exc: self._on_worker_error(exc, None))
 
     def _start_threads(self, load_model: bool = False) -> None:
-        self._finisher.start()
+        self._finisher.start()  # idle unless frames are handed over (`_overlap`)
         self._worker.start(reload_first=load_model)
 
     def _stop_threads(self) -> None:
@@ -94,10 +93,7 @@ class _SegmentationMixin:
         if error:
             raise ValueError(f"invalid parameter: {error}")
         self._settings = values
-        self._label_text = values["labels"]
-        self._spec = parse_label_spec(values["labels"], values["stuff_labels"], values["max_labels"],
-                                      values["max_label_chars"])
-        self._label_set_id = 1
+        self._commands = Commands(values["labels"], values)
         self._throttle = Throttle(self.get_logger(), values["log_throttle_period"])
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
@@ -150,31 +146,21 @@ class _SegmentationMixin:
 
     # -- model (worker thread) ------------------------------------------------------------------
     def _load_model(self) -> bool:
-        """Build the Segmenter and pipeline from the current parameters; on failure keep the old ones."""
-        with self._lock:
-            s = dict(self._settings)
-        checkpoint = s["checkpoint"] or None
-        t0 = time.perf_counter()
+        """Build the model and pipeline from the current parameters; on failure keep the old ones."""
+        s, t0 = self._settings, time.perf_counter()
         try:
-            from ..inference import Segmenter  # torch is imported here, not at node import
-            from ..pipeline import FramePipeline
-
-            if s["cpu_threads"] > 0:
-                import torch
-                torch.set_num_threads(int(s["cpu_threads"]))
-            segmenter = Segmenter(checkpoint, device=s["device"], precision=s["precision"])
+            pipeline = build_pipeline(s)
         except Exception as exc:  # noqa: BLE001 - a bad checkpoint must not kill the node
-            what = f"checkpoint {checkpoint!r}" if checkpoint else "the embedded default model (checkpoint '')"
-            self._model_error = f"could not load {what}: {type(exc).__name__}: {exc}"
-            if not checkpoint:
-                self._model_error += " -- set the 'checkpoint' parameter to a .ckpt or .safetensors file"
             keep = " (keeping the previous model)" if self._pipeline is not None else ""
+            self._model_error = str(exc)
             self.get_logger().error(self._model_error + keep)
             return False
-        self._pipeline, self._model_error = FramePipeline(segmenter, pipeline_settings(s)), None
+        self._pipeline, self._model_error = pipeline, None
+        overlap = s["overlap_postprocessing"]
+        self._overlap = overlap == "on" or (overlap == "auto" and pipeline.segmenter.device.type != "cpu")
         free_accelerator_memory()
-        self.get_logger().info(f"model loaded from {checkpoint or 'the embedded default'} on {segmenter.device} "
-                               f"({s['precision']}) in {time.perf_counter() - t0:.1f} s")
+        self.get_logger().info(f"model loaded from {s['checkpoint'] or 'the embedded default'} on "
+                               f"{pipeline.segmenter.device} ({s['precision']}) in {time.perf_counter() - t0:.1f} s")
         return True
 
     def _unload_model(self) -> None:
@@ -184,8 +170,8 @@ class _SegmentationMixin:
     def _sync_pipeline(self) -> Any:
         """The pipeline with the current settings, label set and expression (worker thread)."""
         pipeline = self._pipeline
-        with self._lock:
-            s, spec, label_set_id, expression = self._settings, self._spec, self._label_set_id, self._expression
+        s = self._settings
+        spec, label_set_id, expression = self._commands.snapshot()
         # The overlay is rendered only while someone subscribes to it (as image_transport's lazy
         # publishers do): it is the dearest output after the model and often unwatched.
         overlay = s["publish_overlay"] and self._pubs["overlay"].get_subscription_count() > 0
@@ -234,9 +220,13 @@ class _SegmentationMixin:
             free_accelerator_memory()
             return self._throttle("error", "model_error", f"{frame} skipped, the model failed: {type(exc).__name__}: "
                                   f"{exc}")
-        if not self._worker.stopping and self._active:
-            self._finisher.put((pipeline, header, inference, depth, {**waited, "decode": (t1 - t0) * 1e3},
-                                time.perf_counter()))
+        if self._worker.stopping or not self._active:
+            return
+        item = (pipeline, header, inference, depth, {**waited, "decode": (t1 - t0) * 1e3}, time.perf_counter())
+        if self._overlap:
+            self._finisher.put(item)
+        else:
+            self._finish(item)
 
     def _finish(self, item: tuple[Any, Header, Any, DepthFrame | None, dict[str, float], float]) -> None:
         """Finisher thread: the rest of the frame after the model, then its messages."""
@@ -332,36 +322,25 @@ class _SegmentationMixin:
         self._worker.notify()
 
     def _apply_labels(self, entries: str | list[str] | None, source: str) -> tuple[bool, str]:
-        """A new label set as typed (":stuff" marks allowed), or None to re-read the current one
-        (the `stuff_labels` parameter changed); a change increments label_set_id."""
-        with self._lock:
-            s = self._settings
-            entries = self._label_text if entries is None else entries
+        """A new label set as typed, or None to re-read the current one (`stuff_labels` changed)."""
         try:
-            spec = parse_label_spec(entries, s["stuff_labels"], s["max_labels"], s["max_label_chars"])
+            changed = self._commands.set_labels(entries, self._settings)
         except ValueError as exc:
             self._throttle("warning", "bad_labels", f"label set from {source} refused: {exc}")
             return False, str(exc)
-        with self._lock:
-            changed = spec != self._spec
-            self._label_text = entries
-            if changed:
-                self._spec = spec
-                self._label_set_id += 1
         if changed:
-            self._publish_label_set()
+            spec = self._publish_label_set()
             stuff = [label for label, flag in zip(spec.labels, spec.is_stuff) if flag]
             self.get_logger().info(f"labels ({source}): {', '.join(spec.labels)}"
                                    + (f"; stuff: {', '.join(stuff)}" if stuff else ""))
         return True, "ok" if changed else "unchanged"
 
-    def _publish_label_set(self) -> None:
-        if self._pub_labels is None:  # lifecycle node before configure / after cleanup
-            return
-        with self._lock:
-            spec, label_set_id = self._spec, self._label_set_id
-        self._pub_labels.publish(messages.label_set_msg(spec.labels, label_set_id, self.get_clock().now().to_msg(),
-                                                        spec.is_stuff))
+    def _publish_label_set(self) -> LabelSpec:
+        spec, label_set_id, _ = self._commands.snapshot()
+        if self._pub_labels is not None:  # None: lifecycle node before configure / after cleanup
+            self._pub_labels.publish(messages.label_set_msg(spec.labels, label_set_id,
+                                                            self.get_clock().now().to_msg(), spec.is_stuff))
+        return spec
 
     def _on_labels_topic(self, msg: String) -> None:
         self._apply_labels(msg.data, "the 'labels' topic")
@@ -373,28 +352,22 @@ class _SegmentationMixin:
         else:
             entries = list(request.labels) if len(request.labels) else request.labels_csv
             response.success, response.message = self._apply_labels(entries, "the 'set_labels' service")
-        with self._lock:
-            response.labels, response.label_is_stuff = list(self._spec.labels), list(self._spec.is_stuff)
-            response.label_set_id = self._label_set_id
+        spec, response.label_set_id, _ = self._commands.snapshot()
+        response.labels, response.label_is_stuff = list(spec.labels), list(spec.is_stuff)
         return response
 
     def _check_expression(self, text: str) -> tuple[str, str | None]:
-        """(clean expression, None) or (text, why it is refused): the core's policy and parser."""
+        """(clean expression, None) or (text, why it is refused)."""
         try:
-            text = clean_expression(text, self._settings["max_expression_chars"])
-            if text:
-                from ..referring import parse_expression
-                parse_expression(text)
+            return Commands.check_expression(text, self._settings["max_expression_chars"]), None
         except ValueError as exc:
-            return text, f"referring expression {text[:80]!r} refused: {exc}"
-        return text, None
+            return text, f"referring expression {' '.join(text.split())[:80]!r} refused: {exc}"
 
     def _on_expression(self, msg: String) -> None:
         text, error = self._check_expression(msg.data)
         if error:  # the previous expression stays
             return self._throttle("warning", "bad_expression", error)
-        with self._lock:
-            self._expression = text
+        self._commands.expression = text  # one assignment: the worker reads the old or the new one
         self.get_logger().info(f"referring expression: {text!r}" if text else "referring expression cleared")
 
     def _on_refer(self, request: Refer.Request, response: Refer.Response) -> Refer.Response:
@@ -446,7 +419,8 @@ class _SegmentationMixin:
     # -- diagnostics ----------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
         with self._lock:
-            window, counts, labels = list(self._stats.window), self._stats.counts(), len(self._spec.labels)
+            window, counts = list(self._stats.window), self._stats.counts()
+        labels = len(self._commands.spec.labels)
         pipeline = self._pipeline
         self._pub_diagnostics.publish(diagnostic_array(
             f"{self.get_fully_qualified_name()}: segmentation", self.get_clock().now().to_msg(), window, counts, labels,

@@ -14,7 +14,8 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from ..inference.labels import MAX_EXPRESSION_CHARS, MAX_LABEL_CHARS, MAX_LABELS, parse_label_spec
 
-__all__ = ["PARAMETERS", "PARAMS_BY_NAME", "Param", "descriptor", "pipeline_settings", "scales_of", "validate"]
+__all__ = ["PARAMETERS", "PARAMS_BY_NAME", "Param", "build_pipeline", "descriptor", "pipeline_settings", "scales_of",
+           "validate"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ PARAMETERS: tuple[Param, ...] = (
     Param("publish_overlay", True, "Publish an rgb8 colour overlay with a legend on 'overlay' (rendered only "
           "while 'overlay' has a subscriber)."),
     Param("overlay_alpha", 0.5, "Opacity of the label colours in the overlay.", float_range=(0.0, 1.0)),
+    Param("overlap_postprocessing", "auto", "Finish and publish each frame (regions, overlay, messages) on a "
+          "second thread while the model runs on the next one: 'on', 'off', or 'auto' = on when the model runs on "
+          "a GPU (on a CPU the two threads compete for the cores the model uses; docs/ros.md).", read_only=True,
+          choices=("auto", "on", "off")),
     Param("use_compressed", False, "Subscribe sensor_msgs/CompressedImage on 'image/compressed' instead of "
            "'image'.", read_only=True),
     Param("reliability", "best_effort", "QoS reliability of the image subscription: best_effort (like "
@@ -158,3 +163,23 @@ def pipeline_settings(s: dict[str, Any]):
         tracking_iou=float(s["tracking_iou"]), tracking_max_missed=int(s["tracking_max_missed"]),
         referring_min_score=float(s["referring_min_score"]), overlay=bool(s["publish_overlay"]),
         overlay_alpha=float(s["overlay_alpha"]), cloud=bool(s["publish_cloud"]), cloud_stride=int(s["cloud_stride"]))
+
+
+def build_pipeline(s: dict[str, Any]):
+    """The model (`Segmenter`) and the frame pipeline the parameters describe.
+
+    Raises RuntimeError with a message for the log (what could not be loaded, and what to do)."""
+    checkpoint = s["checkpoint"] or None
+    try:
+        from ..inference import Segmenter  # torch is imported here, not at node import
+        from ..pipeline import FramePipeline
+
+        if s["cpu_threads"] > 0:
+            import torch
+            torch.set_num_threads(int(s["cpu_threads"]))
+        return FramePipeline(Segmenter(checkpoint, device=s["device"], precision=s["precision"]),
+                             pipeline_settings(s))
+    except Exception as exc:  # noqa: BLE001 - any failure is reported the same way
+        what = f"checkpoint {checkpoint!r}" if checkpoint else "the embedded default model (checkpoint '')"
+        hint = "" if checkpoint else " -- set the 'checkpoint' parameter to a .ckpt or .safetensors file"
+        raise RuntimeError(f"could not load {what}: {type(exc).__name__}: {exc}{hint}") from exc

@@ -58,8 +58,12 @@ def node_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def seg(ros, node_checkpoint, tmp_path_factory):
-    """The plain node, started once per test module, with a ready client; stopped (SIGINT) after."""
-    proc = start_node(tmp_path_factory, node_checkpoint, f"/t{os.getpid()}_{random.randint(0, 99999)}")
+    """The plain node, started once per test module, with a ready client; stopped (SIGINT) after.
+
+    Frames are finished on the finisher thread (`overlap_postprocessing: on`, what a GPU gets by
+    default); the lifecycle, start-up and replay tests run the CPU default (off)."""
+    proc = start_node(tmp_path_factory, node_checkpoint, f"/t{os.getpid()}_{random.randint(0, 99999)}",
+                      overlap_postprocessing="on")
     client = Client(ros, proc)
     try:
         client.wait_ready()

@@ -36,7 +36,8 @@ FX, FY, CX, CY = 100.0, 110.0, 79.5, 59.5
 def obj(ros, node_checkpoint, tmp_path_factory):
     proc = start_node(tmp_path_factory, node_checkpoint, f"/o{os.getpid()}_{random.randint(0, 99999)}",
                       labels=", ".join(LABELS), instances=True, tracking=True, publish_panoptic=True,
-                      use_depth=True, publish_cloud=True, publish_overlay=False)
+                      use_depth=True, publish_cloud=True, publish_overlay=False,
+                      overlap_postprocessing="on")  # the finisher thread (off by default on a CPU)
     client = Client(ros, proc)
     client.depth_pub = ros.node.create_publisher(Image, proc.topic("depth"), RELIABLE)
     client.depth_info_pub = ros.node.create_publisher(CameraInfo, proc.topic("depth/camera_info"), RELIABLE)
