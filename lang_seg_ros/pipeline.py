@@ -15,8 +15,9 @@ query adds no label) and the overlay.
 
 Threading: one thread runs the model (`infer`, or `process`, and `refer`); `finish` may run on a
 second thread, in frame order, so that one frame's objects and overlay overlap the next frame's
-model pass (the node does this). `set_labels`, `set_expression` and `configure` swap immutable
-objects in one assignment: a frame sees either the old or the new state, never a mix.
+model pass (the node does this). `set_labels`, `set_expression` and `configure` (called by one
+thread at a time, e.g. between frames) swap immutable objects in one assignment: a frame sees
+either the old or the new state, never a mix.
 """
 from __future__ import annotations
 
@@ -187,7 +188,7 @@ class FramePipeline:
         self._next_id = 0
         self.settings_source: Any = None
 
-    # -- state, changed from any thread ----------------------------------------------------------
+    # -- state: changed by one thread at a time, read by the frame threads ----------------------
     @property
     def settings(self) -> PipelineSettings:
         return self._state.settings
