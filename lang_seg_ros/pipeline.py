@@ -132,6 +132,7 @@ class FrameResult:
     cloud: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     overlay: np.ndarray | None = None
     has_depth: bool = False
+    referring_error: str | None = None  # the active expression could not be answered (the frame is fine)
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ class FrameInference:
     depth_m: tuple[np.ndarray, np.ndarray] | None
     timings: dict[str, float]
     tag: Any = None
+    query_error: str | None = None  # why the active expression could not be answered on this frame
 
 
 @dataclass
@@ -187,6 +189,14 @@ class FramePipeline:
         self._last: _LastFrame | None = None
         self._next_id = 0
         self.settings_source: Any = None
+
+    def adopt(self, previous: "FramePipeline | None") -> None:
+        """Continue from the pipeline this one replaces (a model reload): its tracks (so track ids
+        are never reused), label-set ids and the frame `refer` answers on carry over."""
+        if previous is None:
+            return
+        self._tracker, self._tracked_label_set = previous._tracker, previous._tracked_label_set
+        self._last, self._next_id = previous._last, previous._next_id
 
     # -- state: changed by one thread at a time, read by the frame threads ----------------------
     @property
@@ -263,14 +273,17 @@ class FramePipeline:
             depth_m = aligned_depth(depth, encoding, np.asarray(intrinsics).ravel(), intrinsics_size or depth.shape[:2],
                                     image.shape[:2])
         t1 = time.perf_counter()
-        query = self._query_for(state)
+        try:
+            query, query_error = self._query_for(state), None
+        except ValueError as exc:  # e.g. a full label set leaves no room for the query's phrase
+            query, query_error = None, f"referring expression {state.expression!r} not answered: {exc}"
         pooling = s.mask_pooling and self.segmenter.scales is None
         sets = [active.prepared] + ([query.prepared] if query is not None and query.prepared is not None else [])
         results = self.segmenter.segment_sets(image, sets, color_order, return_features=pooling)
         timings = dict(results[0].timings_ms)
         if depth_m is not None:
             timings["depth"] = (t1 - t0) * 1e3
-        return FrameInference(image, color_order, active, s, query, results, depth_m, timings, tag)
+        return FrameInference(image, color_order, active, s, query, results, depth_m, timings, tag, query_error)
 
     def finish(self, frame: FrameInference) -> FrameResult:
         """Everything after the model (`process` does both): regions, instances, tracking, 3D,
@@ -289,7 +302,7 @@ class FramePipeline:
             add_geometry(objects, *depth_m)
         t2 = time.perf_counter()
         out = FrameResult(active, result.label_map, result.confidence, objects, frame.timings,
-                          has_depth=depth_m is not None)
+                          has_depth=depth_m is not None, referring_error=frame.query_error)
         if s.panoptic:
             out.panoptic = objects.panoptic()
         if s.cloud and depth_m is not None:

@@ -122,3 +122,31 @@ def test_importing_the_core_imports_no_rclpy():
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'rosidl_runtime_py', 'rcl_interfaces')); "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_expression_naming_its_category_twice_is_answered(pipeline, image):
+    """"the mug next to the mug" adds one label, not two (a duplicate would refuse every frame)."""
+    pipeline.set_expression("the mug next to the mug")
+    result = pipeline.process(image)
+    assert result.referring is not None and result.referring_error is None
+    assert result.referring.result.labels == ("floor", "road", "a", "tree", "mug")
+
+
+def test_a_query_that_does_not_fit_the_label_set_skips_referring_not_the_frame(tiny_model, image):
+    pipeline = FramePipeline(Segmenter(tiny_model, device="cpu"), PipelineSettings(working_size=64))
+    pipeline.set_labels([f"label {i}" for i in range(1024)])  # full: no room for the query's phrase
+    pipeline.set_expression("the red mug")
+    result = pipeline.process(image)
+    assert result.referring is None and "not answered" in result.referring_error
+    assert result.label_map.shape == image.shape[:2]
+
+
+def test_a_new_pipeline_after_a_model_reload_continues_the_track_ids(pipeline, image):
+    pipeline.configure(PipelineSettings(working_size=128, min_region_area=5, tracking=True))
+    first = pipeline.process(image)
+    reloaded = FramePipeline(pipeline.segmenter, pipeline.settings)
+    reloaded.adopt(pipeline)
+    reloaded.set_labels(LABELS, label_set_id=pipeline.labels.id)
+    second = reloaded.process(image)
+    assert [r.track_id for r in second.objects.regions] == [r.track_id for r in first.objects.regions]
+    assert reloaded.refer("the road").tag is None  # the adopted last frame answers at once

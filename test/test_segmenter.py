@@ -175,3 +175,17 @@ def test_several_label_sets_from_one_encoding_equal_separate_calls(segmenter, rg
         assert result.labels == tuple(labels)
         np.testing.assert_array_equal(result.label_map, alone.label_map)
         np.testing.assert_allclose(result.confidence, alone.confidence, rtol=1e-6)
+
+
+def test_a_spatial_regularisation_block_runs_in_half_precision_too(rgb):
+    """The block acts on fp32 logits; an fp16 / bf16 image branch must not break it."""
+    import copy
+
+    from lang_seg_ros.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model("lseg_tiny", block_type="depthwise", block_depth=2, block_activation="lrelu").eval()
+    half = Segmenter(copy.deepcopy(model), device="cpu", precision="bf16", working_size=96)
+    reference = Segmenter(model, device="cpu", working_size=96).segment(rgb, labels=["road", "sky", "car"])
+    result = half.segment(rgb, labels=["road", "sky", "car"])
+    assert (result.label_map == reference.label_map).mean() > 0.9

@@ -113,3 +113,16 @@ def test_the_handoff_keeps_order_drops_nothing_and_holds_the_worker_at_most_one_
     finally:
         handoff.stop()
     assert not handoff.put(5)
+
+
+def test_a_reload_asked_for_while_stopped_runs_at_the_next_start():
+    reloads = []
+    worker = FrameWorker(lambda item: None, lambda job: None, lambda: reloads.append(1), lambda exc, job: None)
+    worker.start()
+    worker.stop()
+    worker.request_reload()  # e.g. `checkpoint` changed on an inactive lifecycle node
+    worker.start()
+    try:
+        assert wait_for(lambda: reloads == [1])
+    finally:
+        worker.stop()

@@ -3,15 +3,16 @@
 Only the (H, W) label map and confidence leave the device; the (N, H, W) full-resolution logits
 are never built in single-scale mode, so the cost of a frame hardly grows with the label count.
 
-`decide_stride2` gives exactly the argmax of the published rule (bilinear x2 upsampling of the
-stride-2 logits with align_corners=True, crop, bilinear resize to the image): every output
-pixel's logits are a convex combination of a few neighbouring grid cells, so a label that is
-best at all of them is best at the pixel. Only pixels whose neighbours disagree (object
-borders: a few percent of a frame) get all their labels interpolated.
+`decide_stride2` gives the argmax of the published rule (bilinear x2 upsampling of the stride-2
+logits with align_corners=True, crop, bilinear resize to the image), exactly up to float
+rounding: every output pixel's logits are a convex combination of a few neighbouring grid
+cells, so a label that is best at all of them is best at the pixel. Only pixels whose
+neighbours disagree (object borders: a few percent of a frame) get all their labels interpolated.
 
-Confidence is the chosen label's softmax probability: exact at those border pixels; elsewhere
-with the log-partition function interpolated from the grid cells (exact where the neighbouring
-logits agree; by convexity of log-sum-exp never above the exact probability).
+Confidence is the chosen label's softmax probability: exact at those border pixels and wherever
+it falls below `exact_below` (the threshold: a pixel is never dropped for the approximation);
+elsewhere with the log-partition function interpolated from the grid cells (exact where the
+neighbouring logits agree; by convexity of log-sum-exp never above the exact probability).
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from typing import Callable, Iterable
 import torch
 import torch.nn.functional as F
 
-#: Pixels whose logits are interpolated over all labels at once (bounds memory: N x this).
-_CHUNK_PIXELS = 1 << 16
+#: Logits (pixels x labels) interpolated at once for border pixels: bounds memory for big label sets.
+_CHUNK_ELEMENTS = 1 << 22
 
 
 @functools.lru_cache(maxsize=16)
@@ -51,12 +52,13 @@ def _taps(out_size: int, work_size: int, grid_size: int) -> tuple[torch.Tensor, 
     return index, weight.float()
 
 
-def decide_stride2(logits: torch.Tensor, work_hw: tuple[int, int], out_hw: tuple[int, int]
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def decide_stride2(logits: torch.Tensor, work_hw: tuple[int, int], out_hw: tuple[int, int],
+                   exact_below: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Label map (H, W) int32 and confidence (H, W) float32 from stride-2 logits.
 
     logits: (N, h2, w2) for a padded working image whose top-left (h, w) = `work_hw` pixels are
-    the image content; out_hw: (H, W) of the input image.
+    the image content; out_hw: (H, W) of the input image; exact_below: confidences under this are
+    computed exactly (pass the threshold the caller applies).
     """
     logits = logits.float()
     n, h2, w2 = logits.shape
@@ -83,11 +85,15 @@ def decide_stride2(logits: torch.Tensor, work_hw: tuple[int, int], out_hw: tuple
     grid = F.pad(label_grid.float()[None, None], (0, kx - 1, 0, ky - 1), mode="replicate")
     pure = F.max_pool2d(grid, (ky, kx), stride=1) == -F.max_pool2d(-grid, (ky, kx), stride=1)
     label = label_grid.to(torch.int32).index_select(0, y0).index_select(1, x0)
-    rows, cols = (~pure[0, 0].index_select(0, y0).index_select(1, x0)).nonzero(as_tuple=True)
+    exact = ~pure[0, 0].index_select(0, y0).index_select(1, x0)
+    if exact_below > 0:
+        exact |= (best - lse).exp_() < exact_below
+    rows, cols = exact.nonzero(as_tuple=True)
     if rows.numel():
         cells = cells.reshape(h2 * w2, n)  # a label vector per grid cell
-        for start in range(0, rows.numel(), _CHUNK_PIXELS):  # bounded memory for big label sets
-            r, c = rows[start:start + _CHUNK_PIXELS], cols[start:start + _CHUNK_PIXELS]
+        step = max(1, _CHUNK_ELEMENTS // n)
+        for start in range(0, rows.numel(), step):
+            r, c = rows[start:start + step], cols[start:start + step]
             full = sum(cells[iy[r, ty] * w2 + ix[c, tx]] * (wy[r, ty] * wx[c, tx])[:, None]
                        for ty in range(iy.shape[1]) for tx in range(ix.shape[1]))  # (B, N)
             value, index = full.max(dim=1)

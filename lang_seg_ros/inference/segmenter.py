@@ -136,6 +136,8 @@ class Segmenter:
         # channels_last suits the convolutions of CPU and GPU kernels alike.
         self.model.pretrained.to(self.dtype, memory_format=torch.channels_last)
         self.model.scratch.to(self.dtype, memory_format=torch.channels_last)
+        if hasattr(self.model.scratch, "head_block"):  # it acts on the fp32 logits
+            self.model.scratch.head_block.float()
         self.working_size = int(working_size)
         self.scales = tuple(scales) if scales else None
         self.flip = bool(flip)
@@ -219,7 +221,7 @@ class Segmenter:
             else:
                 logits = self._logits_per_set(decoded, sets)
             t2 = time.perf_counter()
-            decided = [decide_stride2(set_logits[0], (h, w), (height, width))
+            decided = [decide_stride2(set_logits[0], (h, w), (height, width), exact_below=self.threshold)
                        for set_logits in logits.split([len(p) for p in sets], dim=1)]
         results = []
         for prepared, (label_map, confidence) in zip(sets, decided):

@@ -34,10 +34,6 @@ class FoldedHead:
     head_bias: torch.Tensor
     bias_sq: torch.Tensor
 
-    def to(self, device: torch.device) -> "FoldedHead":
-        return FoldedHead(*(t.to(device) for t in (self.label_weight, self.label_bias, self.gram, self.head_bias,
-                                                      self.bias_sq)))
-
 
 class LSeg(nn.Module):
     def __init__(self, config: LSegConfig) -> None:
@@ -89,9 +85,16 @@ class LSeg(nn.Module):
         """
         text_features = text_features.to(device=pixel_features.device, dtype=pixel_features.dtype)
         logits = self.logit_scale * torch.einsum("bchw,nc->bnhw", pixel_features, text_features)
-        if hasattr(self.scratch, "head_block"):
-            logits = self.scratch.head_block(logits)
-        return logits
+        return self._regularise(logits)
+
+    def _regularise(self, logits: torch.Tensor) -> torch.Tensor:
+        """The spatial-regularisation blocks, when present, in their own precision (the Segmenter
+        keeps them in fp32 while the image branch runs in fp16 / bf16); same dtype out as in."""
+        if not hasattr(self.scratch, "head_block"):
+            return logits
+        block = self.scratch.head_block
+        dtype = next(block.parameters(), logits).dtype
+        return block(logits.contiguous().to(dtype)).to(logits.dtype)
 
     def fold_head(self, text_features: torch.Tensor) -> FoldedHead:
         """The 1x1 head folded into a label set: computed once per label set, not per frame.
@@ -131,9 +134,7 @@ class LSeg(nn.Module):
         squared_norm = (f * gram).sum(1) + 2 * torch.einsum("bfhw,f->bhw", f, folded.head_bias.to(f.device))
         squared_norm += folded.bias_sq.to(f.device)
         logits = numerator.mul_((self.logit_scale / squared_norm.clamp_min(1e-24).sqrt())[..., None])
-        logits = logits.permute(0, 3, 1, 2)  # (B, N, h, w), channels-last strides
-        if hasattr(self.scratch, "head_block"):
-            logits = self.scratch.head_block(logits.contiguous())
+        logits = self._regularise(logits.permute(0, 3, 1, 2))  # (B, N, h, w), channels-last strides
         return logits.to(decoded.dtype)
 
     def forward(self, images: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:

@@ -123,6 +123,8 @@ class ZeroShotReferrer:
 def query_labels(query: ReferringQuery, context: Sequence[str] = ()) -> tuple[str, ...]:
     """The label set that locates `query`: the context set (default "other") plus the category
     phrase and the related category, unless the context already holds them."""
-    context = list(context) or list(DEFAULT_BACKGROUND)
-    phrases = [query.category] + ([query.relation[1]] if query.relation else [])
-    return clean_labels(context + [p for p in phrases if _index_of(context, p) is None])
+    labels = list(context) or list(DEFAULT_BACKGROUND)
+    for phrase in [query.category] + ([query.relation[1]] if query.relation else []):
+        if _index_of(labels, phrase) is None:  # "the mug next to the mug": one label
+            labels.append(phrase)
+    return clean_labels(labels)

@@ -6,8 +6,9 @@ with any row padding (`step` >= width * bytes per pixel) and either byte order
 excepted. Every malformed message raises `ImageConversionError` (a `ValueError`) whose
 text says what is wrong, before any large allocation.
 
-Arrays are (H, W) for one channel and (H, W, C) otherwise, in the native byte order, and
-never views of the message's buffer.
+Arrays are (H, W) for one channel and (H, W, C) otherwise, in the native byte order; a raw
+image with unpadded rows in the native byte order comes back as a read-only view of the
+message's buffer (no copy: the model input is the one copy), anything else as a new array.
 """
 from __future__ import annotations
 

@@ -35,6 +35,7 @@ class SegmentationLifecycleNode(_SegmentationMixin, LifecycleNode):
         try:
             self._create_interfaces()
             if self._load_model():
+                self._worker.cancel_reload()  # loaded with the current parameters
                 return TransitionCallbackReturn.SUCCESS
         except Exception as exc:  # noqa: BLE001 - rclpy would swallow it without a word
             self.get_logger().error(f"configure failed: {type(exc).__name__}: {exc}")

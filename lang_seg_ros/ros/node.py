@@ -61,7 +61,7 @@ class _SegmentationMixin:
         self._commands: Commands | None = None  # the label set and expression as accepted
         self._camera_info: CameraInfo | None = None
         self._depth = DepthSync()
-        self._pipeline = None  # lang_seg_ros.pipeline.FramePipeline, worker thread only
+        self._pipeline = None  # lang_seg_ros.pipeline.FramePipeline: frames on the worker (and finisher)
         self._overlap = False  # finish frames on the finisher thread (`overlap_postprocessing`)
         self._model_error: str | None = None
         self._stats = Stats()
@@ -148,6 +148,9 @@ class _SegmentationMixin:
     def _load_model(self) -> bool:
         """Build the model and pipeline from the current parameters; on failure keep the old ones."""
         s, t0 = self._settings, time.perf_counter()
+        on_worker = self._worker.on_thread
+        if on_worker:  # frames of the old model still being finished go out first, in order
+            self._finisher.drain()
         try:
             pipeline = build_pipeline(s)
         except Exception as exc:  # noqa: BLE001 - a bad checkpoint must not kill the node
@@ -155,6 +158,9 @@ class _SegmentationMixin:
             self._model_error = str(exc)
             self.get_logger().error(self._model_error + keep)
             return False
+        if on_worker and self._worker.stopping:  # stopped (e.g. cleaned up) while loading: not wanted
+            return False
+        pipeline.adopt(self._pipeline)  # track ids and the frame `refer` answers on carry over
         self._pipeline, self._model_error = pipeline, None
         overlap = s["overlap_postprocessing"]
         self._overlap = overlap == "on" or (overlap == "auto" and pipeline.segmenter.device.type != "cpu")
@@ -178,6 +184,9 @@ class _SegmentationMixin:
         source = pipeline.settings_source  # (the settings dict, overlay): a new dict on every change
         if source is None or source[0] is not s or source[1] != overlay:
             pipeline.configure(replace(pipeline_settings(s), overlay=overlay), source=(s, overlay))
+            if s["mask_pooling"] and pipeline.settings.scales is not None:
+                self._throttle("info", "mask_pooling", "mask_pooling needs single-scale inference (scales: [1.0]); "
+                               "regions are classified by pixel votes")
         if pipeline.labels is None or pipeline.labels.id != label_set_id:
             pipeline.set_labels(spec, label_set_id=label_set_id)
             self.get_logger().info(f"labels encoded (set {label_set_id}): {', '.join(spec.labels)}")
@@ -233,6 +242,8 @@ class _SegmentationMixin:
         pipeline, header, inference, depth, timings, t_handed = item
         timings["handoff"] = (time.perf_counter() - t_handed) * 1e3  # waited for the previous frame's publishing
         result = pipeline.finish(inference)
+        if result.referring_error:
+            self._throttle("warning", "bad_expression", result.referring_error)
         if self._active:
             self._publish(header, result, depth, timings)
 

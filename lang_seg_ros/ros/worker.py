@@ -52,8 +52,9 @@ class FrameWorker:
         self._thread: threading.Thread | None = None
 
     @property
-    def running(self) -> bool:
-        return self._thread is not None and not self._stop.is_set()
+    def on_thread(self) -> bool:
+        """True when called from the worker thread itself."""
+        return self._thread is not None and threading.current_thread() is self._thread
 
     @property
     def stopping(self) -> bool:
@@ -68,7 +69,7 @@ class FrameWorker:
                 if previous.is_alive() and self._logger is not None:
                     self._logger.warning("waiting for the previous worker to finish its frame")
         self._stop.clear()
-        self._reload = reload_first
+        self._reload = self._reload or reload_first  # a reload asked for while stopped is kept
         self._thread = threading.Thread(target=self._loop, name="lang_seg_worker", daemon=True)
         self._thread.start()
 
@@ -115,6 +116,11 @@ class FrameWorker:
             self._reload = True
             self._wake.notify()
 
+    def cancel_reload(self) -> None:
+        """The model was (re)loaded by other means (a lifecycle configure): no reload pending."""
+        with self._wake:
+            self._reload = False
+
     def notify(self) -> None:
         """Wake the thread (e.g. a depth frame arrived while it waits for one)."""
         with self._wake:
@@ -157,8 +163,8 @@ class Handoff:
 
     While the worker runs the model on frame k+1, this thread extracts objects from frame k and
     publishes it, so post-processing overlaps the next model pass instead of adding to it. `put`
-    waits while an item is already waiting: the worker is at most one frame ahead, nothing is
-    dropped and memory stays bounded. on_error(exc) is called when `on_item` raises.
+    waits while an item is already waiting: at most one frame waits here besides the one being
+    finished (and the worker's next one, blocked in `put`), nothing is dropped, memory stays bounded. on_error(exc) is called when `on_item` raises.
     """
 
     def __init__(self, on_item: Callable[[Any], None], on_error: Callable[[BaseException], None],
