@@ -238,7 +238,8 @@ class _SegmentationMixin:
             self._finish(item)
 
     def _finish(self, item: tuple[Any, Header, Any, DepthFrame | None, dict[str, float], float]) -> None:
-        """Finisher thread: the rest of the frame after the model, then its messages."""
+        """The rest of the frame after the model, then its messages (on the finisher thread with
+        `overlap_postprocessing`, else right after the model on the worker)."""
         pipeline, header, inference, depth, timings, t_handed = item
         timings["handoff"] = (time.perf_counter() - t_handed) * 1e3  # waited for the previous frame's publishing
         result = pipeline.finish(inference)
