@@ -28,17 +28,21 @@ from typing import Any
 import numpy as np
 
 from .inference import Segmenter
-from .inference.labels import LabelSpec, clean_expression, parse_label_spec
+from .inference.labels import LabelSpec, parse_label_spec
 from .inference.preprocess import to_rgb
 from .inference.segmenter import PreparedLabels
 from .objects import FrameObjects, FrameRegion, add_geometry, aligned_depth, best_overlap, frame_objects, labelled_points
 from .objects.geometry import region_3d
 from .objects.tracking import IoUTracker
-from .referring import ReferringQuery, ReferringResult, ZeroShotReferrer, parse_expression, query_labels
+from .referring import ReferringQuery, ReferringResult, ZeroShotReferrer, query_labels, read_expression
 from .visualize import palette, render_overlay
 
-__all__ = ["ActiveLabels", "ActiveQuery", "FrameInference", "FramePipeline", "FrameResult", "PipelineSettings",
+__all__ = ["ActiveLabels", "ActiveQuery", "DepthError", "FrameInference", "FramePipeline", "FrameResult", "PipelineSettings",
            "ReferringAnswer"]
+
+
+class DepthError(ValueError):
+    """The depth given with a frame cannot be used (the frame itself can, without 3D)."""
 
 
 @dataclass(frozen=True)
@@ -177,18 +181,19 @@ class _State:
 class FramePipeline:
     """Segmenter + label set + objects + referring for a stream of frames (see the module doc).
 
-    segmenter: the model behind its numpy facade (`Segmenter`); its own label set is not used.
+    segmenter: the model behind its numpy facade (`Segmenter`); its own label set is not used,
+    and its working size, scales, flip and threshold are set from the settings (`configure`).
     """
 
     def __init__(self, segmenter: Segmenter, settings: PipelineSettings | None = None) -> None:
         self.segmenter = segmenter
-        self._state = _State(settings=settings or PipelineSettings())
+        self._state = _State()
+        self.configure(settings or PipelineSettings())
         self._active_query: ActiveQuery | None = None
         self._tracker: IoUTracker | None = None
         self._tracked_label_set: int | None = None
         self._last: _LastFrame | None = None
         self._next_id = 0
-        self.settings_source: Any = None
 
     def adopt(self, previous: "FramePipeline | None") -> None:
         """Continue from the pipeline this one replaces (a model reload): its tracks (so track ids
@@ -211,11 +216,14 @@ class FramePipeline:
     def expression(self) -> str:
         return self._state.expression
 
-    def configure(self, settings: PipelineSettings, source: Any = None) -> None:
-        """New per-frame settings, from the next frame on; `source`: what they were made from (kept
-        in `settings_source`, so a caller can tell whether its own settings changed since)."""
+    def configure(self, settings: PipelineSettings) -> None:
+        """New per-frame settings, from the next frame on (the model's inference settings are
+        applied here, once, not per frame)."""
+        self.segmenter.working_size = int(settings.working_size)
+        self.segmenter.scales = tuple(settings.scales) if settings.scales else None
+        self.segmenter.flip = bool(settings.flip)
+        self.segmenter.threshold = float(settings.threshold)
         self._state = replace(self._state, settings=settings)
-        self.settings_source = source
 
     def set_labels(self, labels: LabelSpec | str | list[str], stuff_labels: str | list[str] = "",
                    label_set_id: int | None = None) -> ActiveLabels:
@@ -233,8 +241,7 @@ class FramePipeline:
     def set_expression(self, text: str) -> ReferringQuery | None:
         """The referring expression answered on every frame ("" clears it); ValueError for one the
         policy refuses or with no category in it (the previous expression stays)."""
-        text = clean_expression(text)
-        query = parse_expression(text) if text else None
+        text, query = read_expression(text)
         self._state = replace(self._state, expression=text, query=query)
         return query
 
@@ -248,7 +255,8 @@ class FramePipeline:
         depth: registered to the image (same aspect ratio, any size), uint16 millimetres or float
         metres (0 / NaN = invalid); intrinsics: its 3x3 K; intrinsics_size: (H, W) of the image K
         was calibrated for (a CameraInfo's height and width), default the depth image's size.
-        Raises ValueError for a bad image and for bad depth (another aspect ratio, unusable K).
+        Raises ValueError for a bad image and `DepthError` (a ValueError, raised before the model
+        runs) for bad depth: another aspect ratio, unusable K.
         """
         return self.finish(self.infer(image, color_order, depth, intrinsics, intrinsics_size))
 
@@ -263,15 +271,17 @@ class FramePipeline:
         if state.labels is None:
             raise RuntimeError("no label set: call set_labels(...) first")
         active, s = state.labels, state.settings
-        self._configure_segmenter(s)
         t0 = time.perf_counter()
         depth_m = None
         if depth is not None:
             if intrinsics is None:
-                raise ValueError("depth needs the depth camera's intrinsics (3x3 K)")
+                raise DepthError("depth needs the depth camera's intrinsics (3x3 K)")
             encoding = "16UC1" if depth.dtype == np.uint16 else "32FC1"
-            depth_m = aligned_depth(depth, encoding, np.asarray(intrinsics).ravel(), intrinsics_size or depth.shape[:2],
-                                    image.shape[:2])
+            try:
+                depth_m = aligned_depth(depth, encoding, np.asarray(intrinsics).ravel(),
+                                        intrinsics_size or depth.shape[:2], image.shape[:2])
+            except ValueError as exc:
+                raise DepthError(f"depth image unusable: {exc}") from exc
         t1 = time.perf_counter()
         try:
             query, query_error = self._query_for(state), None
@@ -334,11 +344,9 @@ class FramePipeline:
         last = self._last
         if last is None:
             raise RuntimeError("no frame has been processed yet")
-        text = clean_expression(expression)
-        if not text:
+        text, query = read_expression(expression)
+        if query is None:
             raise ValueError("empty referring expression")
-        query = parse_expression(text)
-        self._configure_segmenter(self.settings)
         labels = query_labels(query, last.labels.labels)
         result = None
         if labels != last.labels.labels:
@@ -349,12 +357,6 @@ class FramePipeline:
         return replace(answer, tag=last.tag)
 
     # -- internals ---------------------------------------------------------------------------------
-    def _configure_segmenter(self, s: PipelineSettings) -> None:
-        self.segmenter.working_size = int(s.working_size)
-        self.segmenter.scales = tuple(s.scales) if s.scales else None
-        self.segmenter.flip = bool(s.flip)
-        self.segmenter.threshold = float(s.threshold)
-
     def _query_for(self, state: _State) -> ActiveQuery | None:
         """The active expression prepared for the active label set (re-prepared when either changed)."""
         if state.query is None or state.labels is None:

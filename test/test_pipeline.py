@@ -43,6 +43,20 @@ def test_label_set_work_happens_once_per_set_not_per_frame(pipeline, image):
     assert again.id == active.id + 1 and pipeline.segmenter.text_cache.encoded == encoded  # cached per label
 
 
+def test_the_folded_head_is_computed_per_label_set_not_per_frame(pipeline, image, monkeypatch):
+    model = pipeline.segmenter.model
+    calls = []
+    fold_head = model.fold_head
+    monkeypatch.setattr(model, "fold_head", lambda text: calls.append(len(text)) or fold_head(text))
+    pipeline.set_labels("sky, road")
+    for _ in range(3):
+        pipeline.process(image)
+    pipeline.set_expression("the red mug")  # the query's label set: folded once too
+    for _ in range(3):
+        pipeline.process(image)
+    assert calls == [2, 3]
+
+
 def test_regions_are_the_connected_components_of_the_label_map(pipeline, image):
     result = pipeline.process(image)
     assert result.label_map.shape == image.shape[:2] and result.label_map.dtype == np.int32

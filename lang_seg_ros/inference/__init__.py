@@ -1,11 +1,24 @@
-"""Inference on numpy images: the `Segmenter` facade and its pre/post-processing (no ROS)."""
-from .labels import (MAX_EXPRESSION_CHARS, MAX_LABEL_CHARS, MAX_LABELS, LabelSpec, clean_expression, clean_labels,
-                     parse_label_spec, parse_labels)
-from .multiscale import PUBLISHED_SCALES, multiscale_logits
-from .segmenter import NO_LABEL, PRECISIONS, LabelEmbeddingCache, PreparedLabels, SegmentationResult, Segmenter
+"""Inference on numpy images: the `Segmenter` facade and its pre/post-processing (no ROS).
 
-__all__ = [
-    "MAX_EXPRESSION_CHARS", "MAX_LABELS", "MAX_LABEL_CHARS", "NO_LABEL", "PRECISIONS", "PUBLISHED_SCALES",
-    "LabelEmbeddingCache", "LabelSpec", "PreparedLabels", "SegmentationResult", "Segmenter", "clean_expression",
-    "clean_labels", "multiscale_logits", "parse_label_spec", "parse_labels",
-]
+Names are imported on first use, so that the label policy (`inference.labels`, pure Python) can
+be used without loading torch: the ROS node checks label sets long before its model loads.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "MAX_EXPRESSION_CHARS": "labels", "MAX_LABELS": "labels", "MAX_LABEL_CHARS": "labels", "LabelSpec": "labels",
+    "clean_expression": "labels", "clean_labels": "labels", "parse_label_spec": "labels", "parse_labels": "labels",
+    "PUBLISHED_SCALES": "multiscale", "multiscale_logits": "multiscale",
+    "NO_LABEL": "segmenter", "PRECISIONS": "segmenter", "LabelEmbeddingCache": "segmenter",
+    "PreparedLabels": "segmenter", "SegmentationResult": "segmenter", "Segmenter": "segmenter",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

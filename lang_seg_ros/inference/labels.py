@@ -10,6 +10,7 @@ reads; it says the label is "stuff" (one region per label, never split into inst
 """
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -73,8 +74,9 @@ class LabelSpec:
     labels: tuple[str, ...]
     is_stuff: tuple[bool, ...]
 
-    @property
+    @functools.cached_property
     def stuff(self) -> frozenset[int]:
+        """The indices of the stuff labels (computed once per label set)."""
         return frozenset(i for i, flag in enumerate(self.is_stuff) if flag)
 
 

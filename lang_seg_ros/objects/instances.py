@@ -26,7 +26,6 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-from ..model.config import LOGIT_SCALE
 
 _KERNEL = np.ones((3, 3), np.uint8)
 # Distances are cv2 chamfer distances (DIST_L2, 5x5 mask): float32 sums of 1, 1.4 and 2.1969, so
@@ -446,7 +445,7 @@ def classify_by_mask_pooling(
     instance_map: np.ndarray,
     pixel_features: np.ndarray,
     text_features: np.ndarray,
-    logit_scale: float = LOGIT_SCALE,
+    logit_scale: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Label and probability of every instance from its pooled pixel embedding.
 
@@ -460,6 +459,7 @@ def classify_by_mask_pooling(
         instance_map: (H, W) ints, 0 = none, 1..K instances (any resolution).
         pixel_features: (C, h, w) L2-normalised pixel embeddings covering the same image.
         text_features: (N, C) L2-normalised label embeddings.
+        logit_scale: the model's temperature; None = LSeg's (`lang_seg_ros.model.LOGIT_SCALE`).
 
     Returns:
         labels (K + 1,) int32 and scores (K + 1,) float32 (softmax probability of that label
@@ -495,6 +495,9 @@ def classify_by_mask_pooling(
     index = np.flatnonzero(totals[1:] > 0) + 1
     pooled = (sums[:, index] / totals[index].astype(np.float32)).T  # (K', C)
     pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    if logit_scale is None:
+        from ..model.config import LOGIT_SCALE  # the model package loads torch: not at import
+        logit_scale = LOGIT_SCALE
     logits = logit_scale * (pooled @ np.asarray(text_features, np.float32).T)
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)

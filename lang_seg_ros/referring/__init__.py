@@ -7,11 +7,11 @@ and `lang_seg_ros.data.referring_synthetic`.
 """
 from ..model.lts import LocateThenSegment, LTSConfig, load_lts, save_lts
 from .metrics import ReferringMetrics
-from .parse import ReferringQuery, parse_expression
+from .parse import ReferringQuery, parse_expression, read_expression
 from .select import select_instance
 from .zero_shot import ReferringResult, ZeroShotReferrer, query_labels
 
 __all__ = [
     "LTSConfig", "LocateThenSegment", "ReferringMetrics", "ReferringQuery", "ReferringResult", "ZeroShotReferrer",
-    "load_lts", "parse_expression", "query_labels", "save_lts", "select_instance",
+    "load_lts", "parse_expression", "read_expression", "query_labels", "save_lts", "select_instance",
 ]

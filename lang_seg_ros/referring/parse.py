@@ -125,3 +125,11 @@ def parse_expression(expression: str) -> ReferringQuery:
     if not category:
         raise ValueError(f"no object category in {text!r}: say what to look for, e.g. 'the car on the left'")
     return ReferringQuery(text, category, tuple(dict.fromkeys(q for _, q in qualifiers)), ordinal, relation)
+
+
+def read_expression(text: str, max_chars: int = MAX_EXPRESSION_CHARS) -> tuple[str, ReferringQuery | None]:
+    """An expression as a user sends it -> (clean text, parsed query); ("", None) clears.
+
+    Raises `ValueError` for what the expression policy or the parser refuses."""
+    text = clean_expression(text, max_chars)
+    return text, parse_expression(text) if text else None

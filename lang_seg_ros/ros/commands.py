@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ..inference.labels import LabelSpec, clean_expression, parse_label_spec
+from ..inference.labels import LabelSpec, parse_label_spec
 
 __all__ = ["Commands"]
 
@@ -46,8 +46,5 @@ class Commands:
     @staticmethod
     def check_expression(text: str, max_chars: int) -> str:
         """The clean expression ("" clears); ValueError when the policy or the parser refuses it."""
-        text = clean_expression(text, max_chars)
-        if text:
-            from ..referring import parse_expression  # loads the referring code (and torch)
-            parse_expression(text)
-        return text
+        from ..referring import read_expression  # loads the referring code (and torch)
+        return read_expression(text, max_chars)[0]

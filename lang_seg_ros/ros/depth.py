@@ -16,7 +16,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..objects import aligned_depth
 from .image_conversion import ImageConversionError, image_to_numpy
 
 __all__ = ["DEPTH_BUFFER", "DEPTH_ENCODINGS", "DepthFrame", "DepthSync", "stamp_ns"]
@@ -33,11 +32,13 @@ def stamp_ns(stamp: Any) -> int:
 
 @dataclass
 class DepthFrame:
-    """A depth image for one colour frame, at that frame's size: values (H, W) float32 metres
-    (NaN = invalid), K (3, 3) for (H, W), and its header (frame_id = the frame of the 3D values)."""
+    """The depth image matched to one colour frame, as received: values (h, w) uint16 mm or
+    float32 m, K (3, 3) calibrated for an image of `k_shape` (H, W), its header (frame_id = the
+    frame of the 3D values). The frame pipeline brings it to the colour image's size."""
 
     values: np.ndarray
     k: np.ndarray
+    k_shape: tuple[int, int]
     header: Any
 
 
@@ -76,11 +77,10 @@ class DepthSync:
         with self._lock:
             return max((stamp_ns(d.header.stamp) for d in self._frames), default=None)
 
-    def match(self, header: Any, shape: tuple[int, int], hint: Any, slop: float, max_pixels: int, fallback_info: Any,
+    def match(self, header: Any, hint: Any, slop: float, max_pixels: int, fallback_info: Any,
               wait: Callable[[float], None], stopping: Callable[[], bool]) -> tuple[DepthFrame | None, str, str]:
-        """(depth frame, "", "") for a colour frame's `header`, brought to the frame's (H, W) `shape`
-        (metres, K scaled), or (None, kind, why not): kind "no_depth" (nothing usable arrived) or
-        "bad_depth" (what arrived is unusable).
+        """(depth frame, "", "") for a colour frame's `header`, or (None, kind, why not): kind
+        "no_depth" (nothing usable arrived) or "bad_depth" (what arrived is unusable).
 
         hint: the nearest depth message when the frame arrived (it may have left the buffer since);
         fallback_info: the colour camera's CameraInfo, used when no depth CameraInfo came;
@@ -110,12 +110,12 @@ class DepthSync:
                 raise ImageConversionError(f"depth encoding must be one of {', '.join(DEPTH_ENCODINGS)}, "
                                            f"got {msg.encoding!r}")
             values = image_to_numpy(msg, max_pixels)
-            k_shape = (int(info.height), int(info.width)) if info.height and info.width else values.shape[:2]
-            if own_info is not None and k_shape != values.shape[:2]:
-                # K of the depth camera for another size would put every 3D point in the wrong place.
-                raise ValueError(f"the depth camera info is for a {k_shape[1]}x{k_shape[0]} image but the depth "
-                                 f"image is {values.shape[1]}x{values.shape[0]}: publish the depth image's own info")
-            metres, k = aligned_depth(values, msg.encoding, info.k, k_shape, shape)
-        except ValueError as exc:  # ImageConversionError too
+        except ImageConversionError as exc:
             return None, "bad_depth", f"depth image ignored: {exc}"
-        return DepthFrame(metres, k, msg.header), "", ""
+        k_shape = (int(info.height), int(info.width)) if info.height and info.width else values.shape[:2]
+        if own_info is not None and k_shape != values.shape[:2]:
+            # K of the depth camera for another size would put every 3D point in the wrong place.
+            return None, "bad_depth", (f"depth image ignored: the depth camera info is for a {k_shape[1]}x{k_shape[0]} "
+                                       f"image but the depth image is {values.shape[1]}x{values.shape[0]}: "
+                                       "publish the depth image's own info")
+        return DepthFrame(values, np.asarray(info.k, np.float64).reshape(3, 3), k_shape, msg.header), "", ""

@@ -63,6 +63,7 @@ class _SegmentationMixin:
         self._depth = DepthSync()
         self._pipeline = None  # lang_seg_ros.pipeline.FramePipeline: frames on the worker (and finisher)
         self._overlap = False  # finish frames on the finisher thread (`overlap_postprocessing`)
+        self._applied: tuple[Any, dict, bool] | None = None  # what the pipeline was last configured with
         self._model_error: str | None = None
         self._stats = Stats()
         self._sequence = 0
@@ -70,7 +71,7 @@ class _SegmentationMixin:
         self._interfaces: list = []
         self._timers: list = []
         self._pub_labels = None
-        self._worker = FrameWorker(self._process_item, self._answer_refer, self._load_model, self._on_worker_error,
+        self._worker = FrameWorker(lambda item: self._process(*item), self._answer_refer, self._load_model, self._on_worker_error,
                                    cancel_result=(False, "the node stopped before answering", None),
                                    logger=self.get_logger())
         # Objects, overlay and publishing of frame k overlap the model pass of frame k + 1.
@@ -181,9 +182,10 @@ class _SegmentationMixin:
         # The overlay is rendered only while someone subscribes to it (as image_transport's lazy
         # publishers do): it is the dearest output after the model and often unwatched.
         overlay = s["publish_overlay"] and self._pubs["overlay"].get_subscription_count() > 0
-        source = pipeline.settings_source  # (the settings dict, overlay): a new dict on every change
-        if source is None or source[0] is not s or source[1] != overlay:
-            pipeline.configure(replace(pipeline_settings(s), overlay=overlay), source=(s, overlay))
+        applied = self._applied  # (pipeline, settings dict, overlay): a new dict on every change
+        if applied is None or applied[0] is not pipeline or applied[1] is not s or applied[2] != overlay:
+            pipeline.configure(replace(pipeline_settings(s), overlay=overlay))
+            self._applied = (pipeline, s, overlay)
             if s["mask_pooling"] and pipeline.settings.scales is not None:
                 self._throttle("info", "mask_pooling", "mask_pooling needs single-scale inference (scales: [1.0]); "
                                "regions are classified by pixel votes")
@@ -195,9 +197,6 @@ class _SegmentationMixin:
         return pipeline
 
     # -- per frame (worker thread) --------------------------------------------------------------
-    def _process_item(self, item: tuple[Any, bool, Any, float]) -> None:
-        self._process(*item)
-
     def _process(self, msg: Any, compressed: bool, depth_hint: Any = None, t_offered: float | None = None) -> None:
         header = msg.header
         frame = f"frame {header.stamp.sec}.{header.stamp.nanosec:09d} ({header.frame_id or 'no frame_id'})"
@@ -217,12 +216,18 @@ class _SegmentationMixin:
         if self._pipeline is None:
             return self._throttle("warning", "no_model", f"{frame} ignored: no model loaded"
                                   + (f" ({self._model_error})" if self._model_error else " yet"))
-        depth = self._depth_for(header, depth_hint, image.shape[:2], frame) if s["use_depth"] else None
+        depth = self._depth_for(header, depth_hint, frame) if s["use_depth"] else None
         t1 = time.perf_counter()
+        from ..pipeline import DepthError  # loaded with the model (torch), never at node import
         try:
             pipeline = self._sync_pipeline()
-            inference = pipeline.infer(image, color_order, *((depth.values, depth.k) if depth is not None else ()),
-                                       tag=(header, depth.header.frame_id if depth is not None else ""))
+            try:
+                inference = pipeline.infer(image, color_order, *((depth.values, depth.k, depth.k_shape) if depth else ()),
+                                           tag=(header, depth.header.frame_id if depth is not None else ""))
+            except DepthError as exc:  # raised before the model runs: the frame without 3D
+                self._throttle("warning", "bad_depth", f"{frame}: {exc}: no 3D for it")
+                depth = None
+                inference = pipeline.infer(image, color_order, tag=(header, ""))
         except Exception as exc:  # noqa: BLE001 - e.g. CUDA out of memory: skip the frame
             with self._lock:
                 self._stats.model_errors += 1
@@ -292,11 +297,11 @@ class _SegmentationMixin:
         elif rclpy.ok(context=self.context):
             self._throttle("error", "internal", f"frame skipped: {type(exc).__name__}: {exc}")
 
-    def _depth_for(self, header: Header, hint: Any, shape: tuple[int, int], frame: str) -> DepthFrame | None:
+    def _depth_for(self, header: Header, hint: Any, frame: str) -> DepthFrame | None:
         s = self._settings
         with self._lock:
             fallback = self._camera_info
-        depth, kind, why = self._depth.match(header, shape, hint, s["depth_slop"], s["max_image_pixels"], fallback,
+        depth, kind, why = self._depth.match(header, hint, s["depth_slop"], s["max_image_pixels"], fallback,
                                              self._worker.wait, lambda: self._worker.stopping)
         if depth is None:
             self._throttle("warning", kind, f"{frame}: {why}: no 3D for it")

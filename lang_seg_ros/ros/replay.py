@@ -34,6 +34,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CompressedImage, Image
 
 from .image_conversion import numpy_to_compressed, numpy_to_image
+from .runner import close
 
 __all__ = ["frames_from", "main", "register_package_types"]
 
@@ -330,12 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"replay: {exc}", file=sys.stderr)
         code = 2
     finally:
-        try:
-            if node is not None:
-                node.destroy_node()
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        rclpy.try_shutdown()
+        close(node)
     return code
 
 

@@ -10,7 +10,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy_impl
 
-__all__ = ["free_accelerator_memory", "run"]
+__all__ = ["close", "free_accelerator_memory", "run"]
 
 NODE_NAME = "lang_seg"
 RCLError = _rclpy_impl.RCLError
@@ -50,13 +50,19 @@ def run(node_factory, args: Sequence[str] | None = None) -> int:
         print(f"{NODE_NAME}: {type(exc).__name__}: {exc}", file=sys.stderr)
         code = 2
     finally:
-        try:
-            if node is not None:
-                node.destroy_node()
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            rclpy.try_shutdown()
+        close(node)
     return code
+
+
+def close(node) -> None:
+    """Destroy `node` (None: nothing to destroy) and shut rclpy down, also when a second Ctrl-C
+    arrives meanwhile."""
+    try:
+        if node is not None:
+            node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        rclpy.try_shutdown()
 
 

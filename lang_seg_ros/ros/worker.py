@@ -31,6 +31,14 @@ class Job:
         self.done.set()
 
 
+def _join(thread: threading.Thread | None, timeout: float) -> bool:
+    """Wait up to `timeout` s for `thread` (not from itself); True when it has ended."""
+    if thread is None or thread is threading.current_thread():
+        return False
+    thread.join(timeout)
+    return not thread.is_alive()
+
+
 class FrameWorker:
     """Runs `on_frame(item)`, `on_job(job)` and `on_reload()` on one thread.
 
@@ -83,11 +91,8 @@ class FrameWorker:
             self._wake.notify_all()
         for job in jobs:
             job.finish(self._cancel_result)
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-            if not thread.is_alive():
-                self._thread = None
+        if _join(self._thread, timeout):
+            self._thread = None
 
     def offer(self, item: Any) -> bool:
         """Hand over a frame; True when it replaced one that was still waiting (a dropped frame)."""
@@ -191,11 +196,8 @@ class Handoff:
         with self._cond:
             self._item = None
             self._cond.notify_all()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-            if not thread.is_alive():
-                self._thread = None
+        if _join(self._thread, timeout):
+            self._thread = None
 
     def put(self, item: Any) -> bool:
         """Hand over an item, waiting while another one waits; False when stopped (not queued)."""

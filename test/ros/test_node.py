@@ -501,6 +501,27 @@ def test_checkpoint_change_reloads_the_model(seg, tmp_path, node_checkpoint):
     assert seg.proc.wait_log("model loaded from .*tiny.safetensors", timeout=30.0, start=start)
 
 
+def test_the_overlay_is_rendered_only_while_someone_subscribes(seg):
+    """Like image_transport's lazy publishers: nobody watching `overlay`, no overlay work."""
+    out = seg.send(seg.make_image())
+    assert "overlay" in {t.stage for t in out.timings}
+    viewer = next(s for s in seg.out._subs if s.topic_name.endswith("/overlay"))
+    seg.node.destroy_subscription(viewer)
+    seg.out._subs.remove(viewer)
+    try:
+        deadline = time.monotonic() + 10.0
+        while "overlay" in {t.stage for t in out.timings} and time.monotonic() < deadline:
+            out = seg.send(seg.make_image())  # until the node has seen the subscription go
+        assert "overlay" not in {t.stage for t in out.timings}
+    finally:
+        seg.out._subs.append(seg.node.create_subscription(Image, seg.proc.topic("overlay"), seg.out._cb("overlay"),
+                                                          RELIABLE))
+    deadline = time.monotonic() + 10.0
+    while "overlay" not in {t.stage for t in out.timings} and time.monotonic() < deadline:
+        out = seg.send(seg.make_image())
+    assert "overlay" in {t.stage for t in out.timings}
+
+
 def test_diagnostics_report_fps_latency_and_drops(seg):
     seg.send(seg.make_image())
     seg.out.get("diagnostics").clear()
@@ -593,3 +614,4 @@ def test_sigint_exits_cleanly_while_busy(seg):
         time.sleep(0.05)
     assert seg.proc.proc.returncode == 0, seg.proc.log()[-3000:]
     assert "Traceback" not in seg.proc.log()
+

@@ -54,3 +54,12 @@ def test_without_a_usable_model_the_node_explains_and_recovers(ros, node_checkpo
     finally:
         client.close()
         assert proc.stop() == 0, proc.log()[-3000:]
+
+
+def test_importing_the_node_loads_no_torch():
+    """The node's interfaces come up before the model (and torch) loads in the worker."""
+    import subprocess
+    import sys
+
+    code = "import sys, lang_seg_ros.ros.node; assert 'torch' not in sys.modules, 'the node imported torch'"
+    subprocess.run([sys.executable, "-c", code], check=True)
