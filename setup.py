@@ -8,7 +8,7 @@ setup(
     name="lang_seg_ros",
     version="0.1.0",
     description="Language-driven semantic segmentation (LSeg) for ROS 2 robots",
-    license="Apache-2.0",
+    license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["lang_seg_ros", "lang_seg_ros.*"]),
     package_data={"lang_seg_ros": ["weights/*.safetensors", "weights/*.md"]},

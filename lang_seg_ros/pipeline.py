@@ -21,6 +21,7 @@ either the old or the new state, never a mix.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -33,6 +34,7 @@ from .inference.preprocess import to_rgb
 from .inference.segmenter import PreparedLabels
 from .objects import FrameObjects, FrameRegion, add_geometry, aligned_depth, best_overlap, frame_objects, labelled_points
 from .objects.geometry import region_3d
+from .objects.navigation import obstacle_points, traversable_indices, traversable_mask
 from .objects.tracking import IoUTracker
 from .referring import ReferringQuery, ReferringResult, ZeroShotReferrer, query_labels, read_expression
 from .visualize import palette, render_overlay
@@ -67,6 +69,11 @@ class PipelineSettings:
     overlay_alpha: float = 0.5
     cloud: bool = False  # labelled 3D points (needs depth)
     cloud_stride: int = 1
+    traversable: tuple[str, ...] = ()  # labels the robot may drive on (case-insensitive): traversable mask
+    obstacles: bool = False  # 3D points of every other label (needs depth and `traversable`)
+    obstacle_stride: int = 2
+    obstacle_range: tuple[float, float] = (0.0, math.inf)  # metres from the camera
+    region_embeddings: bool = False  # pooled pixel embedding per region (single scale only)
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,7 +130,10 @@ class FrameResult:
     referring: the active expression's answer or None; cloud: (points (N, 3) float32 metres in
     the depth camera's optical frame, labels (N,) uint32, instances (N,) uint32) or None;
     overlay: (H, W + legend, 3) uint8 RGB or None; timings_ms: per stage; has_depth: depth was
-    given and usable (the regions carry 3D values).
+    given and usable (the regions carry 3D values); traversable: (H, W) uint8, 255 on traversable
+    labels, or None (no `traversable` labels set); obstacles: (N, 3) float32 metres, optical frame,
+    points of non-traversable labels, or None (no depth, or off); label_embeddings: (N, C) float32
+    L2-normalised embeddings of the labels, with `region_embeddings` (else None).
     """
 
     labels: ActiveLabels
@@ -137,6 +147,9 @@ class FrameResult:
     overlay: np.ndarray | None = None
     has_depth: bool = False
     referring_error: str | None = None  # the active expression could not be answered (the frame is fine)
+    traversable: np.ndarray | None = None
+    obstacles: np.ndarray | None = None
+    label_embeddings: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +207,7 @@ class FramePipeline:
         self._tracked_label_set: int | None = None
         self._last: _LastFrame | None = None
         self._next_id = 0
+        self._traversable: tuple[tuple[int, tuple[str, ...]], np.ndarray] | None = None
 
     def adopt(self, previous: "FramePipeline | None") -> None:
         """Continue from the pipeline this one replaces (a model reload): its tracks (so track ids
@@ -287,7 +301,7 @@ class FramePipeline:
             query, query_error = self._query_for(state), None
         except ValueError as exc:  # e.g. a full label set leaves no room for the query's phrase
             query, query_error = None, f"referring expression {state.expression!r} not answered: {exc}"
-        pooling = s.mask_pooling and self.segmenter.scales is None
+        pooling = (s.mask_pooling or s.region_embeddings) and self.segmenter.scales is None
         sets = [active.prepared] + ([query.prepared] if query is not None and query.prepared is not None else [])
         results = self.segmenter.segment_sets(image, sets, color_order, return_features=pooling)
         timings = dict(results[0].timings_ms)
@@ -300,13 +314,14 @@ class FramePipeline:
         panoptic ids, the cloud, the referring answer and the overlay. One thread at a time, in
         frame order (tracking)."""
         active, s, depth_m, result = frame.labels, frame.settings, frame.depth_m, frame.results[0]
-        pooling = result.pixel_features is not None
+        pooling = result.pixel_features is not None and s.mask_pooling
+        embeddings = result.pixel_features is not None and s.region_embeddings
         t1 = time.perf_counter()
         objects = frame_objects(result.label_map, result.confidence, active.labels, active.spec.stuff,
                                 min_area=s.min_region_area, max_regions=s.max_regions, split=s.instances,
                                 split_depth=s.split_depth,
-                                pixel_features=result.pixel_features if pooling else None,
-                                text_features=result.text_features if pooling else None)
+                                pixel_features=result.pixel_features if pooling or embeddings else None,
+                                text_features=result.text_features if pooling else None, embeddings=embeddings)
         self._track(objects, s, active.id)
         if depth_m is not None:
             add_geometry(objects, *depth_m)
@@ -315,8 +330,16 @@ class FramePipeline:
                           has_depth=depth_m is not None, referring_error=frame.query_error)
         if s.panoptic:
             out.panoptic = objects.panoptic()
+        if embeddings:
+            out.label_embeddings = np.asarray(result.text_features, np.float32)
         if s.cloud and depth_m is not None:
             out.cloud = labelled_points(objects, depth_m[0], depth_m[1], s.cloud_stride)
+        if s.traversable:
+            ids, count = self._traversable_ids(active, s.traversable), len(active.labels)
+            out.traversable = traversable_mask(objects.label_map, ids, count)
+            if s.obstacles and depth_m is not None:
+                out.obstacles = obstacle_points(objects.label_map, ids, count, depth_m[0], depth_m[1],
+                                                s.obstacle_stride, *s.obstacle_range)
         t3 = time.perf_counter()
         if frame.query is not None:
             ref_result = frame.results[1] if len(frame.results) > 1 else None
@@ -336,6 +359,14 @@ class FramePipeline:
             out.timings_ms["overlay"] = (t5 - t4) * 1e3
         self._last = _LastFrame(frame.image, frame.color_order, active, objects.regions, depth_m, frame.tag)
         return out
+
+    def _traversable_ids(self, active: ActiveLabels, traversable: tuple[str, ...]) -> np.ndarray:
+        """The traversable label indices of `active`, computed once per label set and list."""
+        key = (active.id, traversable)
+        cached = self._traversable
+        if cached is None or cached[0] != key:
+            cached = self._traversable = (key, traversable_indices(active.labels, traversable))
+        return cached[1]
 
     def refer(self, expression: str) -> ReferringAnswer:
         """Answer one expression on the latest processed frame (the active expression unchanged).

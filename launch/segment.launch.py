@@ -5,7 +5,9 @@
 
 Arguments (see `ros2 launch lang_seg_ros segment.launch.py --show-args`): image, camera_info,
 use_compressed, labels, checkpoint, device, use_depth, depth, depth_camera_info, params_file,
-namespace, node_name, lifecycle, fastdds_profile. `labels` and `checkpoint` left empty keep the params file's values.
+namespace, node_name, lifecycle, fastdds_profile. `labels`, `checkpoint`, `device`, `use_compressed` and
+`use_depth` override the params file's values only when given (see lang_seg_ros/ros/launch_args.py);
+`labels` may be a comma-separated string or a list: labels:="[floor, wall, person]".
 
 The Fast DDS profile (config/fastdds_shm.xml, a 16 MiB shared-memory segment) is set through
 FASTRTPS_DEFAULT_PROFILES_FILE for the processes this file starts. Full-size images reach a
@@ -18,38 +20,25 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
+from lang_seg_ros.ros.launch_args import node_overrides, remappings, truthy
+
 PACKAGE = "lang_seg_ros"
-
-
-def _truthy(text: str) -> bool:
-    return text.strip().lower() in ("1", "true", "yes", "on")
+_ARGUMENTS = ("image", "camera_info", "use_compressed", "labels", "checkpoint", "device", "use_depth", "depth",
+              "depth_camera_info", "params_file", "namespace", "node_name", "lifecycle")
 
 
 def _node(context, *args, **kwargs):
-    value = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
-    image = value("image")
-    overrides = {"device": value("device"), "use_compressed": _truthy(value("use_compressed")),
-                 "use_depth": _truthy(value("use_depth"))}
-    if value("labels").strip():
-        overrides["labels"] = value("labels")
-    if value("checkpoint").strip():
-        overrides["checkpoint"] = value("checkpoint")
+    values = {name: LaunchConfiguration(name).perform(context) for name in _ARGUMENTS}
     common = dict(
         package=PACKAGE,
-        name=value("node_name"),
-        namespace=value("namespace"),
-        parameters=[value("params_file"), overrides],
-        remappings=[
-            ("image", image),
-            ("image/compressed", image.rstrip("/") + "/compressed"),
-            ("camera_info", value("camera_info")),
-            ("depth", value("depth")),
-            ("depth/camera_info", value("depth_camera_info")),
-        ],
+        name=values["node_name"],
+        namespace=values["namespace"],
+        parameters=[values["params_file"], node_overrides(values)],
+        remappings=remappings(values),
         output="screen",
         emulate_tty=True,
     )
-    if _truthy(value("lifecycle")):
+    if truthy(values["lifecycle"]):
         return [LifecycleNode(executable="lang_seg_ros_lifecycle", **common)]
     return [Node(executable="lang_seg_ros", **common)]
 
@@ -62,16 +51,19 @@ def generate_launch_description() -> LaunchDescription:
                                           "its /compressed sibling is used."),
         DeclareLaunchArgument("camera_info", default_value="/camera/camera_info",
                               description="Camera info topic; the node republishes it scaled to the mask."),
-        DeclareLaunchArgument("use_compressed", default_value="false",
-                              description="Subscribe sensor_msgs/CompressedImage on <image>/compressed."),
+        DeclareLaunchArgument("use_compressed", default_value="",
+                              description="true: subscribe sensor_msgs/CompressedImage on <image>/compressed; "
+                                          "empty = the params file's (default false)."),
         DeclareLaunchArgument("labels", default_value="",
-                              description="Comma-separated initial labels; empty = the params file's."),
+                              description="Initial labels, 'a, b, c' or '[a, b, c]'; empty = the params file's."),
         DeclareLaunchArgument("checkpoint", default_value="",
                               description="Model checkpoint path; empty = the params file's (default: the "
                                           "embedded model)."),
-        DeclareLaunchArgument("device", default_value="auto", description="auto, cpu, cuda or cuda:N."),
-        DeclareLaunchArgument("use_depth", default_value="false",
-                              description="Subscribe <depth> and <depth_camera_info> for regions in 3D."),
+        DeclareLaunchArgument("device", default_value="",
+                              description="auto, cpu, cuda, cuda:N or mps; empty = the params file's (default auto)."),
+        DeclareLaunchArgument("use_depth", default_value="",
+                              description="true: subscribe <depth> and <depth_camera_info> for regions in 3D; "
+                                          "empty = the params file's (default false)."),
         DeclareLaunchArgument("depth", default_value="/camera/aligned_depth_to_color/image_raw",
                               description="Depth image registered to the colour image (16UC1 mm or 32FC1 m)."),
         DeclareLaunchArgument("depth_camera_info", default_value="/camera/aligned_depth_to_color/camera_info",

@@ -56,6 +56,7 @@ PINS=(
   ros-jazzy-geometry-msgs==5.3.6
   ros-jazzy-std-srvs==5.3.6
   ros-jazzy-diagnostic-msgs==5.3.6
+  ros-jazzy-visualization-msgs==5.3.6
   ros-jazzy-lifecycle-msgs==2.0.3
   ros-jazzy-builtin-interfaces==2.0.3
   # message generation (rosidl + ament_cmake), incl. the ones missing from the wheels' metadata

@@ -85,7 +85,7 @@ def test_label_sets_are_cleaned():
 def test_bad_label_sets_are_refused_and_the_active_set_stays(segmenter, rgb):
     """One policy (lang_seg_ros.inference.labels): refused with the reason, never cut or dropped."""
     assert segmenter.set_labels(" car ,, road,") == ("car", "road")
-    for bad, why in [("car, car, road", "duplicate"), (" , ", "empty"), ("x" * 300, "exceeds max_label_chars=256"),
+    for bad, why in [("car, car, road", "duplicate"), ("car, CAR", "case is ignored"), (" , ", "empty"), ("x" * 300, "exceeds max_label_chars=256"),
                      ("car, ro\x00ad", "control"), ([f"l{i}" for i in range(1025)], "at most")]:
         with pytest.raises(ValueError, match=why):
             segmenter.set_labels(bad)

@@ -49,7 +49,9 @@ def clean_labels(labels: Iterable[str] | str, max_labels: int = MAX_LABELS,
 
     Raises `ValueError` saying why for: no label, more than `max_labels` (at most `MAX_LABELS`),
     a label longer than `max_label_chars` (at most `MAX_LABEL_CHARS`), control characters, a
-    non-string label or a duplicate (two channels with one text would split its pixels at random).
+    non-string label or a duplicate (two channels with one text would split its pixels at random),
+    compared without case: the text encoders (CLIP's tokenizer, MiniLM's uncased vocabulary) read
+    "Car" and "car" alike.
     """
     if isinstance(labels, str):
         labels = parse_labels(labels)
@@ -59,11 +61,13 @@ def clean_labels(labels: Iterable[str] | str, max_labels: int = MAX_LABELS,
         raise ValueError("the label set is empty: give at least one non-empty label, e.g. 'floor, person, other'")
     if len(cleaned) > max_labels:
         raise ValueError(f"{len(cleaned)} labels given, at most max_labels={max_labels} are allowed")
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for label in cleaned:
-        if label in seen:
-            raise ValueError(f"duplicate label {label[:40]!r}: give each label once")
-        seen.add(label)
+        key = label.casefold()
+        if key in seen:
+            same = "" if seen[key] == label else f" (same as {seen[key][:40]!r}: case is ignored)"
+            raise ValueError(f"duplicate label {label[:40]!r}{same}: give each label once")
+        seen[key] = label
     return tuple(cleaned)
 
 
@@ -99,6 +103,9 @@ def parse_label_spec(entries: Iterable[str] | str, stuff_labels: Iterable[str] |
     labels = clean_labels(texts, max_labels, max_label_chars)
     if isinstance(stuff_labels, str):
         stuff_labels = parse_labels(stuff_labels)
+    stuff_labels = list(stuff_labels)
+    if len(stuff_labels) > MAX_LABELS:
+        raise ValueError(f"{len(stuff_labels)} stuff labels given, at most {MAX_LABELS} are allowed")
     named = {_normalised(s, "stuff label", max_label_chars, "max_label_chars").lower() for s in stuff_labels} - {""}
     return LabelSpec(labels, tuple(label in marked or label.lower() in named for label in labels))
 

@@ -1,15 +1,11 @@
 """Device strings -> `torch.device`: the one resolver every command, trainer and node uses."""
 from __future__ import annotations
 
-import re
-
 import torch
 
-__all__ = ["DEVICE_CHOICES", "resolve_device"]
+from ..device_spec import DEVICE_CHOICES, check_device
 
-#: What a device setting may say, for help texts and messages.
-DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
-_DEVICE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
+__all__ = ["DEVICE_CHOICES", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -20,8 +16,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """
     if isinstance(device, torch.device):
         return device
-    if not isinstance(device, str) or not _DEVICE.fullmatch(device):
-        raise ValueError(f"device must be {DEVICE_CHOICES}, got {device!r}")
+    check_device(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda"):

@@ -48,6 +48,8 @@ class FrameRegion:
     panoptic_id: (label_index + 1) * 1000 + instance.
     track_id: stable id across frames (0 = not tracked).
     geometry: 3D summary in the depth camera's optical frame, or None.
+    embedding: (C,) float32 L2-normalised mean pixel embedding of the region, or None (see
+        `frame_objects(embeddings=True)`): comparable with label embeddings by a dot product.
     """
 
     region: Region
@@ -56,6 +58,7 @@ class FrameRegion:
     panoptic_id: int = 0
     track_id: int = 0
     geometry: Region3D | None = None
+    embedding: np.ndarray | None = None
 
 
 @dataclass
@@ -110,6 +113,7 @@ def frame_objects(
     split_depth: float = 0.3,
     pixel_features: np.ndarray | None = None,
     text_features: np.ndarray | None = None,
+    embeddings: bool = False,
 ) -> FrameObjects:
     """The regions of one frame.
 
@@ -124,6 +128,8 @@ def frame_objects(
         pixel_features, text_features: (C, h, w) and (N, C) embeddings of this frame (from
             `Segmenter.segment(..., return_features=True)`): when both are given, every region
             is classified by mask pooling and its label and score are the pooled ones.
+        embeddings: with `pixel_features`, give every region its pooled pixel embedding (over the
+            region's final pixels, after pooling relabelled and merged them).
     """
     label_map = np.asarray(label_map).astype(np.int32, copy=True)
     label_map[label_map >= len(labels)] = -1
@@ -186,7 +192,14 @@ def frame_objects(
     for i, r in enumerate(regions, start=1):
         r.panoptic_id = int(panoptic_ids[i])
         r.instance = int(panoptic_ids[i]) % 1000
-    return FrameObjects(label_map, lut[instance_map], regions, stuff, pooled)
+    region_map = lut[instance_map]
+    if embeddings and pixel_features is not None and regions:
+        from .instances import pool_embeddings
+
+        index, vectors = pool_embeddings(region_map, pixel_features)
+        for i, vector in zip(index, vectors):
+            regions[i - 1].embedding = vector
+    return FrameObjects(label_map, region_map, regions, stuff, pooled)
 
 
 def aligned_depth(depth: np.ndarray, encoding: str, k: Sequence[float], k_shape: tuple[int, int],

@@ -40,8 +40,9 @@ def depth_to_metres(depth: np.ndarray, encoding: str) -> np.ndarray:
     """16UC1 millimetres or 32FC1 metres -> float32 metres, NaN where invalid (0, negative, inf)."""
     if encoding not in DEPTH_SCALES:
         raise ValueError(f"depth encoding must be one of {sorted(DEPTH_SCALES)}, got {encoding!r}")
-    metres = depth.astype(np.float32) * DEPTH_SCALES[encoding]
-    metres[~np.isfinite(metres) | (metres <= 0)] = np.nan
+    with np.errstate(over="ignore", invalid="ignore"):  # 1e38 m or NaN from a driver: invalid, not a warning per frame
+        metres = depth.astype(np.float32) * DEPTH_SCALES[encoding]
+        metres[~np.isfinite(metres) | (metres <= 0)] = np.nan
     return metres
 
 

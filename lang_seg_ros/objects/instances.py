@@ -441,19 +441,60 @@ def _cell_weights(instance_map: np.ndarray, h: int, w: int) -> tuple[np.ndarray,
 _BAND_CELLS = 4096
 
 
+def pool_embeddings(instance_map: np.ndarray, pixel_features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The L2-normalised mean pixel embedding of every instance, all in one pass.
+
+    Each instance's embedding is the mean of the feature cells weighted by the fraction of each
+    cell the mask covers (area resampling of the mask to the features' grid, as cv2 INTER_AREA).
+    The cells, in raster order, are cut into bands, and each band's features are multiplied
+    once by that band's (cells, instances present) weight matrix, so the work follows the
+    instances each band holds, not all K.
+
+    Args:
+        instance_map: (H, W) ints, 0 = none, 1..K instances (any resolution).
+        pixel_features: (C, h, w) L2-normalised pixel embeddings covering the same image.
+
+    Returns:
+        index (K',) int64: the instances that cover any cell, ascending; pooled (K', C) float32.
+    """
+    instance_map = np.asarray(instance_map)
+    count = int(instance_map.max()) if instance_map.size else 0
+    channels, h, w = pixel_features.shape
+    if count <= 0:
+        return np.zeros(0, np.int64), np.zeros((0, channels), np.float32)
+    # (cells, C): free for features laid out channels-last, as the model returns them
+    cells = np.moveaxis(np.asarray(pixel_features, np.float32), 0, -1).reshape(h * w, channels)
+    code, cell, instance, value = _cell_weights(instance_map, h, w)
+    sums = np.zeros((channels, count + 1), np.float32)  # column k: instance k's weighted sum
+    totals = np.zeros(count + 1, np.float64)  # instance k's total weight, in cells
+    for start in range(0, h * w, _BAND_CELLS):
+        stop = min(start + _BAND_CELLS, h * w)
+        band = code[start:stop]
+        first, last = np.searchsorted(cell, [start, stop])
+        present = np.unique(np.concatenate([band[band > 0], instance[first:last]]))
+        if present.size == 0:
+            continue
+        weights = np.zeros((stop - start, len(present)), np.float32)
+        filled = np.flatnonzero(band > 0)
+        weights[filled, np.searchsorted(present, band[filled])] = 1.0
+        np.add.at(weights.reshape(-1), (cell[first:last] - start) * len(present)
+                  + np.searchsorted(present, instance[first:last]), value[first:last])
+        sums[:, present] += cells[start:stop].T @ weights  # (C, cells) @ (cells, k): BLAS, no copy
+        totals[present] += weights.sum(axis=0, dtype=np.float64)
+
+    index = np.flatnonzero(totals[1:] > 0) + 1
+    pooled = (sums[:, index] / totals[index].astype(np.float32)).T  # (K', C)
+    pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    return index, pooled
+
+
 def classify_by_mask_pooling(
     instance_map: np.ndarray,
     pixel_features: np.ndarray,
     text_features: np.ndarray,
     logit_scale: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Label and probability of every instance from its pooled pixel embedding.
-
-    Each instance's embedding is the mean of the feature cells weighted by the fraction of each
-    cell the mask covers (area resampling of the mask to the features' grid, as cv2 INTER_AREA).
-    All instances are pooled in one pass over the features: the cells, in raster order, are cut
-    into bands, and each band's features are multiplied once by that band's (cells, instances
-    present) weight matrix, so the work follows the instances each band holds, not all K.
+    """Label and probability of every instance from its pooled pixel embedding (`pool_embeddings`).
 
     Args:
         instance_map: (H, W) ints, 0 = none, 1..K instances (any resolution).
@@ -471,30 +512,7 @@ def classify_by_mask_pooling(
     scores = np.zeros(count + 1, np.float32)
     if count <= 0:
         return labels, scores
-    channels, h, w = pixel_features.shape
-    flat = np.asarray(pixel_features, np.float32).reshape(channels, h * w)
-    code, cell, instance, value = _cell_weights(instance_map, h, w)
-
-    sums = np.zeros((channels, count + 1), np.float32)  # column k: instance k's weighted sum
-    totals = np.zeros(count + 1, np.float64)  # instance k's total weight, in cells
-    for start in range(0, h * w, _BAND_CELLS):
-        stop = min(start + _BAND_CELLS, h * w)
-        band = code[start:stop]
-        first, last = np.searchsorted(cell, [start, stop])
-        present = np.unique(np.concatenate([band[band > 0], instance[first:last]]))
-        if present.size == 0:
-            continue
-        weights = np.zeros((stop - start, len(present)), np.float32)
-        filled = np.flatnonzero(band > 0)
-        weights[filled, np.searchsorted(present, band[filled])] = 1.0
-        np.add.at(weights.reshape(-1), (cell[first:last] - start) * len(present)
-                  + np.searchsorted(present, instance[first:last]), value[first:last])
-        sums[:, present] += flat[:, start:stop] @ weights
-        totals[present] += weights.sum(axis=0, dtype=np.float64)
-
-    index = np.flatnonzero(totals[1:] > 0) + 1
-    pooled = (sums[:, index] / totals[index].astype(np.float32)).T  # (K', C)
-    pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    index, pooled = pool_embeddings(instance_map, pixel_features)
     if logit_scale is None:
         from ..model.config import LOGIT_SCALE  # the model package loads torch: not at import
         logit_scale = LOGIT_SCALE

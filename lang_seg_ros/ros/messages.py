@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 from geometry_msgs.msg import Point
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField, RegionOfInterest
-from std_msgs.msg import Header
+from builtin_interfaces.msg import Duration
+from std_msgs.msg import ColorRGBA, Header
+from visualization_msgs.msg import Marker, MarkerArray
 
 from lang_seg_ros.msg import LabelSet, ObjectRegion, ReferringRegion, Segmentation, StageTiming
 
@@ -23,8 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NO_LABEL_MONO8", "NO_LABEL_MONO16", "class_id_image", "empty_region_msg", "frame_messages", "label_set_msg",
-    "labelled_cloud_msg", "object_region_msg", "panoptic_image", "referring_msg", "region_mask_image",
-    "region_to_msg", "scale_camera_info", "segmentation_msg", "stage_timing",
+    "labelled_cloud_msg", "object_region_msg", "panoptic_image", "points_msg", "referring_msg", "region_markers",
+    "region_mask_image", "region_to_msg", "scale_camera_info", "segmentation_msg", "stage_timing",
 ]
 
 NO_LABEL_MONO8 = int(Segmentation.NO_LABEL_MONO8)  # 255
@@ -79,6 +81,8 @@ def object_region_msg(obj: FrameRegion, header: Header | None = None, with_mask:
     msg.is_stuff = bool(obj.is_stuff)
     msg.instance = int(obj.instance)
     msg.panoptic_id = int(obj.panoptic_id)
+    if obj.embedding is not None:
+        msg.embedding = _as_float_array(obj.embedding)
     geometry = obj.geometry
     if geometry is not None:
         msg.has_3d = True
@@ -174,33 +178,89 @@ def panoptic_image(panoptic: np.ndarray, header: Header | None = None) -> Image:
     return numpy_to_image(np.ascontiguousarray(panoptic, dtype=np.int32), "32SC1", header)
 
 
+def _as_float_array(values: np.ndarray):
+    """float32 values for a float32[] message field without a Python float per element."""
+    from array import array
+
+    return array("f", np.ascontiguousarray(values, np.float32).ravel().tobytes())
+
+
+_POINT_FIELD_TYPES = {"<f4": PointField.FLOAT32, "<u4": PointField.UINT32}
+_XYZ_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
 _CLOUD_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("label", "<u4"), ("instance", "<u4")])
-_CLOUD_FIELDS = [
-    PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
-    PointField(name="y", offset=4, datatype=PointField.FLOAT32, count=1),
-    PointField(name="z", offset=8, datatype=PointField.FLOAT32, count=1),
-    PointField(name="label", offset=12, datatype=PointField.UINT32, count=1),
-    PointField(name="instance", offset=16, datatype=PointField.UINT32, count=1),
-]
+
+
+def _cloud_msg(cloud: np.ndarray, header: Header) -> PointCloud2:
+    """A structured array (one record per point, little-endian float32 / uint32 fields) as an
+    unorganised PointCloud2 (height 1), built with numpy (sensor_msgs_py has no Jazzy wheel)."""
+    dtype = cloud.dtype
+    msg = PointCloud2()
+    msg.header = header
+    msg.height, msg.width = 1, int(len(cloud))
+    msg.fields = [PointField(name=name, offset=dtype.fields[name][1], count=1,
+                             datatype=_POINT_FIELD_TYPES[dtype.fields[name][0].str]) for name in dtype.names]
+    msg.is_bigendian = False
+    msg.point_step = dtype.itemsize
+    msg.row_step = msg.point_step * msg.width
+    msg.data = _as_byte_array(np.ascontiguousarray(cloud).view(np.uint8))
+    msg.is_dense = True
+    return msg
 
 
 def labelled_cloud_msg(points: np.ndarray, labels: np.ndarray, instances: np.ndarray, header: Header) -> PointCloud2:
-    """An unorganised little-endian PointCloud2 (height 1) with fields x, y, z (float32, metres),
-    label and instance (uint32), built with numpy (sensor_msgs_py has no Jazzy wheel on PyPI)."""
+    """Fields x, y, z (float32, metres), label and instance (uint32)."""
     cloud = np.empty(len(points), _CLOUD_DTYPE)
     if len(points):
         cloud["x"], cloud["y"], cloud["z"] = points[:, 0], points[:, 1], points[:, 2]
         cloud["label"], cloud["instance"] = labels, instances
-    msg = PointCloud2()
-    msg.header = header
-    msg.height, msg.width = 1, int(len(points))
-    msg.fields = list(_CLOUD_FIELDS)
-    msg.is_bigendian = False
-    msg.point_step = _CLOUD_DTYPE.itemsize
-    msg.row_step = msg.point_step * msg.width
-    msg.data = _as_byte_array(cloud.view(np.uint8))
-    msg.is_dense = True
-    return msg
+    return _cloud_msg(cloud, header)
+
+
+def points_msg(points: np.ndarray, header: Header) -> PointCloud2:
+    """(N, 3) points as a PointCloud2 with fields x, y, z (float32, metres): what Nav2's obstacle
+    and voxel layers read."""
+    cloud = np.empty(len(points), _XYZ_DTYPE)
+    if len(points):
+        cloud["x"], cloud["y"], cloud["z"] = points[:, 0], points[:, 1], points[:, 2]
+    return _cloud_msg(cloud, header)
+
+
+def region_markers(regions: Sequence[FrameRegion], header: Header, frame_id: str, colors: np.ndarray,
+                   lifetime_s: float) -> MarkerArray:
+    """RViz markers of the regions with 3D values, in `frame_id` (the depth camera's optical frame).
+
+    First a DELETEALL (markers of regions gone since the last frame disappear), then per region a
+    translucent box over its 3D extent (namespace "regions") and a text above it (namespace
+    "labels": label, score, track id), both with the region's id and `lifetime_s` (0 = forever),
+    so markers also clear when the node stops publishing. colors: (N, 3) uint8 RGB per label.
+    """
+    out = MarkerArray()
+    out.markers.append(Marker(header=Header(stamp=header.stamp, frame_id=frame_id), action=Marker.DELETEALL))
+    sec = int(lifetime_s)
+    lifetime = Duration(sec=sec, nanosec=int(round((lifetime_s - sec) * 1e9)) % 1_000_000_000)
+    for obj in regions:
+        g = obj.geometry
+        if g is None:
+            continue
+        r = obj.region
+        lo, hi = np.asarray(g.extent_min, np.float64), np.asarray(g.extent_max, np.float64)
+        rgb = colors[r.label_index % len(colors)] / 255.0 if len(colors) else np.ones(3)
+        common = dict(header=Header(stamp=header.stamp, frame_id=frame_id), id=int(r.id), action=Marker.ADD,
+                      lifetime=lifetime, frame_locked=False)
+        box = Marker(ns="regions", type=Marker.CUBE, **common)
+        box.pose.position = Point(x=float((lo[0] + hi[0]) / 2), y=float((lo[1] + hi[1]) / 2), z=float((lo[2] + hi[2]) / 2))
+        box.pose.orientation.w = 1.0
+        box.scale.x, box.scale.y, box.scale.z = (float(max(v, 0.01)) for v in hi - lo)  # RViz hides a 0 scale
+        box.color = ColorRGBA(r=float(rgb[0]), g=float(rgb[1]), b=float(rgb[2]), a=0.4)
+        text = Marker(ns="labels", type=Marker.TEXT_VIEW_FACING, **common)
+        # y points down in the optical frame: the text sits just above the box's top face
+        text.pose.position = Point(x=box.pose.position.x, y=float(lo[1] - 0.05), z=box.pose.position.z)
+        text.pose.orientation.w = 1.0
+        text.scale.z = 0.12  # text height (m)
+        text.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
+        text.text = f"{r.label} {r.score:.2f}" + (f" #{obj.track_id}" if obj.track_id else "")
+        out.markers += [box, text]
+    return out
 
 
 def scale_camera_info(info: CameraInfo, width: int, height: int, header: Header) -> CameraInfo:
@@ -225,11 +285,12 @@ def scale_camera_info(info: CameraInfo, width: int, height: int, header: Header)
 
 def frame_messages(header: Header, result: "FrameResult", timings_ms: Mapping[str, float], latency_ms: float,
                    sequence: int, dropped_frames: int, region_masks: bool = True, depth_header: Header | None = None,
-                   camera_info: CameraInfo | None = None) -> dict[str, Any]:
+                   camera_info: CameraInfo | None = None, marker_lifetime: float | None = None) -> dict[str, Any]:
     """Every message one frame gives, by output topic: segmentation, label_mask, and, when the
     frame has them, segmentation/camera_info (`camera_info` scaled to the mask), panoptic, cloud,
-    referring/region + referring/mask, overlay. All carry the input image's `header` (the cloud
-    its stamp with the depth camera's frame)."""
+    traversable_mask, obstacles, regions/markers (`marker_lifetime` not None and depth),
+    referring/region + referring/mask, overlay. All carry the input image's `header` (the clouds
+    and markers its stamp with the depth camera's frame)."""
     labels = result.labels
     mask, no_label = class_id_image(result.objects.label_map, len(labels.labels), header)
     out: dict[str, Any] = {}
@@ -238,6 +299,9 @@ def frame_messages(header: Header, result: "FrameResult", timings_ms: Mapping[st
         header, labels.labels, labels.id, mask, no_label, result.objects.regions, timings_ms, latency_ms, sequence,
         dropped_frames, region_masks=region_masks, label_is_stuff=labels.spec.is_stuff, panoptic=panoptic,
         depth_header=depth_header)
+    if result.label_embeddings is not None:
+        out["segmentation"].embedding_dim = int(result.label_embeddings.shape[1])
+        out["segmentation"].label_embeddings = _as_float_array(result.label_embeddings)
     out["label_mask"] = mask
     if camera_info is not None:
         out["segmentation/camera_info"] = scale_camera_info(camera_info, mask.width, mask.height, header)
@@ -245,6 +309,13 @@ def frame_messages(header: Header, result: "FrameResult", timings_ms: Mapping[st
         out["panoptic"] = panoptic
     if result.cloud is not None and depth_header is not None:
         out["cloud"] = labelled_cloud_msg(*result.cloud, Header(stamp=header.stamp, frame_id=depth_header.frame_id))
+    if result.traversable is not None:
+        out["traversable_mask"] = numpy_to_image(result.traversable, "mono8", header)
+    if result.obstacles is not None and depth_header is not None:
+        out["obstacles"] = points_msg(result.obstacles, Header(stamp=header.stamp, frame_id=depth_header.frame_id))
+    if marker_lifetime is not None and depth_header is not None:
+        out["regions/markers"] = region_markers(result.objects.regions, header, depth_header.frame_id,
+                                                labels.palette, marker_lifetime)
     if result.referring is not None:
         answer = result.referring
         out["referring/region"] = referring_msg(header, answer.expression, answer.query, answer.result, answer.region,

@@ -17,6 +17,7 @@ frame, so each frame sees one label set and every output names it.
 """
 from __future__ import annotations
 
+import struct
 import sys
 import threading
 import time
@@ -28,9 +29,11 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.serialization import deserialize_message
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header, String
+from visualization_msgs.msg import MarkerArray
 
 from lang_seg_ros.msg import LabelSet, ReferringRegion, Segmentation
 from lang_seg_ros.srv import Refer, SetLabels
@@ -41,7 +44,8 @@ from .commands import Commands
 from .depth import DEPTH_BUFFER, DepthFrame, DepthSync, stamp_ns
 from .diagnostics import Stats, Throttle, diagnostic_array
 from .image_conversion import ImageConversionError, compressed_to_numpy, image_to_numpy, to_model_input
-from .parameters import PARAMETERS, PARAMS_BY_NAME, Param, build_pipeline, descriptor, pipeline_settings, validate
+from .parameters import (PARAMETERS, PARAMS_BY_NAME, Param, build_pipeline, descriptor, list_overrides, normalise,
+                         pipeline_settings, validate)
 from .runner import NODE_NAME, free_accelerator_memory, run
 from .worker import FrameWorker, Handoff, Job
 
@@ -49,6 +53,16 @@ __all__ = ["PARAMETERS", "SegmentationNode", "main"]
 
 #: Seconds a `refer` request waits for the worker before it fails.
 REFER_TIMEOUT = 60.0
+
+
+def serialized_stamp_ns(data: bytes) -> int:
+    """header.stamp (ns) of a serialised message whose first field is a std_msgs/Header, read from
+    the CDR bytes without deserialising (0 when too short): the stamp follows the 4-byte
+    encapsulation header, as int32 seconds and uint32 nanoseconds in its byte order."""
+    if len(data) < 12:
+        return 0
+    sec, nanosec = struct.unpack("<iI" if data[1] & 1 else ">iI", data[4:12])
+    return sec * 1_000_000_000 + nanosec
 
 
 class _SegmentationMixin:
@@ -63,7 +77,7 @@ class _SegmentationMixin:
         self._depth = DepthSync()
         self._pipeline = None  # lang_seg_ros.pipeline.FramePipeline: frames on the worker (and finisher)
         self._overlap = False  # finish frames on the finisher thread (`overlap_postprocessing`)
-        self._applied: tuple[Any, dict, bool] | None = None  # what the pipeline was last configured with
+        self._applied: tuple[Any, dict, tuple[bool, bool]] | None = None  # what the pipeline was last configured with
         self._model_error: str | None = None
         self._stats = Stats()
         self._sequence = 0
@@ -88,8 +102,11 @@ class _SegmentationMixin:
     def _declare_parameters(self, extra: Sequence[Param] = ()) -> None:
         for p in (*PARAMETERS, *extra):
             self.declare_parameter(p.name, p.default, descriptor(p))
-        values = {p.name: self.get_parameter(p.name).value for p in (*PARAMETERS, *extra)}
-        values["scales"] = list(values["scales"])
+        # A list given after a string (-p labels:="[a, b]" after the params file's string) must win.
+        lists = list_overrides(sys.argv, self.get_fully_qualified_name(), [p.name for p in PARAMETERS if p.kind])
+        self.set_parameters([Parameter(name, Parameter.Type.STRING_ARRAY, value) for name, value in lists.items()
+                             if isinstance(self.get_parameter(name).value, str)])
+        values = {p.name: normalise(p.name, self.get_parameter(p.name).value) for p in (*PARAMETERS, *extra)}
         error = validate(values, values)
         if error:
             raise ValueError(f"invalid parameter: {error}")
@@ -113,11 +130,15 @@ class _SegmentationMixin:
         self._pubs = {name: pub(kind, name, out_qos) for name, kind in (
             ("segmentation", Segmentation), ("label_mask", Image), ("overlay", Image),
             ("segmentation/camera_info", CameraInfo), ("referring/region", ReferringRegion),
-            ("referring/mask", Image), ("panoptic", Image), ("cloud", PointCloud2))}
+            ("referring/mask", Image), ("panoptic", Image), ("cloud", PointCloud2), ("traversable_mask", Image),
+            ("obstacles", PointCloud2), ("regions/markers", MarkerArray))}
         self._pub_labels = pub(LabelSet, "current_labels", latched)
         self._pub_diagnostics = pub(DiagnosticArray, "/diagnostics", 10)
-        image_sub = (self.create_subscription(CompressedImage, "image/compressed", self._on_compressed, sensor_qos)
-                     if s["use_compressed"] else self.create_subscription(Image, "image", self._on_image, sensor_qos))
+        # Raw (serialised) frames: a frame that a newer one replaces before the worker takes it is
+        # never converted into Python, so a flood costs the callback one copy and a few checks.
+        image_sub = self.create_subscription(
+            CompressedImage if s["use_compressed"] else Image, "image/compressed" if s["use_compressed"] else "image",
+            self._on_frame, sensor_qos, raw=True)
         self._interfaces = [
             image_sub, *self._pubs.values(), self._pub_labels, self._pub_diagnostics,
             self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, info_qos),
@@ -181,14 +202,17 @@ class _SegmentationMixin:
         spec, label_set_id, expression = self._commands.snapshot()
         # The overlay is rendered only while someone subscribes to it (as image_transport's lazy
         # publishers do): it is the dearest output after the model and often unwatched.
-        overlay = s["publish_overlay"] and self._pubs["overlay"].get_subscription_count() > 0
-        applied = self._applied  # (pipeline, settings dict, overlay): a new dict on every change
-        if applied is None or applied[0] is not pipeline or applied[1] is not s or applied[2] != overlay:
-            pipeline.configure(replace(pipeline_settings(s), overlay=overlay))
-            self._applied = (pipeline, s, overlay)
-            if s["mask_pooling"] and pipeline.settings.scales is not None:
-                self._throttle("info", "mask_pooling", "mask_pooling needs single-scale inference (scales: [1.0]); "
-                               "regions are classified by pixel votes")
+        # So are the obstacle points.
+        lazy = (s["publish_overlay"] and self._pubs["overlay"].get_subscription_count() > 0,
+                s["use_depth"] and self._pubs["obstacles"].get_subscription_count() > 0)
+        applied = self._applied  # (pipeline, settings dict, lazy outputs): a new dict on every change
+        if applied is None or applied[0] is not pipeline or applied[1] is not s or applied[2] != lazy:
+            pipeline.configure(replace(pipeline_settings(s), overlay=lazy[0], obstacles=lazy[1]))
+            self._applied = (pipeline, s, lazy)
+            for name, what in (("mask_pooling", "regions are classified by pixel votes"),
+                               ("region_embeddings", "regions carry no embeddings")):
+                if s[name] and pipeline.settings.scales is not None:
+                    self._throttle("info", name, f"{name} needs single-scale inference (scales: [1.0]); {what}")
         if pipeline.labels is None or pipeline.labels.id != label_set_id:
             pipeline.set_labels(spec, label_set_id=label_set_id)
             self.get_logger().info(f"labels encoded (set {label_set_id}): {', '.join(spec.labels)}")
@@ -197,7 +221,13 @@ class _SegmentationMixin:
         return pipeline
 
     # -- per frame (worker thread) --------------------------------------------------------------
-    def _process(self, msg: Any, compressed: bool, depth_hint: Any = None, t_offered: float | None = None) -> None:
+    def _process(self, data: bytes, compressed: bool, depth_hint: Any = None, t_offered: float | None = None) -> None:
+        try:
+            msg = deserialize_message(data, CompressedImage if compressed else Image)
+        except Exception as exc:  # noqa: BLE001 - what the middleware hands over is not ours to trust
+            with self._lock:
+                self._stats.rejected += 1
+            return self._throttle("warning", "bad_image", f"frame ignored: not a valid serialised image: {exc}")
         header = msg.header
         frame = f"frame {header.stamp.sec}.{header.stamp.nanosec:09d} ({header.frame_id or 'no frame_id'})"
         s = self._settings
@@ -261,8 +291,9 @@ class _SegmentationMixin:
             sequence, dropped, camera_info = self._sequence, self._stats.dropped, self._camera_info
         depth_header = depth.header if depth is not None and result.has_depth else None
         latency_ms = self._latency_ms(header.stamp)
+        markers = s["marker_lifetime"] if self._pubs["regions/markers"].get_subscription_count() > 0 else None
         outputs = messages.frame_messages(header, result, {**timings, **result.timings_ms}, latency_ms, sequence,
-                                          dropped, s["region_masks"], depth_header, camera_info)
+                                          dropped, s["region_masks"], depth_header, camera_info, markers)
         outputs["segmentation"].timings.append(messages.stage_timing("publish", (time.perf_counter() - t0) * 1e3))
         if not s["publish_label_mask"]:
             del outputs["label_mask"]
@@ -312,23 +343,19 @@ class _SegmentationMixin:
         return (self.get_clock().now().nanoseconds - stamp) / 1e6 if stamp > 0 else float("nan")
 
     # -- callbacks (executor thread): check, hand over, return ----------------------------------
-    def _offer_frame(self, msg: Any, compressed: bool) -> None:
+    def _on_frame(self, data: bytes) -> None:
+        """A serialised Image / CompressedImage: counted, handed to the worker's one-frame slot."""
         with self._lock:
             self._stats.received += 1
             if not self._active:
                 return
         # The best depth frame now: by the time the worker gets to this frame, it may have left
         # the buffer (the worker looks again and keeps the nearer of the two).
-        hint = self._depth.nearest(stamp_ns(msg.header.stamp)) if self._settings["use_depth"] else None
-        if self._worker.offer((msg, compressed, hint[0] if hint is not None else None, time.perf_counter())):
+        compressed = self._settings["use_compressed"]
+        hint = self._depth.nearest(serialized_stamp_ns(data)) if self._settings["use_depth"] else None
+        if self._worker.offer((data, compressed, hint[0] if hint is not None else None, time.perf_counter())):
             with self._lock:
                 self._stats.dropped += 1
-
-    def _on_image(self, msg: Image) -> None:
-        self._offer_frame(msg, False)
-
-    def _on_compressed(self, msg: CompressedImage) -> None:
-        self._offer_frame(msg, True)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         with self._lock:
@@ -410,7 +437,10 @@ class _SegmentationMixin:
 
     # -- parameters -----------------------------------------------------------------------------
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        values = {p.name: list(p.value) if p.name == "scales" else p.value for p in params}
+        try:
+            values = {p.name: normalise(p.name, p.value) for p in params}
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
         with self._lock:
             current = dict(self._settings)
         error = validate(values, current)
@@ -420,7 +450,7 @@ class _SegmentationMixin:
         changed = {}
         with self._lock:
             for p in params:
-                value = list(p.value) if p.name == "scales" else p.value
+                value = normalise(p.name, p.value)
                 if p.name in self._settings and self._settings[p.name] != value:
                     changed[p.name] = value
             self._settings = {**self._settings, **changed}  # one assignment: the worker reads either
@@ -429,7 +459,7 @@ class _SegmentationMixin:
         if any(PARAMS_BY_NAME[name].reload for name in changed):
             self._worker.request_reload()
         if "labels" in changed:
-            self._apply_labels(str(changed["labels"]), "the 'labels' parameter")
+            self._apply_labels(changed["labels"], "the 'labels' parameter")
         elif "stuff_labels" in changed:
             self._apply_labels(None, "the 'stuff_labels' parameter")
 

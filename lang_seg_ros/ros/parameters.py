@@ -7,15 +7,24 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import yaml
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from ..inference.labels import MAX_EXPRESSION_CHARS, MAX_LABEL_CHARS, MAX_LABELS, parse_label_spec
+from ..device_spec import DEVICE_CHOICES, check_device
+from ..inference.labels import (MAX_EXPRESSION_CHARS, MAX_LABEL_CHARS, MAX_LABELS, clean_labels, parse_label_spec,
+                                parse_labels)
 
-__all__ = ["PARAMETERS", "PARAMS_BY_NAME", "Param", "build_pipeline", "descriptor", "pipeline_settings", "scales_of",
-           "validate"]
+__all__ = ["MAX_SCALES", "PARAMETERS", "PARAMS_BY_NAME", "Param", "build_pipeline", "descriptor", "list_overrides",
+           "normalise",
+           "pipeline_settings", "scales_of", "traversable_of", "validate"]
+
+#: Multi-scale inference runs one forward pass per scale (two with flip): more is a denial of service.
+MAX_SCALES = 8
+SCALE_RANGE = (0.1, 4.0)
 
 
 @dataclass(frozen=True)
@@ -28,23 +37,27 @@ class Param:
     int_range: tuple[int, int] | None = None
     float_range: tuple[float, float] | None = None
     choices: tuple[str, ...] | None = None
+    # "labels": a comma-separated string or a string array (YAML list, -p name:="[a, b]");
+    # "numbers": a number or a number array. Both declared with dynamic typing.
+    kind: str = ""
 
 
 PARAMETERS: tuple[Param, ...] = (
     Param("checkpoint", "", "Model checkpoint: a .ckpt (official LSeg) or .safetensors path; empty = the "
            "embedded default model.", reload=True),
-    Param("device", "auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'.", reload=True),
+    Param("device", "auto", "'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:N' or 'mps' (Apple).", reload=True),
     Param("cpu_threads", 0, "Threads torch may use on the CPU; 0 = torch's default (one per core).",
            reload=True, int_range=(0, 1024)),
     Param("precision", "fp32", "Image-branch precision: fp32, fp16 (GPU) or bf16.", reload=True,
            choices=("fp32", "fp16", "bf16")),
     Param("labels", "floor, wall, ceiling, person, chair, table, other",
-           "Initial label set, comma-separated. Changeable at run time (also via the 'labels' topic and "
-           "the 'set_labels' service)."),
+           "Initial label set: comma-separated, or a string array. Changeable at run time (also via the "
+           "'labels' topic and the 'set_labels' service).", kind="labels"),
     Param("working_size", 480, "Long side in pixels the image is resized to for the model (single scale).",
            int_range=(32, 4096)),
-    Param("scales", [1.0], "[1.0] = single scale at working_size; several values (e.g. [0.75, 1.0, 1.25]) "
-           "= multi-scale inference at those scales (slow)."),
+    Param("scales", [1.0], f"[1.0] = single scale at working_size; several values (e.g. [0.75, 1.0, 1.25]) "
+           f"= multi-scale inference at those scales (slow): at most {MAX_SCALES} values in "
+           f"[{SCALE_RANGE[0]}, {SCALE_RANGE[1]}].", kind="numbers"),
     Param("flip", False, "Add horizontally flipped passes (multi-scale only)."),
     Param("threshold", 0.0, "Pixels whose best label has a lower probability get no label (mask value "
            "255 / 65535).", float_range=(0.0, 1.0)),
@@ -71,8 +84,20 @@ PARAMETERS: tuple[Param, ...] = (
            int_range=(1, MAX_EXPRESSION_CHARS)),
     Param("referring_min_score", 0.5, "A referred object's mean probability of the category must reach this, "
            "else the answer is 'not found'.", float_range=(0.0, 1.0)),
-    Param("stuff_labels", "", "Comma-separated labels that are 'stuff' (one region per label, e.g. 'floor, "
-           "wall, sky'), besides those marked 'label:stuff' in the label set."),
+    Param("stuff_labels", "", "Labels that are 'stuff' (one region per label, e.g. 'floor, wall, sky'), "
+           "comma-separated or a string array, besides those marked 'label:stuff' in the label set.", kind="labels"),
+    Param("traversable_labels", "", "Labels the robot may drive on ('floor, road, sidewalk'), comma-separated or "
+          "a string array, matched case-insensitively: 'traversable_mask' marks their pixels and 'obstacles' "
+          "holds the 3D points of every other label.", kind="labels"),
+    Param("obstacle_stride", 2, "Obstacle cloud: every n-th pixel in x and y.", int_range=(1, 64)),
+    Param("obstacle_min_range", 0.0, "Obstacle cloud: points nearer than this (m, from the camera) are left "
+          "out.", float_range=(0.0, 1000.0)),
+    Param("obstacle_max_range", 0.0, "Obstacle cloud: points farther than this (m, from the camera) are left "
+          "out; 0 = no limit.", float_range=(0.0, 1000.0)),
+    Param("marker_lifetime", 1.0, "Seconds an RViz marker on 'regions/markers' stays without an update.",
+          float_range=(0.0, 3600.0)),
+    Param("region_embeddings", False, "Each region carries its pooled, L2-normalised pixel embedding and "
+          "'segmentation' the label embeddings (single-scale inference only)."),
     Param("instances", False, "Split touching objects of one thing label into instances (distance-transform "
            "watershed) instead of connected components."),
     Param("split_depth", 0.3, "Watershed seed depth as a fraction of the object's largest inner distance; "
@@ -102,7 +127,7 @@ PARAMS_BY_NAME = {p.name: p for p in PARAMETERS}
 
 def descriptor(p: Param) -> ParameterDescriptor:
     """The ROS descriptor of a parameter: description, read-only flag, ranges, choices."""
-    d = ParameterDescriptor(description=p.description, read_only=p.read_only)
+    d = ParameterDescriptor(description=p.description, read_only=p.read_only, dynamic_typing=bool(p.kind))
     if p.choices:
         d.additional_constraints = "one of: " + ", ".join(p.choices)
     if p.int_range:
@@ -112,37 +137,138 @@ def descriptor(p: Param) -> ParameterDescriptor:
     return d
 
 
+def normalise(name: str, value: Any) -> Any:
+    """A parameter value as the node keeps it: a `labels`-kind value as a str or a list of str,
+    a `numbers`-kind value as a list of floats. ValueError naming the parameter for a wrong type."""
+    p = PARAMS_BY_NAME.get(name)
+    kind = p.kind if p is not None else ""
+    if kind == "labels":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise ValueError(f"{name} must be a comma-separated string or a string array, got {value!r:.80}")
+    if kind == "numbers":
+        values = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+        if (isinstance(values, (list, tuple)) or hasattr(values, "tolist")) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in list(values)):
+            return [float(v) for v in values]
+        raise ValueError(f"{name} must be a number or a number array, got {value!r:.80}")
+    return value
+
+
 def validate(values: dict[str, Any], current: dict[str, Any]) -> str | None:
-    """Why `values` (a change on top of `current`) is refused, or None when it is fine."""
+    """Why `values` (a change on top of `current`, normalised) is refused, or None when it is fine.
+    The reason names the parameter at fault."""
     merged = {**current, **values}
     for name, value in values.items():
         p = PARAMS_BY_NAME.get(name)
         if p is None:
             continue
+        if p.kind:
+            try:
+                normalise(name, value)
+            except ValueError as exc:
+                return str(exc)
+            continue
+        if p.default is not None and type(value) is not type(p.default) and not (
+                isinstance(p.default, float) and isinstance(value, int) and not isinstance(value, bool)):
+            return f"{name} must be of type {type(p.default).__name__}, got {value!r:.80}"
         if p.choices and value not in p.choices:
             return f"{name} must be one of {', '.join(p.choices)}, got {value!r}"
         if p.int_range and not p.int_range[0] <= value <= p.int_range[1]:
             return f"{name} must be in [{p.int_range[0]}, {p.int_range[1]}], got {value}"
         if p.float_range and not p.float_range[0] <= value <= p.float_range[1]:
             return f"{name} must be in [{p.float_range[0]}, {p.float_range[1]}], got {value}"
-    device = merged.get("device", "auto")
-    if not (device in ("auto", "cpu", "cuda", "mps") or (device.startswith("cuda:") and device[5:].isdigit())):
-        return f"device must be auto, cpu, cuda or cuda:N, got {device!r}"
+    try:
+        check_device(merged.get("device", "auto"))
+    except ValueError:
+        return f"device must be {DEVICE_CHOICES}, got {merged.get('device')!r:.80}"
     scales = list(merged.get("scales", [1.0]))
-    if not scales or any(math.isnan(float(v)) or not 0.1 <= float(v) <= 4.0 for v in scales):
-        return f"scales must be a non-empty list of values in [0.1, 4], got {scales}"
-    if {"labels", "stuff_labels"} & set(values):
+    if not 1 <= len(scales) <= MAX_SCALES:
+        return f"scales must hold 1 to {MAX_SCALES} values, got {len(scales)}"
+    if any(not (math.isfinite(v) and SCALE_RANGE[0] <= v <= SCALE_RANGE[1]) for v in scales):
+        return f"scales must be values in [{SCALE_RANGE[0]}, {SCALE_RANGE[1]}], got {scales}"
+    label_params = [n for n in ("labels", "stuff_labels", "max_labels", "max_label_chars") if n in values]
+    if label_params:
         try:
-            parse_label_spec(str(merged["labels"]), str(merged["stuff_labels"]), merged["max_labels"],
-                             merged["max_label_chars"])
+            parse_label_spec(merged["labels"], merged["stuff_labels"], merged["max_labels"], merged["max_label_chars"])
         except ValueError as exc:
-            return f"{'labels' if 'labels' in values else 'stuff_labels'}: {exc}"
+            return f"{label_params[0]}: {exc}"
+    if "traversable_labels" in values:
+        try:
+            traversable_of(merged["traversable_labels"])
+        except ValueError as exc:
+            return f"traversable_labels: {exc}"
     if merged.get("publish_cloud") and not merged.get("use_depth"):
         return "publish_cloud needs depth: set use_depth (a start-up parameter) to true"
     checkpoint = merged.get("checkpoint", "")
     if "checkpoint" in values and checkpoint and not os.path.isfile(os.path.expanduser(checkpoint)):
         return f"checkpoint {checkpoint!r} is not a file"
     return None
+
+
+def _node_matches(key: str, fqn: str) -> bool:
+    """A params file's node key ("/**", "/**/lang_seg", "/robot/lang_seg", "lang_seg") against
+    the node's fully qualified name, with rcl's wildcards (* one name, ** any names)."""
+    key = key if key.startswith("/") else "/" + key
+    pattern = re.escape(key).replace(r"/\*\*", "(/[^/]+)*").replace(r"\*", "[^/]+")
+    return re.fullmatch(pattern, fqn) is not None
+
+
+def list_overrides(argv: Sequence[str], fqn: str, names: Sequence[str]) -> dict[str, list]:
+    """The `names` whose last override on the command line is a list: {name: list}.
+
+    rcl keeps an overridden parameter's values of every type it was given, and rclpy then reads
+    the string before the string array: `--params-file segment.yaml -p labels:="[a, b]"` would
+    give the file's string. This reads the ROS arguments in order (params files and -p rules,
+    as rcl applies them) so that the last one given wins, whatever its type."""
+    found: dict[str, Any] = {}
+    args = list(argv)
+    i, ros_args = 0, False
+    while i < len(args):
+        arg = args[i]
+        if arg in ("--ros-args", "--"):  # only ROS arguments count: --ros-args ... [--]
+            ros_args = arg == "--ros-args"
+            i += 1
+            continue
+        if not ros_args:
+            i += 1
+            continue
+        if arg == "--params-file" and i + 1 < len(args):
+            try:
+                with open(args[i + 1]) as f:
+                    document = yaml.safe_load(f) or {}
+            except (OSError, yaml.YAMLError):
+                document = {}
+            for key, section in (document.items() if isinstance(document, dict) else ()):
+                values = section.get("ros__parameters") if isinstance(section, dict) else None
+                if isinstance(values, dict) and _node_matches(str(key), fqn):
+                    found.update({n: values[n] for n in names if n in values})
+            i += 2
+            continue
+        if arg in ("-p", "--param") and i + 1 < len(args):
+            rule, _, text = args[i + 1].partition(":=")
+            name = rule.rpartition(":")[2]
+            if name in names and (":" not in rule or _node_matches(rule.rpartition(":")[0], fqn)
+                                  or rule.rpartition(":")[0] == fqn.rpartition("/")[2]):
+                try:
+                    found[name] = yaml.safe_load(text)
+                except yaml.YAMLError:
+                    found[name] = text
+            i += 2
+            continue
+        i += 1
+    return {name: [str(v) for v in value] for name, value in found.items() if isinstance(value, list)}
+
+
+def traversable_of(value: str | Sequence[str]) -> tuple[str, ...]:
+    """The `traversable_labels` parameter as a clean tuple; () when blank (nothing is traversable).
+    ValueError as the label policy says (duplicates, control characters, too long)."""
+    entries = parse_labels(value) if isinstance(value, str) else list(value)
+    if not any(e.strip() for e in entries if isinstance(e, str)):
+        return ()
+    return clean_labels(entries)
 
 
 def scales_of(values: Sequence[float]) -> tuple[float, ...] | None:
@@ -162,7 +288,10 @@ def pipeline_settings(s: dict[str, Any]):
         mask_pooling=bool(s["mask_pooling"]), panoptic=bool(s["publish_panoptic"]), tracking=bool(s["tracking"]),
         tracking_iou=float(s["tracking_iou"]), tracking_max_missed=int(s["tracking_max_missed"]),
         referring_min_score=float(s["referring_min_score"]), overlay=bool(s["publish_overlay"]),
-        overlay_alpha=float(s["overlay_alpha"]), cloud=bool(s["publish_cloud"]), cloud_stride=int(s["cloud_stride"]))
+        overlay_alpha=float(s["overlay_alpha"]), cloud=bool(s["publish_cloud"]), cloud_stride=int(s["cloud_stride"]),
+        traversable=traversable_of(s["traversable_labels"]), obstacle_stride=int(s["obstacle_stride"]),
+        obstacle_range=(float(s["obstacle_min_range"]), float(s["obstacle_max_range"]) or math.inf),
+        region_embeddings=bool(s["region_embeddings"]))
 
 
 def build_pipeline(s: dict[str, Any]):
@@ -170,8 +299,14 @@ def build_pipeline(s: dict[str, Any]):
 
     Raises RuntimeError with a message for the log (what could not be loaded, and what to do)."""
     checkpoint = s["checkpoint"] or None
+    from ..model.device import resolve_device  # torch is imported here, not at node import
+
     try:
-        from ..inference import Segmenter  # torch is imported here, not at node import
+        resolve_device(s["device"])
+    except ValueError as exc:  # a device this machine lacks is no checkpoint problem
+        raise RuntimeError(f"could not load the model on device {s['device']!r}: {exc}") from exc
+    try:
+        from ..inference import Segmenter
         from ..pipeline import FramePipeline
 
         if s["cpu_threads"] > 0:

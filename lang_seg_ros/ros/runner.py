@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from typing import Sequence
 
 import rclpy
@@ -51,18 +53,40 @@ def run(node_factory, args: Sequence[str] | None = None) -> int:
         code = 2
     finally:
         close(node)
+    busy = [t.name for t in threading.enumerate() if t.name.startswith("lang_seg") and t.is_alive()]
+    if busy:
+        # A model pass outlived the node's stop timeout (10 s, docs/ros.md): torch's threads would
+        # abort the interpreter's finalisation (exit -6). The node is shut down; leave at once.
+        print(f"{NODE_NAME}: {', '.join(busy)} still running after shutdown; exiting without waiting",
+              file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(code)
     return code
 
 
+def _ignore_interrupts() -> None:
+    """From here on SIGINT is ignored: under `ros2 launch` a terminal Ctrl-C reaches the node
+    twice (from the terminal, then forwarded by launch 50-200 ms later), and the second must not
+    kill it while it shuts down. An ignored signal stays ignored through interpreter finalisation
+    (Python resets only handlers it installed itself to the default, which would kill with -2)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def close(node) -> None:
-    """Destroy `node` (None: nothing to destroy) and shut rclpy down, also when a second Ctrl-C
-    arrives meanwhile."""
+    """Destroy `node` (None: nothing to destroy) and shut rclpy down; further SIGINTs are ignored
+    (see `_ignore_interrupts`), so the process ends with exit code 0."""
+    _ignore_interrupts()
     try:
         if node is not None:
             node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        rclpy.try_shutdown()
+        try:
+            rclpy.try_shutdown()
+        except KeyboardInterrupt:
+            pass
+        _ignore_interrupts()  # rclpy's shutdown puts back the handler it found at init
 
 

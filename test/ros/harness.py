@@ -141,10 +141,16 @@ class NodeProcess:
     def signal(self, sig: int = signal.SIGINT) -> None:
         os.killpg(self.proc.pid, sig)
 
-    def stop(self, timeout: float = 20.0) -> int:
-        """SIGINT, wait; SIGKILL if it hangs (then the test that cares fails on the code)."""
+    def stop(self, timeout: float = 20.0, repeat_after: float | None = None) -> int:
+        """SIGINT, wait; SIGKILL if it hangs (then the test that cares fails on the code).
+        repeat_after: send a second SIGINT this many seconds after the first, as a terminal
+        Ctrl-C under `ros2 launch` does (the terminal's, then the one launch forwards)."""
         if self.proc.poll() is None:
             self.signal(signal.SIGINT)
+            if repeat_after is not None:
+                time.sleep(repeat_after)
+                if self.proc.poll() is None:
+                    self.signal(signal.SIGINT)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -170,6 +176,7 @@ class Collector:
     def __init__(self, test_node, node_proc: NodeProcess) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import CameraInfo, PointCloud2
+        from visualization_msgs.msg import MarkerArray
 
         from lang_seg_ros.msg import LabelSet, ReferringRegion, Segmentation
 
@@ -180,7 +187,8 @@ class Collector:
         topics = {
             "segmentation": Segmentation, "label_mask": Image, "overlay": Image,
             "segmentation/camera_info": CameraInfo, "referring/region": ReferringRegion,
-            "referring/mask": Image, "panoptic": Image, "cloud": PointCloud2,
+            "referring/mask": Image, "panoptic": Image, "cloud": PointCloud2, "traversable_mask": Image,
+            "obstacles": PointCloud2, "regions/markers": MarkerArray,
         }
         for name, msg_type in topics.items():
             self._subs.append(test_node.create_subscription(msg_type, node_proc.topic(name), self._cb(name), RELIABLE))
@@ -202,8 +210,10 @@ class Collector:
         return self.messages.setdefault(name, [])
 
     def by_stamp(self, name: str, header) -> list:
+        """Messages of topic `name` for the input stamped like `header` (a MarkerArray: its first marker's)."""
         key = stamp_key(header)
-        return [m for m in self.get(name) if stamp_key(m.header) == key]
+        return [m for m in self.get(name)
+                if stamp_key(m.header if hasattr(m, "header") else m.markers[0].header) == key]
 
     def close(self) -> None:
         for sub in self._subs:

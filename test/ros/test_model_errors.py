@@ -14,6 +14,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed: run scripts/setup_ros.sh (ROS 2 Jazzy wheels)")
 
 from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.serialization import serialize_message  # noqa: E402
 
 from harness import make_image  # noqa: E402
 
@@ -42,18 +43,18 @@ def test_a_failing_frame_is_skipped_with_a_log_line_and_the_next_one_served(ros,
             time.sleep(0.05)
         pipeline = node._pipeline
         assert pipeline is not None, "the model did not load"
-        node._process(make_image(node), False)
+        node._process(serialize_message(make_image(node)), False)
         assert node._finisher.drain()
         assert node._sequence == 1 and node._stats.processed == 1
 
         model, pipeline.segmenter = pipeline.segmenter, _FailingSegmenter()
-        node._process(make_image(node), False)
+        node._process(serialize_message(make_image(node)), False)
         assert node._finisher.drain()
         assert node._stats.model_errors == 1 and node._sequence == 1
         assert "[model_error]" in capfd.readouterr().err
 
         pipeline.segmenter = model
-        node._process(make_image(node), False)
+        node._process(serialize_message(make_image(node)), False)
         assert node._finisher.drain()
         assert node._sequence == 2 and node._stats.processed == 2
     finally:

@@ -467,6 +467,32 @@ def test_parameters_are_validated_and_applied_at_run_time(seg):
     assert not results[0].successful and "use_depth" in results[0].reason
     results = seg.set_parameters(labels="floor:stuff, floor")
     assert not results[0].successful and "duplicate label 'floor'" in results[0].reason
+    results = seg.set_parameters(scales=[1.0] * 9)
+    assert not results[0].successful and "scales must hold 1 to 8 values" in results[0].reason
+    results = seg.set_parameters(device="cuda:\u00b2")
+    assert not results[0].successful and "device must be" in results[0].reason
+    results = seg.set_parameters(labels=[1, 2])
+    assert not results[0].successful and "labels" in results[0].reason
+
+    # a device this machine lacks: said as such (not as a checkpoint problem), the model keeps serving
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        start = len(seg.proc.log())
+        assert all(r.successful for r in seg.set_parameters(device="cuda"))
+        try:
+            line = seg.proc.wait_log(r"could not load the model on device 'cuda': [^\n]*", timeout=30.0, start=start)
+            assert line and "CUDA is not available" in line.group(0) and "checkpoint" not in line.group(0)
+            assert seg.send(seg.make_image()) is not None
+        finally:
+            assert all(r.successful for r in seg.set_parameters(device="cpu"))
+
+    # a string array, as `ros2 param set /node labels "[a, b]"` sends it
+    assert all(r.successful for r in seg.set_parameters(labels=["red thing", "green thing, really"]))
+    try:
+        out = seg.send(seg.make_image())
+        assert list(out.labels) == ["red thing", "green thing, really"]
+    finally:
+        assert all(r.successful for r in seg.set_parameters(labels=TEST_LABELS))
 
     assert all(r.successful for r in seg.set_parameters(publish_overlay=False, working_size=96))
     try:
@@ -604,10 +630,13 @@ def test_replay_a_folder_and_a_bag_and_record_the_outputs(seg, tmp_path):
 
 
 def test_sigint_exits_cleanly_while_busy(seg):
-    """Last in this module: SIGINT while frames stream in -> exit code 0."""
+    """Last in this module: SIGINT while frames stream in, and a second one 100 ms later (a
+    terminal Ctrl-C under ros2 launch) -> exit code 0."""
     for _ in range(10):
         seg.publish(seg.make_image(height=480, width=640))
         spin_for(seg.executor, 0.02)
+    seg.proc.signal(signal.SIGINT)
+    time.sleep(0.1)
     seg.proc.signal(signal.SIGINT)
     deadline = time.monotonic() + 20
     while seg.proc.proc.poll() is None and time.monotonic() < deadline:

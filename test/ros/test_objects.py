@@ -37,7 +37,8 @@ def obj(ros, node_checkpoint, tmp_path_factory):
     proc = start_node(tmp_path_factory, node_checkpoint, f"/o{os.getpid()}_{random.randint(0, 99999)}",
                       labels=", ".join(LABELS), instances=True, tracking=True, publish_panoptic=True,
                       use_depth=True, publish_cloud=True, publish_overlay=False,
-                      overlap_postprocessing="on")  # the finisher thread (off by default on a CPU)
+                      traversable_labels=["Floor", "road"], obstacle_max_range=20.0, marker_lifetime=0.5,
+                      region_embeddings=True, overlap_postprocessing="on")  # the finisher thread (off by default on a CPU)
     client = Client(ros, proc)
     client.depth_pub = ros.node.create_publisher(Image, proc.topic("depth"), RELIABLE)
     client.depth_info_pub = ros.node.create_publisher(CameraInfo, proc.topic("depth/camera_info"), RELIABLE)
@@ -240,6 +241,71 @@ def test_3d_of_each_region_from_registered_depth_and_camera_info(obj):
             assert centroid == pytest.approx(point_tuple(region.centroid_3d), abs=1e-5)
 
 
+def test_navigation_outputs_traversable_mask_obstacles_and_markers(obj):
+    """traversable_labels [Floor, road] (a string array, matched without case): the mask marks
+    exactly those labels; the obstacle cloud holds every 2nd pixel (obstacle_stride 2) of the other
+    labels with a valid depth, in metres; the markers are the regions' 3D boxes."""
+    v, u = np.mgrid[0:120, 0:160]
+    depth_mm = (1000 + 10 * u + 5 * v).astype(np.uint16)
+    depth_mm[50:90, 100:150] = 0  # no depth here
+    depth_mm[:20, :] = 30000  # 30 m: beyond obstacle_max_range (20 m)
+    msg, out = send_with_depth(obj, [(depth_mm, "16UC1", 0.0)], camera_info(160, 120, FX, FY, CX, CY))
+    got = obj.wait_all(msg.header, ["traversable_mask", "obstacles", "regions/markers"])
+    mask = mask_of(out.mask)
+    traversable = np.isin(mask, [out.labels.index("floor"), out.labels.index("road")])
+    obstacle = (mask != out.no_label) & ~traversable
+    assert traversable.any() and obstacle.any()  # the model's mask has both kinds here
+
+    trav = got["traversable_mask"]
+    assert trav.encoding == "mono8" and trav.header.frame_id == msg.header.frame_id
+    np.testing.assert_array_equal(mask_of(trav), np.where(traversable, 255, 0))
+
+    cloud = got["obstacles"]
+    assert cloud.header.frame_id == "depth_optical" and stamp_key(cloud.header) == stamp_key(msg.header)
+    assert [f.name for f in cloud.fields] == ["x", "y", "z"] and cloud.point_step == 12
+    points = np.frombuffer(bytes(cloud.data), np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4")]))
+    depth_m = np.where(depth_mm > 0, depth_mm / 1000.0, np.nan)
+    keep = np.zeros_like(obstacle)
+    keep[::2, ::2] = obstacle[::2, ::2] & (depth_mm[::2, ::2] > 0)
+    rows, cols = np.nonzero(keep)
+    z = depth_m[rows, cols]
+    expected = np.stack([(cols - CX) * z / FX, (rows - CY) * z / FY, z], axis=1)
+    expected = expected[np.linalg.norm(expected, axis=1) <= 20.0]
+    assert cloud.width == len(points) == len(expected) > 0
+    np.testing.assert_allclose(np.stack([points["x"], points["y"], points["z"]], axis=1), expected,
+                               rtol=1e-5, atol=1e-5)
+
+    markers = got["regions/markers"].markers
+    assert markers[0].action == markers[0].DELETEALL  # regions gone since the last frame disappear
+    boxes = {m.id: m for m in markers if m.ns == "regions"}
+    texts = {m.id: m for m in markers if m.ns == "labels"}
+    with_3d = {r.id: r for r in out.regions if r.has_3d}
+    assert with_3d and set(boxes) == set(texts) == set(with_3d)
+    for rid, region in with_3d.items():
+        box = boxes[rid]
+        assert box.header.frame_id == "depth_optical" and box.type == box.CUBE
+        assert box.lifetime.sec == 0 and box.lifetime.nanosec == 500_000_000
+        lo, hi = np.array(point_tuple(region.extent_min)), np.array(point_tuple(region.extent_max))
+        assert point_tuple(box.pose.position) == pytest.approx(tuple((lo + hi) / 2), abs=1e-6)
+        assert (box.scale.x, box.scale.y, box.scale.z) == pytest.approx(tuple(np.maximum(hi - lo, 0.01)), abs=1e-6)
+        assert texts[rid].text.startswith(f"{region.label} {region.score:.2f}")
+        assert texts[rid].text.endswith(f"#{region.track_id}")  # tracking is on
+
+
+def test_region_embeddings_are_unit_vectors_that_classify_like_the_labels(obj):
+    """region_embeddings: each region carries its pooled pixel embedding (unit norm), the message
+    the label embeddings; with the tiny model the pooled embedding is a real (non-constant) vector."""
+    out = obj.send(obj.make_image(frame_id="emb_cam"))
+    assert out is not None and out.regions
+    dim = out.embedding_dim
+    labels = np.asarray(out.label_embeddings, np.float32).reshape(len(out.labels), dim)
+    np.testing.assert_allclose(np.linalg.norm(labels, axis=1), 1.0, atol=1e-4)
+    vectors = np.stack([np.asarray(r.embedding, np.float32) for r in out.regions])
+    assert vectors.shape == (len(out.regions), dim) and dim > 0
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert len({v.tobytes() for v in vectors}) > 1  # regions differ
+
+
 def test_3d_from_a_half_resolution_constant_plane_and_depth_matching_by_stamp(obj):
     """32FC1 metres at half the image size (nearest resize, intrinsics scaled): z is exactly the
     plane's; of two depth frames the one nearest in stamp is used; none within depth_slop: no 3D."""
@@ -321,3 +387,6 @@ def test_object_parameters_are_validated(obj):
     assert not obj.set_parameters(use_depth=False)[0].successful  # start-up only
     assert not obj.set_parameters(tracking_iou=1.5)[0].successful
     assert not obj.set_parameters(cloud_stride=0)[0].successful
+    assert not obj.set_parameters(obstacle_stride=0)[0].successful
+    results = obj.set_parameters(traversable_labels="road, ROAD")
+    assert not results[0].successful and "traversable_labels" in results[0].reason and "case" in results[0].reason

@@ -134,8 +134,8 @@ def test_launch_file_builds_the_node_it_documents(monkeypatch):
     assert remaps["image"] == "/cam/color/image_raw"
     assert remaps["image/compressed"] == "/cam/color/image_raw/compressed"
     params_file, overrides = node.kwargs["parameters"]
-    assert overrides["labels"] == "floor, person" and "checkpoint" not in overrides  # empty: the YAML's
-    assert overrides["device"] == "auto" and overrides["use_compressed"] is False and overrides["use_depth"] is False
+    # arguments not given leave the params file's values alone
+    assert overrides == {"labels": "floor, person"}
     assert remaps["depth"] == "/camera/aligned_depth_to_color/image_raw"
     assert remaps["depth/camera_info"] == "/camera/aligned_depth_to_color/camera_info"
 
@@ -144,3 +144,56 @@ def test_launch_file_builds_the_node_it_documents(monkeypatch):
     assert type(node).__name__ == "LifecycleNode" and node.kwargs["executable"] == "lang_seg_ros_lifecycle"
     assert node.kwargs["parameters"][1]["checkpoint"] == "/models/lseg.ckpt"
     assert "labels" not in node.kwargs["parameters"][1]
+
+
+def test_launch_arguments_override_the_params_file_only_when_given():
+    """A params file with device: cpu, use_compressed: true keeps them unless the user says otherwise."""
+    from lang_seg_ros.ros.launch_args import node_overrides, remappings
+
+    blank = {"labels": "", "checkpoint": "", "device": "", "use_compressed": "", "use_depth": "  "}
+    assert node_overrides(blank) == {}
+    given = node_overrides({**blank, "device": "cuda:1", "use_compressed": "false", "use_depth": "True",
+                            "labels": "[road, sky, 'sign, symbol']"})
+    assert given == {"device": "cuda:1", "use_compressed": False, "use_depth": True,
+                     "labels": ["road", "sky", "sign, symbol"]}  # a YAML list stays a list of labels
+    assert node_overrides({"labels": "road, sky"}) == {"labels": "road, sky"}
+    with pytest.raises(ValueError, match="use_depth"):
+        node_overrides({"use_depth": "maybe"})
+    remaps = dict(remappings({"image": "/cam/image/", "camera_info": "/cam/info", "depth": "/d",
+                              "depth_camera_info": "/d/info"}))
+    assert remaps["image/compressed"] == "/cam/image/compressed" and remaps["depth/camera_info"] == "/d/info"
+
+
+def test_one_licence_everywhere():
+    text = (ROOT / "LICENSE").read_text()
+    package = ET.parse(ROOT / "package.xml").getroot()
+    assert package.findtext("license") == "MIT" and text.startswith("MIT License")
+    assert 'license="MIT"' in (ROOT / "setup.py").read_text()
+
+
+def test_rviz_config_shows_topics_the_node_publishes():
+    config = yaml.safe_load((ROOT / "config" / "segment.rviz").read_text())
+    displays = {d["Name"]: d for d in config["Visualization Manager"]["Displays"]}
+    topics = {d["Class"].rpartition("/")[2]: d["Topic"]["Value"] for d in displays.values() if "Topic" in d}
+    assert topics["Image"] == "/overlay" and topics["MarkerArray"] == "/regions/markers"
+    clouds = [d["Topic"]["Value"] for d in displays.values() if d["Class"].endswith("PointCloud2")]
+    assert sorted(clouds) == ["/cloud", "/obstacles"]
+    node_source = (ROOT / "lang_seg_ros" / "ros" / "node.py").read_text()
+    for topic in ("overlay", "regions/markers", "cloud", "obstacles"):
+        assert f'"{topic}"' in node_source
+
+
+def test_a_list_given_after_a_string_wins(tmp_path):
+    """rcl would hand rclpy the params file's string; the node reads its ROS arguments in order."""
+    from lang_seg_ros.ros.parameters import list_overrides
+
+    params = tmp_path / "p.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    labels: 'a, b'\n    stuff_labels: [x]\n"
+                      "/other_node:\n  ros__parameters:\n    traversable_labels: [q]\n")
+    names = ["labels", "stuff_labels", "traversable_labels"]
+    argv = ["prog", "-p", "labels:=[ignored]", "--ros-args", "--params-file", str(params), "-p", "labels:=[road, sky]"]
+    assert list_overrides(argv, "/ns/lang_seg", names) == {"labels": ["road", "sky"], "stuff_labels": ["x"]}
+    # the last one given wins, whatever its type; node-specific rules for other nodes do not count
+    argv = ["prog", "--ros-args", "-p", "labels:=[road, sky]", "--params-file", str(params),
+            "-p", "other:stuff_labels:=[y]", "-p", "lang_seg:traversable_labels:=[grass]"]
+    assert list_overrides(argv, "/ns/lang_seg", names) == {"stuff_labels": ["x"], "traversable_labels": ["grass"]}

@@ -20,6 +20,11 @@ def _namespace(prefix: str) -> str:
     (None, {"working_size": 7}, "working_size"),
     (None, {"precision": "fp8"}, "precision must be one of"),
     (None, {"labels": ", ,"}, "the label set is empty"),
+    (None, {"labels": "car, CAR"}, "case is ignored"),
+    (None, {"labels": 5}, "labels must be a comma-separated string or a string array"),
+    (None, {"scales": [1.0] * 10_000}, "scales must hold 1 to 8 values"),
+    (None, {"scales": [1.0, 9.0]}, "scales must be values in [0.1, 4.0]"),
+    (None, {"device": "cuda:\u00b2"}, "device must be auto, cpu, cuda, cuda:N or mps"),
 ])
 def test_invalid_parameters_stop_the_node_with_a_message(tmp_path_factory, checkpoint, params, message):
     proc = start_node(tmp_path_factory, checkpoint, _namespace("s"), **params)
@@ -29,6 +34,23 @@ def test_invalid_parameters_stop_the_node_with_a_message(tmp_path_factory, check
         proc.stop()
     assert proc.proc.returncode == 2, proc.log()
     assert message in proc.log() and "Traceback" not in proc.log()
+
+
+def test_labels_as_a_string_array_at_start_up_win_over_the_params_file(ros, node_checkpoint, tmp_path_factory):
+    """-p labels:="[road, sky, 'sign, symbol']" after config/segment.yaml's string (the harness passes
+    the file first): the list is the label set, one label per entry, commas and all."""
+    proc = start_node(tmp_path_factory, node_checkpoint, _namespace("l"), labels=["road", "sky", "sign, symbol"],
+                      stuff_labels=["sky"])
+    client = Client(ros, proc)
+    try:
+        client.wait_ready()
+        out = client.send(client.make_image())
+        assert list(out.labels) == ["road", "sky", "sign, symbol"] and list(out.label_is_stuff) == [False, True, False]
+        current = client.spin_until(lambda: client.out.get("current_labels"), 5.0)
+        assert list(current[-1].labels) == ["road", "sky", "sign, symbol"]
+    finally:
+        client.close()
+        assert proc.stop() == 0, proc.log()[-3000:]
 
 
 def test_without_a_usable_model_the_node_explains_and_recovers(ros, node_checkpoint, tmp_path_factory):
