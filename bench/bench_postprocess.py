@@ -89,9 +89,8 @@ def main() -> int:
             with torch.inference_mode():
                 x = normalize(frame, segmenter.model.config.mean, segmenter.model.config.std, segmenter.device, "bgr")
                 h, w = working_shape(height, width, max(width, height))
-                decoded = segmenter.model.decode(segmenter._to_model(
-                    pad_bottom_right(x, round_up(h), round_up(w), segmenter._fill)))
-                logits = segmenter.model.decoded_logits(decoded, folded=prepared.folded)[0]
+                logits = segmenter.backend.logits(pad_bottom_right(x, round_up(h), round_up(w), segmenter._fill),
+                                                  [prepared])[0]
 
                 def decide():
                     label, confidence = decide_stride2(logits, (h, w), (height, width))

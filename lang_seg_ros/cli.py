@@ -39,6 +39,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scales", nargs="+", metavar="S",
                         help="multi-scale evaluation: scales, or 'published' for the paper's scales + flip")
     parser.add_argument("--flip", action="store_true", help="add horizontally flipped passes (with --scales)")
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "openvino", "tensorrt"],
+                        help="image-branch backend; the others run an ONNX file from `lang-seg export` (or the "
+                             "checkpoint exported once, cached)")
     add_block_arguments(parser)
 
 
@@ -59,7 +62,8 @@ def segmenter_from_args(args: argparse.Namespace, threshold: float = 0.0):
 
     scales, flip = _scales(args.scales)
     return Segmenter(args.checkpoint, device=args.device, precision=args.precision, working_size=args.working_size,
-                     scales=scales, flip=flip or args.flip, threshold=threshold, **block_overrides(args))
+                     scales=scales, flip=flip or args.flip, threshold=threshold, backend=args.backend,
+                     **block_overrides(args))
 
 
 def read_image(path: str) -> np.ndarray:
@@ -159,6 +163,24 @@ def cmd_refer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """The image branch as ONNX, labels as a run-time input (`inference.backends.onnx_export`)."""
+    from .inference.backends.onnx_export import export_onnx
+    from .model import load_checkpoint
+    from .model.checkpoint import default_checkpoint_path
+
+    if args.dynamic and (args.height or args.width):
+        raise SystemExit("export: give --height/--width or --dynamic, not both")
+    model = load_checkpoint(args.checkpoint or default_checkpoint_path(), **block_overrides(args))
+    height, width = args.height or 384, args.width or 480
+    info = export_onnx(model, args.out, height, width, dynamic=args.dynamic, precision=args.precision,
+                       outputs=args.outputs)
+    size = "dynamic size" if info.size is None else f"{info.size[0]}x{info.size[1]}"
+    extra = f" and {info.text_weights}" if info.text_weights.is_file() else ""
+    print(f"wrote {info.path}{extra} ({info.outputs}, {size}, {info.precision}; labels dynamic)")
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     import torch
 
@@ -207,6 +229,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    "instead of the zero-shot path")
     add_model_arguments(ref)
     ref.set_defaults(func=cmd_refer)
+
+    exp = sub.add_parser("export", help="export the image branch to ONNX, the label set stays a run-time input")
+    exp.add_argument("out", help="the .onnx file to write")
+    exp.add_argument("--checkpoint", help="official .ckpt or our .safetensors (default: the embedded model)")
+    exp.add_argument("--height", type=int, help="input height, a multiple of 32 (default 384)")
+    exp.add_argument("--width", type=int, help="input width, a multiple of 32 (default 480)")
+    exp.add_argument("--dynamic", action="store_true", help="any input size (checked against torch at two sizes)")
+    exp.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
+    exp.add_argument("--outputs", default="logits", choices=["logits", "embeddings"],
+                     help="logits: inputs image + text_features (N dynamic); embeddings: pixel embeddings only")
+    add_block_arguments(exp)
+    exp.set_defaults(func=cmd_export)
 
     conv = sub.add_parser("convert", help="official lang-seg .ckpt -> lang_seg_ros .safetensors")
     conv.add_argument("src")

@@ -301,7 +301,8 @@ class FramePipeline:
             query, query_error = self._query_for(state), None
         except ValueError as exc:  # e.g. a full label set leaves no room for the query's phrase
             query, query_error = None, f"referring expression {state.expression!r} not answered: {exc}"
-        pooling = (s.mask_pooling or s.region_embeddings) and self.segmenter.scales is None
+        pooling = ((s.mask_pooling or s.region_embeddings) and self.segmenter.scales is None
+                   and self.segmenter.supports_features)
         sets = [active.prepared] + ([query.prepared] if query is not None and query.prepared is not None else [])
         results = self.segmenter.segment_sets(image, sets, color_order, return_features=pooling)
         timings = dict(results[0].timings_ms)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from ..model import LSeg, load_checkpoint
 from ..model.checkpoint import default_checkpoint_path, resolve_device
 from ..model.lseg import FoldedHead, upsample_logits
+from .backends import BACKENDS, TorchBackend
 from .decide import decide_full, decide_stride2
 from .labels import clean_labels
 from .multiscale import multiscale_logits
@@ -53,13 +54,13 @@ class PreparedLabels:
     """A label set ready for frames: everything that depends only on the labels, computed once.
 
     labels: the cleaned labels; text: (N, C) fp32 L2-normalised embeddings on the model's device;
-    folded: the 1x1 head folded into them (`LSeg.fold_head`). Immutable, so a worker thread can
-    hold one while another thread prepares the next.
+    folded: the 1x1 head folded into them (`LSeg.fold_head`; None on ONNX backends, whose graph
+    folds it). Immutable, so a worker thread can hold one while another thread prepares the next.
     """
 
     labels: tuple[str, ...]
     text: torch.Tensor
-    folded: FoldedHead
+    folded: FoldedHead | None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -103,6 +104,9 @@ class Segmenter:
         scales: None for single-scale; else the published multi-scale evaluation at these
             scales (see `multiscale.PUBLISHED_SCALES`), `flip` adding mirrored passes.
         threshold: pixels whose best label has a lower softmax probability get `NO_LABEL`.
+        backend: "torch" (eager), or "onnxruntime", "openvino", "tensorrt" for the image branch
+            (`lang_seg_ros.inference.backends`): `model` is then a file from `lang-seg export`, or
+            a checkpoint exported once on the fly (cached); the label set stays open.
         **load_overrides: passed to `load_checkpoint` (e.g. the spatial-regularisation settings).
     """
 
@@ -115,6 +119,7 @@ class Segmenter:
         scales: Sequence[float] | None = None,
         flip: bool = False,
         threshold: float = 0.0,
+        backend: str = "torch",
         **load_overrides: Any,
     ) -> None:
         if precision not in PRECISIONS:
@@ -127,17 +132,35 @@ class Segmenter:
         self.dtype = PRECISIONS[precision]
         if self.device.type == "cpu" and self.dtype == torch.float16:
             _LOG.warning("fp16 on CPU is slow and partly unsupported; bf16 is the CPU half precision")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if model is None:
             model = default_checkpoint_path()
-        if not isinstance(model, LSeg):
-            model = load_checkpoint(model, device="cpu", **load_overrides)
-        self.model = model.eval().to(self.device)
-        # The image branch runs at the chosen precision; the frozen text encoder stays fp32.
-        # channels_last suits the convolutions of CPU and GPU kernels alike.
-        self.model.pretrained.to(self.dtype, memory_format=torch.channels_last)
-        self.model.scratch.to(self.dtype, memory_format=torch.channels_last)
-        if hasattr(self.model.scratch, "head_block"):  # it acts on the fp32 logits
-            self.model.scratch.head_block.float()
+        is_onnx = not isinstance(model, LSeg) and str(model).endswith(".onnx")
+        if backend == "torch":
+            if is_onnx:
+                raise ValueError(f"{model}: an ONNX file runs on backend onnxruntime, openvino or tensorrt, not torch")
+            if not isinstance(model, LSeg):
+                model = load_checkpoint(model, device="cpu", **load_overrides)
+            self.model = model.eval().to(self.device)
+            # The image branch runs at the chosen precision; the frozen text encoder stays fp32.
+            # channels_last suits the convolutions of CPU and GPU kernels alike.
+            self.model.pretrained.to(self.dtype, memory_format=torch.channels_last)
+            self.model.scratch.to(self.dtype, memory_format=torch.channels_last)
+            if hasattr(self.model.scratch, "head_block"):  # it acts on the fp32 logits
+                self.model.scratch.head_block.float()
+            self.backend = TorchBackend(self.model, self.dtype)
+        else:
+            from .backends import load_backend, require
+            from .backends.onnx_export import cached_export, read_onnx_info, text_model_for
+
+            require(backend, self.device)  # before an export that would be wasted
+            if isinstance(model, LSeg):
+                raise ValueError(f"backend {backend!r} runs an exported file: pass its path (lang-seg export)")
+            onnx_path = model if is_onnx else cached_export(model, "fp16" if precision == "fp16" else "fp32",
+                                                             **load_overrides)
+            self.backend = load_backend(backend, onnx_path, self.device, precision)
+            self.model = text_model_for(read_onnx_info(onnx_path)).to(self.device)
         self.working_size = int(working_size)
         self.scales = tuple(scales) if scales else None
         self.flip = bool(flip)
@@ -158,7 +181,7 @@ class Segmenter:
             return labels
         cleaned = clean_labels(labels)
         text = self.text_cache(cleaned).float().to(self.device)
-        return PreparedLabels(cleaned, text, self.model.fold_head(text))
+        return PreparedLabels(cleaned, text, self.model.fold_head(text) if self.backend.supports_features else None)
 
     def set_labels(self, labels: Iterable[str] | str | PreparedLabels) -> tuple[str, ...]:
         """Make `labels` the set used by later `segment` calls; returns the cleaned set.
@@ -186,6 +209,64 @@ class Segmenter:
         return self.segment_sets(image, [labels], color_order, return_features)[0]
 
     @torch.inference_mode()
+    def segment_batch(self, images: Sequence[np.ndarray], color_order: str = "rgb",
+                      labels: Iterable[str] | str | PreparedLabels | None = None) -> list[SegmentationResult]:
+        """`segment` of several same-sized images (frames of one camera, or of several cameras) in
+        one model pass: better throughput on a GPU or a batched engine. Single scale only."""
+        if not images:
+            return []
+        if self.scales:
+            raise ValueError("segment_batch is single-scale only (scales=None)")
+        shapes = {image.shape[:2] for image in images}
+        if len(shapes) != 1:
+            raise ValueError(f"segment_batch needs images of one size, got {sorted(shapes)}")
+        if labels is None:
+            if self._active is None:
+                raise RuntimeError("no label set: call set_labels([...]) first or pass labels=")
+            labels = self._active
+        prepared = self.prepare(labels)
+        t0 = time.perf_counter()
+        x = torch.cat([normalize(image, self.model.config.mean, self.model.config.std, self.device, color_order)
+                       for image in images])
+        height, width = x.shape[-2:]
+        h, w = working_shape(height, width, self.working_size)
+        if (h, w) != (height, width):
+            x = F.interpolate(x, (h, w), mode="bilinear", align_corners=False, antialias=True)
+        t1 = time.perf_counter()
+        logits = self.backend.logits(pad_bottom_right(x, round_up(h), round_up(w), self._fill), [prepared])
+        t2 = time.perf_counter()
+        results = []
+        for one in logits:
+            label_map, confidence = decide_stride2(one, (h, w), (height, width), exact_below=self.threshold)
+            if self.threshold > 0:
+                label_map[confidence < self.threshold] = NO_LABEL
+            results.append(SegmentationResult(prepared.labels, label_map.to(torch.int32).cpu().numpy(),
+                                              confidence.float().cpu().numpy()))
+        t3 = time.perf_counter()
+        share = len(images)
+        for r in results:  # each frame's share of the batch
+            r.timings_ms.update(preprocess=(t1 - t0) * 1e3 / share, forward=(t2 - t1) * 1e3 / share,
+                                postprocess=(t3 - t2) * 1e3 / share)
+        return results
+
+    def warmup(self, sizes: Iterable[tuple[int, int]], batch: int = 1) -> dict[tuple[int, int], float]:
+        """Run one black frame (or batch) of each (height, width) so the first real frame of that size
+        does not stall (allocator growth, kernel selection, engine builds). Returns ms per size."""
+        labels = self.prepare(["thing", "stuff"])
+        took = {}
+        for height, width in sizes:
+            if height < 1 or width < 1:
+                raise ValueError(f"warm-up sizes must be positive, got {height}x{width}")
+            frame = np.zeros((height, width, 3), np.uint8)
+            t0 = time.perf_counter()
+            if batch > 1:
+                self.segment_batch([frame] * batch, labels=labels)
+            else:
+                self.segment(frame, labels=labels)
+            took[(height, width)] = (time.perf_counter() - t0) * 1e3
+        return took
+
+    @torch.inference_mode()
     def segment_sets(self, image: np.ndarray, label_sets: Sequence[Iterable[str] | str | PreparedLabels],
                      color_order: str = "rgb", return_features: bool = False) -> list[SegmentationResult]:
         """One result per label set, from a single pass of the image encoder.
@@ -201,8 +282,7 @@ class Segmenter:
         features = None
         if self.scales:
             def forward(batch: torch.Tensor) -> torch.Tensor:
-                decoded = self.model.decode(self._to_model(batch))
-                return upsample_logits(self._logits_per_set(decoded, sets)).float()
+                return upsample_logits(self.backend.logits(batch, sets)).float()
 
             logits = multiscale_logits(forward, x, self._fill, self.scales, self.flip)
             t2 = time.perf_counter()
@@ -213,13 +293,13 @@ class Segmenter:
             h, w = working_shape(height, width, self.working_size)
             if (h, w) != (height, width):
                 x = F.interpolate(x, (h, w), mode="bilinear", align_corners=False, antialias=True)
-            decoded = self.model.decode(self._to_model(pad_bottom_right(x, round_up(h), round_up(w), self._fill)))
-            if return_features:
-                pixels = self.model.scratch.embed(decoded)
+            padded = pad_bottom_right(x, round_up(h), round_up(w), self._fill)
+            if return_features and self.backend.supports_features:
+                pixels = self.model.scratch.embed(self.backend.decode(padded))
                 features = pixels[0, :, : (h + 1) // 2, : (w + 1) // 2].float().cpu().numpy()
                 logits = torch.cat([self.model.label_logits(pixels, p.text) for p in sets], dim=1)
             else:
-                logits = self._logits_per_set(decoded, sets)
+                logits = self.backend.logits(padded, sets)
             t2 = time.perf_counter()
             decided = [decide_stride2(set_logits[0], (h, w), (height, width), exact_below=self.threshold)
                        for set_logits in logits.split([len(p) for p in sets], dim=1)]
@@ -234,9 +314,7 @@ class Segmenter:
                                    p.text.cpu().numpy() if return_features else None)
                 for p, label_map, confidence in results]
 
-    def _logits_per_set(self, decoded: torch.Tensor, sets: list[PreparedLabels]) -> torch.Tensor:
-        """Stride-2 logits of every set, concatenated along labels (sets regularised separately)."""
-        return torch.cat([self.model.decoded_logits(decoded, folded=p.folded) for p in sets], dim=1)
-
-    def _to_model(self, x: torch.Tensor) -> torch.Tensor:
-        return x.to(self.dtype).contiguous(memory_format=torch.channels_last)
+    @property
+    def supports_features(self) -> bool:
+        """Pixel embeddings (`return_features`) are available: the torch backend only."""
+        return self.backend.supports_features

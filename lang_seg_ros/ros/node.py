@@ -188,7 +188,9 @@ class _SegmentationMixin:
         self._overlap = overlap == "on" or (overlap == "auto" and pipeline.segmenter.device.type != "cpu")
         free_accelerator_memory()
         self.get_logger().info(f"model loaded from {s['checkpoint'] or 'the embedded default'} on "
-                               f"{pipeline.segmenter.device} ({s['precision']}) in {time.perf_counter() - t0:.1f} s")
+                               f"{pipeline.segmenter.device} ({s['precision']}, backend {s['backend']}) in "
+                               f"{time.perf_counter() - t0:.1f} s" + (f", warmed up for {s['warmup_sizes']}"
+                                                                     if s["warmup_sizes"].strip() else ""))
         return True
 
     def _unload_model(self) -> None:
@@ -211,8 +213,9 @@ class _SegmentationMixin:
             self._applied = (pipeline, s, lazy)
             for name, what in (("mask_pooling", "regions are classified by pixel votes"),
                                ("region_embeddings", "regions carry no embeddings")):
-                if s[name] and pipeline.settings.scales is not None:
-                    self._throttle("info", name, f"{name} needs single-scale inference (scales: [1.0]); {what}")
+                if s[name] and (pipeline.settings.scales is not None or not pipeline.segmenter.supports_features):
+                    self._throttle("info", name, f"{name} needs single-scale inference (scales: [1.0]) on the torch "
+                                   f"backend; {what}")
         if pipeline.labels is None or pipeline.labels.id != label_set_id:
             pipeline.set_labels(spec, label_set_id=label_set_id)
             self.get_logger().info(f"labels encoded (set {label_set_id}): {', '.join(spec.labels)}")

@@ -20,7 +20,7 @@ from ..inference.labels import (MAX_EXPRESSION_CHARS, MAX_LABEL_CHARS, MAX_LABEL
 
 __all__ = ["MAX_SCALES", "PARAMETERS", "PARAMS_BY_NAME", "Param", "build_pipeline", "descriptor", "list_overrides",
            "normalise",
-           "pipeline_settings", "scales_of", "traversable_of", "validate"]
+           "pipeline_settings", "scales_of", "traversable_of", "validate", "warmup_sizes_of"]
 
 #: Multi-scale inference runs one forward pass per scale (two with flip): more is a denial of service.
 MAX_SCALES = 8
@@ -46,6 +46,12 @@ PARAMETERS: tuple[Param, ...] = (
     Param("checkpoint", "", "Model checkpoint: a .ckpt (official LSeg) or .safetensors path; empty = the "
            "embedded default model.", reload=True),
     Param("device", "auto", "'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:N' or 'mps' (Apple).", reload=True),
+    Param("backend", "torch", "Image-branch backend: torch (eager), onnxruntime, openvino or tensorrt. The others run "
+          "an ONNX file (checkpoint: a .onnx from `lang-seg export`, or a checkpoint exported once on the fly and "
+          "cached); labels stay changeable at run time.", reload=True,
+          choices=("torch", "onnxruntime", "openvino", "tensorrt")),
+    Param("warmup_sizes", "", "Input sizes to run once when a model loads, 'WxH, WxH' (e.g. '640x480'): the "
+          "first camera frame then does not stall on allocations, kernel choice or engine builds.", reload=True),
     Param("cpu_threads", 0, "Threads torch may use on the CPU; 0 = torch's default (one per core).",
            reload=True, int_range=(0, 1024)),
     Param("precision", "fp32", "Image-branch precision: fp32, fp16 (GPU) or bf16.", reload=True,
@@ -202,6 +208,11 @@ def validate(values: dict[str, Any], current: dict[str, Any]) -> str | None:
             return f"traversable_labels: {exc}"
     if merged.get("publish_cloud") and not merged.get("use_depth"):
         return "publish_cloud needs depth: set use_depth (a start-up parameter) to true"
+    if "warmup_sizes" in values:
+        try:
+            warmup_sizes_of(values["warmup_sizes"])
+        except ValueError as exc:
+            return f"warmup_sizes: {exc}"
     checkpoint = merged.get("checkpoint", "")
     if "checkpoint" in values and checkpoint and not os.path.isfile(os.path.expanduser(checkpoint)):
         return f"checkpoint {checkpoint!r} is not a file"
@@ -262,6 +273,25 @@ def list_overrides(argv: Sequence[str], fqn: str, names: Sequence[str]) -> dict[
     return {name: [str(v) for v in value] for name, value in found.items() if isinstance(value, list)}
 
 
+def warmup_sizes_of(text: str) -> list[tuple[int, int]]:
+    """'640x480, 1280x720' -> [(480, 640), (720, 1280)] as (height, width); at most 8 sizes, each
+    side 32..8192 pixels. ValueError saying why."""
+    sizes = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        match = re.fullmatch(r"([0-9]{1,5})\s*[xX]\s*([0-9]{1,5})", part)
+        if not match:
+            raise ValueError(f"expected 'WIDTHxHEIGHT', got {part!r:.40}")
+        width, height = int(match.group(1)), int(match.group(2))
+        if not (32 <= width <= 8192 and 32 <= height <= 8192):
+            raise ValueError(f"{width}x{height}: each side must be 32..8192 pixels")
+        sizes.append((height, width))
+    if len(sizes) > 8:
+        raise ValueError(f"at most 8 sizes, got {len(sizes)}")
+    return sizes
+
+
 def traversable_of(value: str | Sequence[str]) -> tuple[str, ...]:
     """The `traversable_labels` parameter as a clean tuple; () when blank (nothing is traversable).
     ValueError as the label policy says (duplicates, control characters, too long)."""
@@ -312,8 +342,10 @@ def build_pipeline(s: dict[str, Any]):
         if s["cpu_threads"] > 0:
             import torch
             torch.set_num_threads(int(s["cpu_threads"]))
-        return FramePipeline(Segmenter(checkpoint, device=s["device"], precision=s["precision"]),
-                             pipeline_settings(s))
+        segmenter = Segmenter(checkpoint, device=s["device"], precision=s["precision"], backend=s["backend"],
+                              working_size=int(s["working_size"]))
+        segmenter.warmup(warmup_sizes_of(s["warmup_sizes"]))
+        return FramePipeline(segmenter, pipeline_settings(s))
     except Exception as exc:  # noqa: BLE001 - any failure is reported the same way
         what = f"checkpoint {checkpoint!r}" if checkpoint else "the embedded default model (checkpoint '')"
         hint = "" if checkpoint else " -- set the 'checkpoint' parameter to a .ckpt or .safetensors file"

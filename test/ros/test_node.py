@@ -486,6 +486,21 @@ def test_parameters_are_validated_and_applied_at_run_time(seg):
         finally:
             assert all(r.successful for r in seg.set_parameters(device="cpu"))
 
+    # a backend that is not installed: said as such, the model keeps serving
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        start = len(seg.proc.log())
+        assert all(r.successful for r in seg.set_parameters(backend="tensorrt"))
+        try:
+            assert seg.proc.wait_log(r"could not load .*backend 'tensorrt' needs the 'tensorrt' package: "
+                                     r"pip install tensorrt", timeout=30.0, start=start)
+            assert seg.send(seg.make_image()) is not None
+        finally:
+            assert all(r.successful for r in seg.set_parameters(backend="torch"))
+    results = seg.set_parameters(warmup_sizes="640 x 480, big")
+    assert not results[0].successful and "warmup_sizes" in results[0].reason
+
     # a string array, as `ros2 param set /node labels "[a, b]"` sends it
     assert all(r.successful for r in seg.set_parameters(labels=["red thing", "green thing, really"]))
     try:

@@ -1,0 +1,79 @@
+"""Image-branch backends under the `Segmenter`: eager PyTorch, ONNX Runtime, OpenVINO, TensorRT.
+
+A backend turns normalised images into stride-2 logits for label sets whose embeddings come
+from the text encoder (torch, once per label set):
+
+    backend.logits(images (B, 3, H, W) fp32, H and W multiples of 32, sets) -> (B, sum N, H/2, W/2) fp32
+
+Everything before (pre-processing) and after (the label decision, objects) is shared, so every
+backend gives the same outputs through one inference path. `torch` runs the `LSeg` itself; the
+others run a file written by `lang-seg export` (`onnx_export.py`), so the label set stays open:
+any labels, changed live, no re-export.
+"""
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import torch
+
+__all__ = ["BACKENDS", "ImageBackend", "TorchBackend", "load_backend", "require"]
+
+#: Backend names, and the PyPI package each needs.
+BACKENDS = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
+
+
+class ImageBackend(Protocol):
+    name: str
+    #: pixel embeddings (mask pooling, region embeddings) can be had from this backend
+    supports_features: bool
+
+    def logits(self, images: torch.Tensor, sets: Sequence) -> torch.Tensor:
+        """(B, 3, H, W) normalised images -> (B, sum of the sets' N, H/2, W/2) fp32 logits, each set
+        regularised on its own (`PreparedLabels`: labels, text (N, C), folded head)."""
+        ...
+
+
+class TorchBackend:
+    """The `LSeg` in eager PyTorch at the Segmenter's precision, channels-last; the 1x1 head folded
+    into each label set once (`PreparedLabels.folded`)."""
+
+    name = "torch"
+    supports_features = True
+
+    def __init__(self, model, dtype: torch.dtype) -> None:
+        self.model, self.dtype = model, dtype
+
+    def decode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(images.to(self.dtype).contiguous(memory_format=torch.channels_last))
+
+    def logits(self, images: torch.Tensor, sets: Sequence) -> torch.Tensor:
+        decoded = self.decode(images)
+        return torch.cat([self.model.decoded_logits(decoded, folded=p.folded) for p in sets], dim=1)
+
+
+def require(name: str, device: torch.device) -> None:
+    """Fail early, before any export, when backend `name` cannot run here: ValueError for an unknown
+    name, ImportError naming the package to install, RuntimeError for a missing GPU."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {name!r}")
+    if name == "torch":
+        return
+    try:
+        __import__(BACKENDS[name])
+    except ImportError as exc:
+        raise ImportError(f"backend {name!r} needs the {BACKENDS[name]!r} package: pip install {BACKENDS[name]}") from exc
+    if name == "tensorrt" and device.type != "cuda":
+        raise RuntimeError("backend 'tensorrt' needs a CUDA device (device: cuda, or auto on a GPU machine)")
+
+
+def load_backend(name: str, onnx_path, device: torch.device, precision: str):
+    """An ONNX backend by name for the file `onnx_path` (see `lang_seg_ros.inference.backends.runtimes`).
+
+    Raises ValueError for an unknown name, and ImportError naming the package to install (or
+    RuntimeError saying what is missing, e.g. a GPU for TensorRT) when it cannot run here."""
+    require(name, device)
+    if name == "torch":
+        raise ValueError("the torch backend runs the LSeg itself: TorchBackend(model, dtype)")
+    from . import runtimes
+
+    return runtimes.RUNTIMES[name](onnx_path, device, precision)
