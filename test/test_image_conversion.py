@@ -50,10 +50,14 @@ def test_padded_step(encoding):
     padded = np.concatenate([rows, np.full((plain.height, pad), 0xAB, np.uint8)], axis=1)
     msg = Image(height=plain.height, width=plain.width, encoding=encoding, is_bigendian=plain.is_bigendian,
                 step=plain.step + pad, data=array.array("B", padded.tobytes()))
-    np.testing.assert_array_equal(image_to_numpy(msg), image)
-    # a last row without its padding is fine too (some drivers send that)
+    out = image_to_numpy(msg)
+    np.testing.assert_array_equal(out, image)
+    assert not np.shares_memory(out, np.frombuffer(msg.data, np.uint8))  # the pixels only, copied once
+    # The one rule: data shorter than height * step is refused, also when only the last row's
+    # padding is missing (docs/ros.md); it used to be padded with zeros up to height * step.
     msg.data = array.array("B", padded.tobytes()[:-pad])
-    np.testing.assert_array_equal(image_to_numpy(msg), image)
+    with pytest.raises(ImageConversionError, match=f"needs height \\* step = 7 \\* {msg.step} = {7 * msg.step}"):
+        image_to_numpy(msg)
 
 
 @pytest.mark.parametrize("encoding", ["mono16", "16UC1", "32FC1"])
@@ -116,7 +120,7 @@ def test_step_smaller_than_row():
 def test_data_shorter_than_height_times_step():
     msg = _rgb_msg()
     msg.data = msg.data[:-1]
-    with pytest.raises(ImageConversionError, match="data has 59 bytes.*needs 60"):
+    with pytest.raises(ImageConversionError, match=r"data has 59 bytes.*needs height \* step = 4 \* 15 = 60"):
         image_to_numpy(msg)
 
 
@@ -147,7 +151,7 @@ def test_oversize_is_refused_before_looking_at_the_data():
 def test_compressed_that_is_not_an_image():
     for payload in (b"this is not a jpeg", b"\xff\xd8\xff\xe0garbage", b"\x89PNG\r\n\x1a\nbroken"):
         msg = CompressedImage(format="jpeg", data=array.array("B", payload))
-        with pytest.raises(ImageConversionError, match="could not be decoded|is not an image"):
+        with pytest.raises(ImageConversionError, match="could not be decoded|is not an image|refused"):
             compressed_to_numpy(msg)
     with pytest.raises(ImageConversionError, match="empty CompressedImage"):
         compressed_to_numpy(CompressedImage(format="jpeg"))
@@ -190,3 +194,260 @@ def test_model_input_and_rgb8():
     mono16 = np.array([[1000, 3000]], np.uint16)
     assert to_model_input(mono16, "mono16")[0].tolist() == [[0, 255]]
     assert to_rgb8(_array("mono8"), "mono8").shape == (7, 11, 3)
+
+
+# ---- issue 13: sizes checked before any allocation, one rule for raw images -------------------
+def _refusal(convert, *args, **kwargs) -> tuple[str, float, int]:
+    """(error text, seconds, peak bytes traced by tracemalloc) of a conversion that must fail."""
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        convert(*args, **kwargs)
+    except ImageConversionError as exc:
+        error = str(exc)
+    else:
+        error = ""
+    seconds = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert error, "the conversion did not refuse"
+    return error, seconds, peak
+
+
+def test_data_one_byte_short_of_height_times_step_is_refused():
+    """mono8 3x2 step 4 with 7 bytes: the last row's pixels are there, its padding is not. It used
+    to be answered on every output although docs/ros.md says such data never produces output."""
+    msg = Image(height=2, width=3, encoding="mono8", step=4, data=array.array("B", bytes(range(7))))
+    with pytest.raises(ImageConversionError, match=r"data has 7 bytes, a 3x2 mono8 image with step 4 needs "
+                                                   r"height \* step = 2 \* 4 = 8"):
+        image_to_numpy(msg)
+    msg.data = array.array("B", bytes(range(8)))
+    assert image_to_numpy(msg).tolist() == [[0, 1, 2], [4, 5, 6]]
+
+
+@pytest.mark.parametrize("height", [1, 2])
+def test_absurd_step_is_refused_without_allocating(height):
+    """rgb8 2 x height, step 2^32 - 1, 6 bytes: it was padded to height * step (VmHWM +4 GB, 11 s)."""
+    msg = Image(height=height, width=2, encoding="rgb8", step=4294967295, data=array.array("B", bytes(6)))
+    error, seconds, peak = _refusal(image_to_numpy, msg)
+    assert f"needs height * step = {height} * 4294967295" in error
+    assert peak < 1 << 20 and seconds < 0.05, (peak, seconds)
+
+
+def test_padded_big_endian_rows_are_copied_once_and_the_message_is_untouched():
+    image = _array("mono16")
+    swapped = image.astype(image.dtype.newbyteorder(">")).view(np.uint8).reshape(7, 22)
+    padded = np.concatenate([swapped, np.zeros((7, 10), np.uint8)], axis=1).tobytes()
+    msg = Image(height=7, width=11, encoding="mono16", is_bigendian=1, step=32, data=array.array("B", padded))
+    np.testing.assert_array_equal(image_to_numpy(msg), image)
+    assert bytes(msg.data) == padded
+
+
+def test_pixel_cap_is_checked_before_the_data():
+    """More than `max_pixels` is refused whatever step and data say, with nothing allocated."""
+    msg = Image(height=5000, width=5000, encoding="rgb8", step=15000, data=array.array("B", bytes(16)))
+    error, seconds, peak = _refusal(image_to_numpy, msg)
+    assert "5000x5000 = 25000000 pixels exceeds the limit of 16777216" in error and peak < 1 << 20
+
+
+# ---- compressed images: the decoded size read from the header, before decoding -----------------
+def _jpeg(height=48, width=64, **params) -> bytes:
+    image = np.zeros((height, width, 3), np.uint8)
+    image[:, : width // 2] = (10, 200, 30)
+    flags = []
+    for key, value in params.items():
+        flags += [getattr(cv2, f"IMWRITE_JPEG_{key.upper()}"), int(value)]
+    ok, encoded = cv2.imencode(".jpg", image, flags)
+    assert ok
+    return encoded.tobytes()
+
+
+def _sof(data: bytes) -> int:
+    """Offset of the first frame header marker (the 0xFF of SOFn) in a JPEG written by OpenCV."""
+    return min(i for i in (data.find(bytes([0xFF, m])) for m in (0xC0, 0xC1, 0xC2)) if i >= 0)
+
+
+def _resize_sof(data: bytes, height: int, width: int) -> bytes:
+    i = _sof(data)
+    return data[:i + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + data[i + 9:]
+
+
+def _exif_app1(size: int = 65535) -> bytes:
+    """An APP1 "Exif" segment of `size` bytes after the marker (the longest a segment can be)."""
+    return b"\xff\xe1" + size.to_bytes(2, "big") + b"Exif\x00\x00" + bytes(size - 8)
+
+
+def _bombs() -> dict[str, bytes]:
+    base = _resize_sof(_jpeg(), 20000, 20000)  # 64x48 of data, a frame header saying 20000x20000
+    i = _sof(base)
+    return {
+        "plain": base,
+        "fill byte before SOF": base[:i] + b"\xff" + base[i:],
+        "1000 fill bytes before SOF": base[:i] + b"\xff" * 1000 + base[i:],
+        "64 kB EXIF APP1 before SOF": base[:2] + _exif_app1() + base[2:],
+        "four 64 kB APP segments and a COM": (base[:2] + _exif_app1() * 3 + b"\xff\xfe\xff\xff" + bytes(65533)
+                                              + base[2:]),
+        "progressive": _resize_sof(_jpeg(progressive=1), 20000, 20000),
+        "restart interval": _resize_sof(_jpeg(rst_interval=4), 20000, 20000),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_bombs()))
+def test_jpeg_bomb_is_refused_from_its_header_in_milliseconds(case, monkeypatch):
+    """A 64x48 JPEG whose SOF says 20000x20000: OpenCV decoded it (VmHWM +2.3 GB, 4-5 s) when a
+    fill byte or a 64 kB APP1 segment hid the SOF from the old header scan."""
+    from lang_seg_ros.ros import image_conversion
+
+    def no_decode(*_):
+        raise AssertionError("cv2.imdecode was called for a bomb")
+
+    monkeypatch.setattr(image_conversion.cv2, "imdecode", no_decode)
+    msg = CompressedImage(format="jpeg", data=array.array("B", _bombs()[case]))
+    times = []
+    for _ in range(5):
+        error, seconds, peak = _refusal(compressed_to_numpy, msg)
+        times.append(seconds)
+    assert "compressed image (jpeg) of 20000x20000 = 400000000 pixels exceeds the limit of 16777216" in error
+    assert peak < 1 << 20, peak  # nothing image-sized: the payload is read in place
+    assert sorted(times)[2] < 0.005, times  # median of 5 under 5 ms (a busy 2-core machine: ~0.05 ms)
+
+
+@pytest.mark.parametrize("params", [{}, {"progressive": 1}, {"optimize": 1}, {"rst_interval": 2}])
+def test_valid_jpeg_variants_with_fill_bytes_and_app_segments_decode(params):
+    """What the header walk accepts is what libjpeg reads: fill bytes before markers, long
+    APPn / COM segments, progressive and restart-interval files all decode to the same image."""
+    plain = _jpeg(**params)
+    expected, _ = compressed_to_numpy(CompressedImage(format="jpeg", data=array.array("B", plain)))
+    i = _sof(plain)
+    variants = [plain[:i] + b"\xff\xff\xff" + plain[i:],
+                plain[:2] + _exif_app1() + b"\xff\xfe\x00\x05abc" + _exif_app1(300) + plain[2:]]
+    for data in variants:
+        out, encoding = compressed_to_numpy(CompressedImage(format="jpeg", data=array.array("B", data)))
+        assert encoding == "bgr8"
+        np.testing.assert_array_equal(out, expected)
+    gray = cv2.imencode(".jpg", np.full((9, 13), 77, np.uint8))[1].tobytes()
+    assert compressed_to_numpy(CompressedImage(format="jpeg", data=array.array("B", gray)))[0].shape == (9, 13)
+
+
+@pytest.mark.parametrize("payload,reason", [
+    (b"\xff\xd8\xff\xda\x00\x08" + bytes(20), "scan \\(SOS\\) before any frame header"),
+    (b"\xff\xd8\xff\xd9", "EOI before the frame header"),
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF", "runs past the end"),
+    (b"\xff\xd8\xff\xe0\x00\x04ab\x00\xff\xc0", "no marker at byte 8"),
+    (b"\xff\xd8" + b"\xff\xfe\x00\x02" * 2000, "more than 1024 marker segments"),
+    (b"\xff\xd8\xff\xc0\x00\x11\x08\x00\x00\x00\x40\x03" + bytes(20), "height 0 \\(defined by a DNL marker\\)"),
+    (b"\xff\xd8\xff" + b"\xff" * 70000, "truncated before the frame header"),
+])
+def test_malformed_jpeg_headers_are_refused(payload, reason):
+    msg = CompressedImage(format="jpeg", data=array.array("B", payload))
+    error, seconds, _ = _refusal(compressed_to_numpy, msg)
+    assert seconds < 0.05
+    import re
+    assert re.search(reason, error), error
+
+
+def _encoded(ext: str, image: np.ndarray, *params: int) -> bytes:
+    ok, encoded = cv2.imencode(ext, image, list(params))
+    assert ok
+    return encoded.tobytes()
+
+
+def test_png_webp_bmp_pnm_decode_and_their_bombs_are_refused(monkeypatch):
+    rgb = RNG.integers(0, 255, (30, 40, 3), np.uint8)
+    big = 30000  # 30000 x 30000 = 9e8 pixels
+    png = _encoded(".png", rgb)
+    webp_lossy = _encoded(".webp", rgb, cv2.IMWRITE_WEBP_QUALITY, 80)
+    webp_lossless = _encoded(".webp", rgb, cv2.IMWRITE_WEBP_QUALITY, 101)
+    bmp = _encoded(".bmp", rgb)
+    ppm = _encoded(".ppm", rgb)
+    assert webp_lossy[12:16] == b"VP8 " and webp_lossless[12:16] == b"VP8L"
+    for data in (png, webp_lossy, webp_lossless, bmp, ppm):
+        out, encoding = compressed_to_numpy(CompressedImage(format="x", data=array.array("B", data)))
+        assert out.shape == (30, 40, 3) and encoding == "bgr8"
+
+    size32 = big.to_bytes(4, "big")
+    vp8x = (b"RIFF" + (22).to_bytes(4, "little") + b"WEBPVP8X" + (10).to_bytes(4, "little") + bytes(4)
+            + (big - 1).to_bytes(3, "little") + (big - 1).to_bytes(3, "little"))
+    bombs = {
+        "png": png[:16] + size32 + size32 + png[24:],
+        "webp": webp_lossy[:26] + (0x3FFF).to_bytes(2, "little") + (0x3FFF).to_bytes(2, "little") + webp_lossy[30:],
+        "webp lossless": webp_lossless[:21] + (0xFFFFFFF).to_bytes(4, "little") + webp_lossless[25:],
+        "webp extended": vp8x,
+        "bmp": bmp[:18] + big.to_bytes(4, "little") + (-big).to_bytes(4, "little", signed=True) + bmp[26:],
+        "pnm": b"P6\n# a comment 1 2\n" + f"{big} {big}\n255\n".encode() + bytes(64),
+    }
+    from lang_seg_ros.ros import image_conversion
+    monkeypatch.setattr(image_conversion.cv2, "imdecode", lambda *_: pytest.fail("decoded a bomb"))
+    for name, data in bombs.items():
+        error, seconds, peak = _refusal(compressed_to_numpy, CompressedImage(format="x", data=array.array("B", data)))
+        assert "pixels exceeds the limit of 16777216" in error, (name, error)
+        assert seconds < 0.05 and peak < 1 << 20, (name, seconds, peak)
+    moved = png[:12] + b"tEXt" + png[16:]  # IHDR must be the first chunk
+    with pytest.raises(ImageConversionError, match="IHDR is not the first chunk"):
+        compressed_to_numpy(CompressedImage(format="png", data=array.array("B", moved)))
+
+
+@pytest.mark.parametrize("ext,name", [(".tiff", "TIFF"), (".gif", "GIF"), (".jp2", "JPEG 2000"),
+                                      (".hdr", "Radiance HDR"), (".ras", "Sun raster"), (".pfm", "PFM"),
+                                      (".pam", "PAM")])
+def test_formats_whose_size_is_not_parsed_are_refused(ext, name):
+    image = np.zeros((64, 64, 3), np.float32 if ext in (".hdr", ".pfm") else np.uint8)
+    data = _encoded(ext, image)
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) is not None  # OpenCV would decode it
+    with pytest.raises(ImageConversionError, match=f"{name} payloads are not accepted"):
+        compressed_to_numpy(CompressedImage(format=ext[1:], data=array.array("B", data)))
+
+
+def test_opencv_pixel_fence_works_when_set_before_cv2_is_imported():
+    """The second fence: OPENCV_IO_MAX_IMAGE_PIXELS, read by OpenCV once at import, makes
+    imdecode refuse a bomb in its own header check (this OpenCV build honours it)."""
+    import subprocess
+
+    script = ("import sys; from lang_seg_ros.ros import image_headers as h; assert h.set_opencv_pixel_fence();"
+              "import cv2, numpy as np; data = np.frombuffer(sys.stdin.buffer.read(), np.uint8)\n"
+              "try:\n    cv2.imdecode(data, cv2.IMREAD_UNCHANGED)\n"
+              "except cv2.error as e:\n    print('refused', h.opencv_fence())")
+    bomb = _resize_sof(_jpeg(), 8200, 8200)  # 67.2 M pixels, just over the fence (2^26)
+    run = subprocess.run([sys.executable, "-c", script], input=bomb, capture_output=True, timeout=60,
+                         env={k: v for k, v in __import__("os").environ.items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"})
+    assert run.stdout.decode().strip() == f"refused {1 << 26}", run.stderr.decode()[-2000:]
+
+
+# ---- extreme depth / mono values: no numpy warnings --------------------------------------------
+@pytest.mark.parametrize("encoding", ["32FC1", "16UC1", "mono16"])
+def test_extreme_values_convert_without_numpy_warnings(encoding):
+    """32FC1 with inf, nan, +-1e38, +-3.4e38 flooded the log with overflow warnings."""
+    import warnings
+
+    if encoding == "32FC1":
+        f32 = np.finfo(np.float32)
+        values = np.array([[np.inf, -np.inf, np.nan, 1e38], [-1e38, f32.max, f32.min, 0.0]], np.float32)
+        expected = [[0, 0, 0, 165], [90, 255, 0, 128]]
+    else:
+        values = np.array([[0, 65535], [1, 32768]], np.uint16)
+        expected = [[0, 255], [0, 128]]
+    msg = numpy_to_image(values, encoding)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image, _ = to_model_input(image_to_numpy(msg), encoding)
+        rgb = to_rgb8(image_to_numpy(msg), encoding)
+        everything_non_finite = to_model_input(np.array([[np.nan, np.inf]], np.float32), "32FC1")[0]
+    assert image.tolist() == expected
+    assert rgb.shape == (*image.shape, 3) and (rgb[:, :, 0] == image).all()
+    assert everything_non_finite.tolist() == [[0, 0]]
+
+
+def test_the_node_process_has_the_opencv_pixel_fence():
+    """OpenCV's own decoded-pixel limit, the second fence behind the header check, is set before
+    anything in the node's process imports cv2 (lang_seg_ros/ros/__init__.py)."""
+    import os
+    import subprocess
+
+    script = ("import os, lang_seg_ros.ros.node; from lang_seg_ros.ros import image_conversion as ic;"
+              "print(ic.OPENCV_FENCE_SET, os.environ.get('OPENCV_IO_MAX_IMAGE_PIXELS'))")
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120, env=env)
+    assert run.stdout.decode().split() == ["True", str(1 << 26)], run.stderr.decode()[-2000:]

@@ -2,13 +2,25 @@
 
 Raw encodings: rgb8, bgr8, rgba8, bgra8, mono8, 8UC1, 8UC3 (as bgr8), mono16, 16UC1, 32FC1, 32SC1,
 with any row padding (`step` >= width * bytes per pixel) and either byte order
-(`is_bigendian`). Compressed: whatever OpenCV decodes (jpeg, png, ...), "compressedDepth"
-excepted. Every malformed message raises `ImageConversionError` (a `ValueError`) whose
+(`is_bigendian`). Compressed: JPEG, PNG, WebP, BMP, PBM/PGM/PPM ("compressedDepth" excepted).
+Every malformed message raises `ImageConversionError` (a `ValueError`) whose
 text says what is wrong, before any large allocation.
 
 Arrays are (H, W) for one channel and (H, W, C) otherwise, in the native byte order; a raw
 image with unpadded rows in the native byte order comes back as a read-only view of the
 message's buffer (no copy: the model input is the one copy), anything else as a new array.
+
+The one rule for raw images (`check_image`), applied before anything is allocated: a known
+encoding; width and height > 0 and width * height <= `max_pixels`; `step` >= width * bytes
+per pixel; `len(data)` >= height * step (the last row's padding too; longer data is fine,
+the surplus is ignored), so a huge `step` is refused unless the message really carries it.
+The only allocation that follows is the output (height * width * bytes per pixel; none for
+the zero-copy view).
+
+Compressed images: the payload's header gives the decoded size (`image_headers.image_size`:
+JPEG, PNG, WebP, BMP, PBM/PGM/PPM; other formats are refused), checked against `max_pixels`
+before `cv2.imdecode` is called; OpenCV's own `OPENCV_IO_MAX_IMAGE_PIXELS` is a second fence
+where it was set before cv2 was imported (`image_headers.set_opencv_pixel_fence`).
 """
 from __future__ import annotations
 
@@ -16,14 +28,21 @@ import array
 import sys
 from typing import NamedTuple
 
-import cv2
-import numpy as np
+from .image_headers import HeaderError, image_size, set_opencv_pixel_fence
+
+#: True when OpenCV's own pixel limit was set here, before cv2 was first imported (else it is
+#: whatever OPENCV_IO_MAX_IMAGE_PIXELS said when something else imported cv2, by default 2^30).
+OPENCV_FENCE_SET = set_opencv_pixel_fence()
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 __all__ = [
-    "ENCODINGS", "DEFAULT_MAX_PIXELS", "ImageConversionError", "compressed_to_numpy", "image_to_numpy",
-    "numpy_to_compressed", "numpy_to_image", "to_model_input", "to_rgb8",
+    "ENCODINGS", "DEFAULT_MAX_PIXELS", "ImageConversionError", "check_image",
+    "compressed_size", "compressed_to_numpy", "image_to_numpy", "numpy_to_compressed", "numpy_to_image",
+    "to_model_input", "to_rgb8",
 ]
 
 
@@ -66,41 +85,55 @@ def _check_size(width: int, height: int, max_pixels: int | None) -> None:
             f"image of {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels} pixels")
 
 
+class _Layout(NamedTuple):
+    dtype: np.dtype
+    channels: int
+    width: int
+    height: int
+    step: int
+    row_bytes: int
+
+
+def check_image(msg: Image, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> _Layout:
+    """Check a sensor_msgs/Image's size fields against its encoding and data length, allocating
+    nothing; returns its layout. Raises `ImageConversionError` naming the numbers at fault."""
+    encoding = msg.encoding
+    if encoding not in ENCODINGS:
+        raise ImageConversionError(
+            f"unknown image encoding {encoding[:64]!r} (supported: {', '.join(ENCODINGS)})")
+    dtype, channels = ENCODINGS[encoding]
+    width, height, step = int(msg.width), int(msg.height), int(msg.step)
+    _check_size(width, height, max_pixels)
+    pixel_bytes = channels * dtype.itemsize
+    row_bytes = width * pixel_bytes
+    if step < row_bytes:
+        raise ImageConversionError(
+            f"step {step} is smaller than width * bytes per pixel = {width} * {pixel_bytes} = {row_bytes} "
+            f"for {encoding}")
+    size = len(msg.data)
+    if size < height * step:
+        raise ImageConversionError(
+            f"data has {size} bytes, a {width}x{height} {encoding} image with step {step} needs height * step = "
+            f"{height} * {step} = {height * step}")
+    return _Layout(dtype, channels, width, height, step, row_bytes)
+
+
 def image_to_numpy(msg: Image, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A sensor_msgs/Image as an (H, W) or (H, W, C) array of the encoding's dtype (a view of
     `msg.data` when rows are unpadded and the byte order is native: treat it as read-only).
 
-    Raises `ImageConversionError` for an unknown encoding, zero width or height, more than
-    `max_pixels` pixels, `step` shorter than a row, or `data` shorter than the rows need.
+    Raises `ImageConversionError` (see `check_image`, before any allocation) for an unknown
+    encoding, zero width or height, more than `max_pixels` pixels, `step` shorter than a row,
+    or `data` shorter than height * step.
     """
-    encoding = msg.encoding
-    if encoding not in ENCODINGS:
-        raise ImageConversionError(
-            f"unknown image encoding {encoding!r} (supported: {', '.join(ENCODINGS)})")
-    dtype, channels = ENCODINGS[encoding]
-    width, height, step = int(msg.width), int(msg.height), int(msg.step)
-    _check_size(width, height, max_pixels)
-    row_bytes = width * channels * dtype.itemsize
-    if step < row_bytes:
-        raise ImageConversionError(
-            f"step {step} is smaller than width * bytes per pixel = {width} * {channels * dtype.itemsize}"
-            f" = {row_bytes} for {encoding}")
-    data = msg.data
-    needed = (height - 1) * step + row_bytes
-    if len(data) < needed:
-        raise ImageConversionError(
-            f"data has {len(data)} bytes, a {width}x{height} {encoding} image with step {step} needs {needed}")
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    if step == row_bytes:  # a view of the message's buffer: the model input is the one copy
-        rows = buffer[: height * row_bytes].reshape(height, row_bytes)
-    else:
-        # Pad the buffer view to full rows only when the last row is short (rare).
-        if len(buffer) < height * step:
-            buffer = np.concatenate([buffer, np.zeros(height * step - len(buffer), np.uint8)])
-        rows = np.ascontiguousarray(buffer[: height * step].reshape(height, step)[:, :row_bytes])
+    dtype, channels, width, height, step, row_bytes = check_image(msg, max_pixels)
+    buffer = np.frombuffer(msg.data, dtype=np.uint8, count=height * step)  # a view, no copy
+    rows = buffer.reshape(height, step)
+    if step != row_bytes:  # the one copy, of the pixels only (height * row_bytes)
+        rows = np.ascontiguousarray(rows[:, :row_bytes])
     out = rows.view(dtype)
     if dtype.itemsize > 1 and bool(msg.is_bigendian) != _NATIVE_BIG_ENDIAN:
-        out = out.byteswap()  # a copy: the message stays as received
+        out = out.byteswap(inplace=step != row_bytes)  # a copy unless already one: the message stays as received
     elif np.shares_memory(out, buffer):
         out.flags.writeable = False
     return out.reshape(height, width) if channels == 1 else out.reshape(height, width, channels)
@@ -137,31 +170,53 @@ def _as_byte_array(image: np.ndarray) -> array.array:
     return data
 
 
+def compressed_size(msg: CompressedImage, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                    max_bytes: int = DEFAULT_MAX_COMPRESSED_BYTES) -> tuple[str, int, int]:
+    """(format, width, height) a CompressedImage will decode to, from its header, without
+    decoding or allocating; raises `ImageConversionError` for anything `compressed_to_numpy`
+    refuses before decoding (empty, over `max_bytes`, compressedDepth, a format whose header is
+    not parsed, a malformed header, more than `max_pixels` pixels)."""
+    fmt = msg.format or "?"
+    if "compresseddepth" in fmt.lower():
+        raise ImageConversionError(f"CompressedImage format {fmt[:64]!r} (compressedDepth) is not supported")
+    size = len(msg.data)
+    if size == 0:
+        raise ImageConversionError(f"empty CompressedImage (format {fmt[:64]!r})")
+    if size > max_bytes:
+        raise ImageConversionError(f"CompressedImage of {size} bytes exceeds the limit of {max_bytes} bytes")
+    try:
+        kind, width, height = image_size(memoryview(msg.data))
+    except HeaderError as exc:
+        raise ImageConversionError(f"CompressedImage (format {fmt[:64]!r}, {size} bytes) refused: {exc}") from None
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageConversionError(f"compressed image ({kind}) of {width}x{height} = {width * height} pixels exceeds "
+                                   f"the limit of {max_pixels} pixels")
+    return kind, width, height
+
+
 def compressed_to_numpy(msg: CompressedImage, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                         max_bytes: int = DEFAULT_MAX_COMPRESSED_BYTES) -> tuple[np.ndarray, str]:
     """Decode a sensor_msgs/CompressedImage; returns (array, encoding).
 
     The encoding is "bgr8", "bgra8", "mono8" or "mono16" (16-bit PNG). Raises
-    `ImageConversionError` when the payload is empty, too large, not an image OpenCV
-    decodes, or decodes to more than `max_pixels` pixels.
+    `ImageConversionError` when the payload is empty, too large, not a format whose size is
+    read from its header (`compressed_size`: checked against `max_pixels` before decoding),
+    not an image OpenCV decodes, or decodes to another size than its header says.
     """
     fmt = msg.format or "?"
-    if "compresseddepth" in fmt.lower():
-        raise ImageConversionError(f"CompressedImage format {fmt!r} (compressedDepth) is not supported")
+    kind, width, height = compressed_size(msg, max_pixels, max_bytes)
     size = len(msg.data)
-    if size == 0:
-        raise ImageConversionError(f"empty CompressedImage (format {fmt!r})")
-    if size > max_bytes:
-        raise ImageConversionError(f"CompressedImage of {size} bytes exceeds the limit of {max_bytes} bytes")
-    buffer = np.frombuffer(msg.data, dtype=np.uint8)
-    if max_pixels is not None:
-        _check_header_size(buffer, max_pixels)
     try:
-        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+        image = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:  # e.g. beyond OpenCV's own pixel limit
-        raise ImageConversionError(f"CompressedImage (format {fmt!r}, {size} bytes) could not be decoded: {exc}") from None
+        raise ImageConversionError(f"CompressedImage (format {fmt[:64]!r}, {size} bytes) could not be decoded: "
+                                   f"{str(exc).strip()[-200:]}") from None
     if image is None:
-        raise ImageConversionError(f"CompressedImage (format {fmt!r}, {size} bytes) is not an image OpenCV can decode")
+        raise ImageConversionError(f"CompressedImage (format {fmt[:64]!r}, {size} bytes) is not an image OpenCV can "
+                                   "decode")
+    if image.shape[:2] != (height, width) and image.shape[:2] != (width, height):  # (EXIF rotation swaps them)
+        raise ImageConversionError(f"CompressedImage ({kind}) decoded to {image.shape[1]}x{image.shape[0]}, its "
+                                   f"header says {width}x{height}")
     _check_size(image.shape[1], image.shape[0], max_pixels)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
@@ -178,28 +233,6 @@ def compressed_to_numpy(msg: CompressedImage, max_pixels: int | None = DEFAULT_M
     if image.shape[2] == 4:
         return image, "bgra8"
     raise ImageConversionError(f"CompressedImage decodes to unsupported shape {image.shape}")
-
-
-def _check_header_size(buffer: np.ndarray, max_pixels: int) -> None:
-    """Refuse PNG/JPEG payloads whose header announces too many pixels, before decoding them."""
-    width = height = None
-    raw = buffer[:65536].tobytes()
-    if raw[:8] == b"\x89PNG\r\n\x1a\n" and len(raw) >= 24:
-        width, height = int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
-    elif raw[:2] == b"\xff\xd8":
-        i = 2
-        while i + 9 < len(raw):
-            if raw[i] != 0xFF:
-                break
-            marker = raw[i + 1]
-            length = int.from_bytes(raw[i + 2:i + 4], "big")
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                height, width = int.from_bytes(raw[i + 5:i + 7], "big"), int.from_bytes(raw[i + 7:i + 9], "big")
-                break
-            i += 2 + length
-    if width is not None and height is not None and width * height > max_pixels:
-        raise ImageConversionError(
-            f"compressed image of {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels} pixels")
 
 
 def numpy_to_compressed(image: np.ndarray, fmt: str = "jpeg", header: Header | None = None,
@@ -225,21 +258,30 @@ def numpy_to_compressed(image: np.ndarray, fmt: str = "jpeg", header: Header | N
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
-    """Scale a 16-bit or float single-channel image to uint8 by its finite min..max range."""
-    values = image.astype(np.float32, copy=False)
-    finite = np.isfinite(values)
+    """Scale a 16-bit or float single-channel image to uint8 by its finite min..max range.
+
+    Non-finite values (NaN, +-inf) become 0; extreme finite ones (+-3.4e38) keep their place in
+    the range: the arithmetic is float64, so nothing overflows and numpy warns about nothing."""
+    if image.dtype.kind != "f":
+        lo, hi = int(image.min()), int(image.max())
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        return np.clip((image.astype(np.float32) - lo) * scale + 0.5, 0, 255).astype(np.uint8)
+    finite = np.isfinite(image)
     if not finite.any():
         return np.zeros(image.shape, np.uint8)
-    lo, hi = float(values[finite].min()), float(values[finite].max())
+    values = image[finite]
+    lo, hi = float(values.min()), float(values.max())  # float64: hi - lo cannot overflow
     scale = 255.0 / (hi - lo) if hi > lo else 0.0
-    out = np.where(finite, (values - lo) * scale, 0.0)
+    out = np.zeros(image.shape, np.float64)
+    out[finite] = (values.astype(np.float64) - lo) * scale
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def to_model_input(image: np.ndarray, encoding: str) -> tuple[np.ndarray, str]:
     """(uint8 image, color_order) as `Segmenter.segment` takes them.
 
-    16-bit and float single-channel images are stretched to 0..255 over their finite range.
+    16-bit and float single-channel images are stretched to 0..255 over their finite range
+    (NaN and +-inf: 0), without numpy warnings whatever the values.
     """
     if encoding not in ENCODINGS:
         raise ImageConversionError(f"unknown image encoding {encoding!r}")
