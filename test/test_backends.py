@@ -148,3 +148,93 @@ def test_lang_seg_export_and_backend_on_the_command_line(tiny, frames, tmp_path,
                      "--working-size", "96", "--device", "cpu"]) == 0
     np.testing.assert_array_equal(cv2.imread(str(tmp_path / "onnxruntime.png"), cv2.IMREAD_UNCHANGED),
                                   cv2.imread(str(tmp_path / "torch.png"), cv2.IMREAD_UNCHANGED))
+
+
+def test_spatial_regularisation_blocks_export_and_act_per_label_set(tmp_path, frames):
+    """A bottleneck head block (as the authors' ViT checkpoints have) mixes labels, so each label set
+    runs through the graph on its own; the answers equal torch's."""
+    torch.manual_seed(0)
+    model = build_model("lseg_tiny", block_type="bottleneck", block_depth=2, block_activation="lrelu").eval()
+    checkpoint = save_checkpoint(model, tmp_path / "block.safetensors")
+    info = export_onnx(model, tmp_path / "block.onnx", H, W)
+    assert info.has_head_block
+    eager = Segmenter(checkpoint, device="cpu", working_size=W)
+    onnx = Segmenter(info.path, device="cpu", working_size=W, backend="onnxruntime")
+    sets = [["sky", "road", "car"], ["car", "other"]]
+    for want, got in zip(eager.segment_sets(frames[0], sets), onnx.segment_sets(frames[0], sets)):
+        np.testing.assert_array_equal(got.label_map, want.label_map)
+
+
+def test_the_default_model_on_onnxruntime_and_openvino_with_1_7_and_150_labels(tmp_path):
+    """The embedded model exported once with dynamic sizes: stride-2 logits within 1e-3 of torch and
+    the label maps equal on >= 99.9 % of the pixels of a real CamVid frame, whatever the label count."""
+    from lang_seg_ros.inference.preprocess import normalize, pad_bottom_right
+    from lang_seg_ros.model import load_checkpoint
+    from lang_seg_ros.model.checkpoint import default_checkpoint_path
+
+    info = export_onnx(load_checkpoint(default_checkpoint_path()), tmp_path / "default.onnx", dynamic=True)
+    frame = _camvid_frame()
+    vocabulary = [f"thing {i}" for i in range(150)]
+    eager = Segmenter(device="cpu")
+    runtimes = ["onnxruntime"] + (["openvino"] if _has("openvino") else [])
+    for backend in runtimes:
+        onnx = Segmenter(info.path, device="cpu", backend=backend)
+        for labels in (["road"], ["sky", "building", "road", "car", "tree", "pedestrian", "other"],
+                       ["sky", "road", "car"] + vocabulary[:147]):
+            want, got = eager.prepare(labels), onnx.prepare(labels)
+            x = normalize(frame, eager.model.config.mean, eager.model.config.std, eager.device, "bgr")
+            x = pad_bottom_right(x, 384, 480, eager._fill)
+            with torch.inference_mode():
+                delta = (onnx.backend.logits(x, [got]) - eager.backend.logits(x, [want])).abs().max().item()
+            assert delta <= 1e-3, (backend, len(labels), delta)
+            same = (onnx.segment(frame, "bgr", labels=got).label_map == eager.segment(frame, "bgr", labels=want).label_map)
+            assert same.mean() >= 0.999, (backend, len(labels), same.mean())
+
+
+def test_corrupt_truncated_or_foreign_onnx_files_are_refused_with_the_reason(tiny, tmp_path):
+    import onnx
+
+    _, _, info = tiny
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00not an onnx file" * 10)
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(info.path.read_bytes()[: info.path.stat().st_size // 3])
+    foreign = tmp_path / "foreign.onnx"
+    proto = onnx.load(str(info.path))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(foreign))
+    for path, why in ((garbage, "not a readable ONNX file"), (truncated, "not a readable ONNX file"),
+                      (foreign, "no lang_seg_ros metadata"), (tmp_path / "missing.onnx", "not found")):
+        with pytest.raises((ValueError, FileNotFoundError), match=why):
+            Segmenter(path, device="cpu", backend="onnxruntime")
+
+
+def _has(module: str) -> bool:
+    try:
+        __import__(module)
+        return True
+    except ImportError:
+        return False
+
+
+def _camvid_frame() -> np.ndarray:
+    from pathlib import Path
+
+    import cv2
+
+    paths = sorted((Path(__file__).resolve().parents[2] / "shared" / "datasets" / "camvid" / "val").glob("*.png"))
+    if not paths:
+        pytest.skip("CamVid val is not beside the repository")
+    return cv2.imread(str(paths[0]))
+
+
+def test_the_torch_backend_can_compile_its_image_branch(tiny, frames):
+    """torch.compile's graph capture ("debug": no code generation, fast enough for CI) gives the eager
+    answer; on a GPU "reduce-overhead" adds CUDA graphs (bench/gpu_check.py)."""
+    _, checkpoint, _ = tiny
+    eager = Segmenter(checkpoint, device="cpu", working_size=W)
+    compiled = Segmenter(checkpoint, device="cpu", working_size=W, compile="debug")
+    np.testing.assert_array_equal(compiled.segment(frames[0], labels=["a", "b", "c"]).label_map,
+                                  eager.segment(frames[0], labels=["a", "b", "c"]).label_map)
+    with pytest.raises(ValueError, match="compile must be one of"):
+        Segmenter(checkpoint, device="cpu", compile="fastest")

@@ -107,6 +107,8 @@ class Segmenter:
         backend: "torch" (eager), or "onnxruntime", "openvino", "tensorrt" for the image branch
             (`lang_seg_ros.inference.backends`): `model` is then a file from `lang-seg export`, or
             a checkpoint exported once on the fly (cached); the label set stays open.
+        compile: torch backend only: None (eager) or a `torch.compile` mode for the image branch,
+            e.g. "reduce-overhead" (CUDA graphs on a GPU); see `backends.TorchBackend`.
         **load_overrides: passed to `load_checkpoint` (e.g. the spatial-regularisation settings).
     """
 
@@ -120,6 +122,7 @@ class Segmenter:
         flip: bool = False,
         threshold: float = 0.0,
         backend: str = "torch",
+        compile: str | None = None,
         **load_overrides: Any,
     ) -> None:
         if precision not in PRECISIONS:
@@ -149,12 +152,14 @@ class Segmenter:
             self.model.scratch.to(self.dtype, memory_format=torch.channels_last)
             if hasattr(self.model.scratch, "head_block"):  # it acts on the fp32 logits
                 self.model.scratch.head_block.float()
-            self.backend = TorchBackend(self.model, self.dtype)
+            self.backend = TorchBackend(self.model, self.dtype, compile)
         else:
             from .backends import load_backend, require
             from .backends.onnx_export import cached_export, read_onnx_info, text_model_for
 
             require(backend, self.device)  # before an export that would be wasted
+            if compile is not None:
+                raise ValueError(f"compile is a torch-backend option, not {backend!r}'s")
             if isinstance(model, LSeg):
                 raise ValueError(f"backend {backend!r} runs an exported file: pass its path (lang-seg export)")
             onnx_path = model if is_onnx else cached_export(model, "fp16" if precision == "fp16" else "fp32",

@@ -85,3 +85,29 @@ def test_importing_the_node_loads_no_torch():
 
     code = "import sys, lang_seg_ros.ros.node; assert 'torch' not in sys.modules, 'the node imported torch'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_node_on_the_onnxruntime_backend_answers_like_torch(ros, node_checkpoint, tmp_path_factory, tmp_path,
+                                                                monkeypatch):
+    """backend: onnxruntime with a .safetensors checkpoint: exported once (into the cache), then the
+    same mask over DDS as the torch model gives on the same frame."""
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+
+    from lang_seg_ros.inference import Segmenter
+    from lang_seg_ros.ros.image_conversion import image_to_numpy
+
+    monkeypatch.setenv("LANG_SEG_ROS_CACHE", str(tmp_path))
+    proc = start_node(tmp_path_factory, node_checkpoint, _namespace("x"), backend="onnxruntime")
+    client = Client(ros, proc)
+    try:
+        client.wait_ready(timeout=120.0)
+        assert proc.wait_log("backend onnxruntime", timeout=1.0) and list((tmp_path / "onnx").glob("*.onnx"))
+        msg = client.make_image()
+        out = client.send(msg)
+        eager = Segmenter(node_checkpoint, device="cpu", working_size=128)
+        want = eager.segment(np.array(image_to_numpy(msg)), "rgb", labels=list(out.labels)).label_map
+        assert (image_to_numpy(out.mask).astype(np.int64) == want).mean() >= 0.999
+    finally:
+        client.close()
+        assert proc.stop() == 0, proc.log()[-3000:]

@@ -16,8 +16,10 @@ from typing import Protocol, Sequence
 
 import torch
 
-__all__ = ["BACKENDS", "ImageBackend", "TorchBackend", "load_backend", "require"]
+__all__ = ["BACKENDS", "COMPILE_MODES", "ImageBackend", "TorchBackend", "load_backend", "require"]
 
+#: `torch.compile` modes of the torch backend ("debug": graph capture only, no code generation).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "debug")
 #: Backend names, and the PyPI package each needs.
 BACKENDS = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
 
@@ -40,11 +42,21 @@ class TorchBackend:
     name = "torch"
     supports_features = True
 
-    def __init__(self, model, dtype: torch.dtype) -> None:
+    def __init__(self, model, dtype: torch.dtype, compile: str | None = None) -> None:
+        """compile: None (eager), or a `torch.compile` mode for the image branch: "default",
+        "max-autotune", or "reduce-overhead" (CUDA graphs on a GPU). Each new input size compiles
+        once (pre-warm sizes with `Segmenter.warmup`)."""
         self.model, self.dtype = model, dtype
+        self._decode = model.decode
+        if compile is not None:
+            if compile not in COMPILE_MODES:
+                raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
+            backend = "eager" if compile == "debug" else "inductor"
+            mode = None if compile in ("debug", "default") else compile
+            self._decode = torch.compile(model.decode, backend=backend, mode=mode, dynamic=False)
 
     def decode(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.decode(images.to(self.dtype).contiguous(memory_format=torch.channels_last))
+        return self._decode(images.to(self.dtype).contiguous(memory_format=torch.channels_last))
 
     def logits(self, images: torch.Tensor, sets: Sequence) -> torch.Tensor:
         decoded = self.decode(images)

@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..labels import MAX_LABELS
 from .onnx_export import cache_dir, read_onnx_info
 
 _LOG = logging.getLogger(__name__)
@@ -129,17 +130,17 @@ class TensorRtBackend(_OnnxBackend):
         self.runtime = self.trt.Runtime(self.logger)
         self._engines: dict[tuple, object] = {}
 
-    def _engine_path(self, shape: tuple[int, ...], labels: int) -> Path:
+    def _engine_path(self, shape: tuple[int, ...]) -> Path:
         digest = hashlib.sha256(Path(self.info.path).read_bytes()).hexdigest()[:16]
-        name = f"{Path(self.info.path).stem}-{digest}-{shape[0]}x{shape[2]}x{shape[3]}-n{labels}-{self.precision}.engine"
+        name = f"{Path(self.info.path).stem}-{digest}-{shape[0]}x{shape[2]}x{shape[3]}-{self.precision}.engine"
         return cache_dir() / "tensorrt" / name
 
-    def _engine(self, shape: tuple[int, ...], labels: int):
-        key = (shape, labels)
-        if key in self._engines:
-            return self._engines[key]
+    def _engine(self, shape: tuple[int, ...]):
+        """The engine for one input shape; every label count from 1 to MAX_LABELS shares it."""
+        if shape in self._engines:
+            return self._engines[shape]
         trt = self.trt
-        path = self._engine_path(shape, labels)
+        path = self._engine_path(shape)
         if not path.is_file():
             _LOG.info("building a TensorRT engine for %s (once): %s", shape, path)
             builder = trt.Builder(self.logger)
@@ -153,7 +154,7 @@ class TensorRtBackend(_OnnxBackend):
             profile = builder.create_optimization_profile()
             profile.set_shape("image", shape, shape, shape)
             dim = self.info.config.embed_dim
-            profile.set_shape("text_features", (1, dim), (labels, dim), (max(labels, 1024), dim))
+            profile.set_shape("text_features", (1, dim), (32, dim), (MAX_LABELS, dim))
             config.add_optimization_profile(profile)
             serialized = builder.build_serialized_network(network, config)
             if serialized is None:
@@ -161,11 +162,11 @@ class TensorRtBackend(_OnnxBackend):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(bytes(serialized))
         engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
-        self._engines[key] = (engine, engine.create_execution_context())
-        return self._engines[key]
+        self._engines[shape] = (engine, engine.create_execution_context())
+        return self._engines[shape]
 
     def _run(self, images: np.ndarray, text: np.ndarray) -> np.ndarray:
-        engine, context = self._engine(images.shape, len(text))
+        engine, context = self._engine(tuple(images.shape))
         x = torch.from_numpy(images).to(self.device)
         t = torch.from_numpy(text).to(self.device)
         context.set_input_shape("image", tuple(x.shape))
