@@ -43,7 +43,8 @@ def frames(height: int, width: int, count: int) -> list[np.ndarray]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="default: the embedded model")
-    parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", "openvino"])
+    parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime", "openvino"],
+                        help="NAME or NAME:PRECISION (e.g. torch:bf16 openvino:bf16); default precision --precision")
     parser.add_argument("--sizes", nargs="+", default=["360x480"], help="HxW")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32")
@@ -57,24 +58,26 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes:
         height, width = (int(v) for v in size.lower().split("x"))
         images = frames(height, width, args.frames)
-        print(f"\n{height}x{width}, {len(labels)} labels, {len(images)} frames, {args.precision} on {args.device}")
-        print(f"{'backend':<12} {'first ms':>9} {'warm first':>10} {'ms/frame':>9} {'FPS':>6} {'x first':>8} "
+        print(f"\n{height}x{width}, {len(labels)} labels, {len(images)} frames on {args.device}; ratios vs the first row")
+        print(f"{'backend':<16} {'first ms':>9} {'warm first':>10} {'ms/frame':>9} {'FPS':>6} {'x first':>8} "
               f"{'batch FPS':>9} {'agree %':>8}")
         reference, base_ms = None, None
-        for name in args.backends:
+        for spec in args.backends:
+            name, _, precision = spec.partition(":")
+            precision = precision or args.precision
             try:
                 t0 = time.perf_counter()
-                segmenter = Segmenter(args.checkpoint, device=args.device, precision=args.precision,
+                segmenter = Segmenter(args.checkpoint, device=args.device, precision=precision,
                                       working_size=max(height, width), backend=name)
                 load_s = time.perf_counter() - t0
             except Exception as exc:  # noqa: BLE001 - report and go on with the others
-                print(f"{name:<12} cannot run here: {type(exc).__name__}: {exc}")
+                print(f"{spec:<16} cannot run here: {type(exc).__name__}: {exc}")
                 continue
             segmenter.set_labels(labels)
             t0 = time.perf_counter()
             segmenter.segment(images[0], "bgr")
             first_ms = (time.perf_counter() - t0) * 1e3
-            fresh = Segmenter(args.checkpoint, device=args.device, precision=args.precision,
+            fresh = Segmenter(args.checkpoint, device=args.device, precision=precision,
                               working_size=max(height, width), backend=name)
             fresh.warmup([(height, width)])
             fresh.set_labels(labels)
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             if reference is None:
                 reference, base_ms = maps, ms
             agree = 100 * np.mean([(a == b).mean() for a, b in zip(maps, reference)])
-            print(f"{name:<12} {first_ms:9.0f} {warm_first_ms:10.0f} {ms:9.1f} {1e3 / ms:6.2f} {base_ms / ms:8.2f} "
+            print(f"{spec:<16} {first_ms:9.0f} {warm_first_ms:10.0f} {ms:9.1f} {1e3 / ms:6.2f} {base_ms / ms:8.2f} "
                   f"{batch_fps:9.2f} {agree:8.2f}   (load {load_s:.1f} s)")
     return 0
 
