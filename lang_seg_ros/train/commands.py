@@ -4,6 +4,7 @@ Public contract of ``eval`` (checked from outside the project)::
 
     lang-seg eval --images DIR --masks DIR --names "n0,n1,..." --ignore-index K
                   [--checkpoint PATH] [--scales S ...] [--flip] --json OUT.json
+                  [--wording-sets FILE ...]
 
 Images and single-channel mask PNGs are paired by file name (stem); mask value ``i`` means
 ``names[i]``; values equal to K (or >= the number of names) are ignored. Without
@@ -14,6 +15,11 @@ holds ``miou`` (fraction in [0, 1]), ``per_class_iou`` (name -> fraction, null f
 absent from both ground truth and prediction), ``pixel_accuracy``, ``mean_accuracy``,
 ``fb_iou`` (background = first name), ``confusion_matrix`` (rows ground truth, columns
 prediction) and the settings used.
+
+``--wording-sets`` scores the same masks again under other wordings of the same classes (one
+file per set, one label per line in class order, e.g. ``configs/wordings/camvid/*.txt``):
+OUT.json gains ``wording_sets`` (file stem -> ``names``, ``miou``, ``per_class_iou``,
+``pixel_accuracy``) and ``wording_sets_mean_miou``; everything above is unchanged.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from pathlib import Path
 
 _LOG = logging.getLogger("lang_seg_ros.train")
 
-__all__ = ["register", "cmd_train", "cmd_eval", "parse_names"]
+__all__ = ["add_train_arguments", "register", "cmd_train", "cmd_eval", "parse_names"]
 
 
 def parse_names(text: str) -> list[str]:
@@ -60,9 +66,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if "out_dir" in overrides:
         cfg.out_dir = str(Path(overrides["out_dir"]).resolve())
     t0 = time.perf_counter()
-    best = Trainer(cfg, progress=not args.no_progress, resume=not args.no_resume).fit()
-    best = {k: v for k, v in best.items() if k != "confusion_matrix"}
-    print(json.dumps({"best": best, "seconds": round(time.perf_counter() - t0, 1), "out_dir": cfg.out_dir}, indent=2))
+    trainer = Trainer(cfg, progress=not args.no_progress, resume=not args.no_resume)
+    try:
+        best = trainer.fit()
+    finally:
+        trainer.dist.close()
+    if trainer.dist.is_main:  # one report per run, not one per process
+        best = {k: v for k, v in best.items() if k != "confusion_matrix"}
+        print(json.dumps({"best": best, "seconds": round(time.perf_counter() - t0, 1), "out_dir": cfg.out_dir,
+                          "processes": trainer.dist.world_size}, indent=2))
     return 0
 
 
@@ -76,6 +88,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .trainer import evaluate_model
 
     names = parse_names(args.names)
+    wording_sets = {}
+    for path in args.wording_sets or []:
+        words = parse_names(path)
+        if len(words) != len(names):
+            raise ValueError(f"--wording-sets {path}: {len(words)} labels, --names has {len(names)}; "
+                             "a wording set names the same classes in the same order")
+        wording_sets[Path(path).stem] = words
     dataset = FolderSegDataset(args.images, args.masks, names, args.ignore_index, name="eval")
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
@@ -101,6 +120,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "ignore_index": args.ignore_index,
         "seconds": round(time.perf_counter() - t0, 2),
     })
+    if wording_sets:
+        metrics["wording_sets"] = {}
+        for set_name, words in wording_sets.items():
+            m = evaluate_model(segmenter, dataset, words, progress=not args.no_progress)
+            metrics["wording_sets"][set_name] = {k: m[k] for k in ("miou", "per_class_iou", "pixel_accuracy")}
+            metrics["wording_sets"][set_name]["names"] = words
+        mious = [v["miou"] for v in metrics["wording_sets"].values() if v["miou"] is not None]
+        metrics["wording_sets_mean_miou"] = sum(mious) / len(mious) if mious else None
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2))
@@ -113,7 +140,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"{'mIoU':<{width}}  {100 * (metrics['miou'] or 0):6.2f}")
     print(f"{'pixel acc':<{width}}  {100 * (metrics['pixel_accuracy'] or 0):6.2f}")
     print(f"{'FB-IoU':<{width}}  {100 * (metrics['fb_iou'] or 0):6.2f}")
+    if wording_sets:
+        print("\nwording set mIoU (same masks, other label wordings):")
+        w = max(len(k) for k in wording_sets)
+        for set_name, res in metrics["wording_sets"].items():
+            worst = min(((v, k) for k, v in res["per_class_iou"].items() if v is not None), default=(0.0, "-"))
+            print(f"  {set_name:<{w}}  {100 * (res['miou'] or 0):6.2f}   (weakest: {worst[1]} {100 * worst[0]:.1f})")
+        print(f"  {'mean':<{w}}  {100 * (metrics['wording_sets_mean_miou'] or 0):6.2f}")
     return 0
+
+
+def add_train_arguments(tr: argparse.ArgumentParser) -> None:
+    """The options of ``lang-seg train``, shared with ``python -m lang_seg_ros.train`` (torchrun)."""
+    tr.add_argument("config", help="training config YAML (e.g. configs/train/camvid_v2_wordings.yaml)")
+    tr.add_argument("--iterations", type=int, help="override the config's iterations")
+    tr.add_argument("--batch-size", dest="batch_size", type=int,
+                    help="override the config's batch_size (the global batch, split over processes)")
+    tr.add_argument("--out-dir", dest="out_dir", help="override the config's out_dir")
+    tr.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: the config's)")
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--num-threads", dest="num_threads", type=int, help="torch CPU threads (per process)")
+    tr.add_argument("--no-resume", action="store_true", help="start over even if out_dir holds last.pt")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.set_defaults(func=cmd_train)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -121,16 +170,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from ..cli import add_model_arguments
 
     tr = subparsers.add_parser("train", help="train LSeg from a YAML config (see docs/training.md)")
-    tr.add_argument("config", help="training config YAML (e.g. configs/train/camvid_effnet_lite0_minilm.yaml)")
-    tr.add_argument("--iterations", type=int, help="override the config's iterations")
-    tr.add_argument("--batch-size", dest="batch_size", type=int, help="override the config's batch_size")
-    tr.add_argument("--out-dir", dest="out_dir", help="override the config's out_dir")
-    tr.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: the config's)")
-    tr.add_argument("--seed", type=int)
-    tr.add_argument("--num-threads", dest="num_threads", type=int, help="torch CPU threads")
-    tr.add_argument("--no-resume", action="store_true", help="start over even if out_dir holds last.pt")
-    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
-    tr.set_defaults(func=cmd_train)
+    add_train_arguments(tr)
 
     ev = subparsers.add_parser("eval", help="mIoU / per-class IoU / pixel accuracy on image + mask folders")
     ev.add_argument("--images", required=True, help="folder of RGB images")
@@ -141,5 +181,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--num-threads", dest="num_threads", type=int, default=0, help="torch CPU threads")
     ev.add_argument("--json", required=True, help="write the metrics here")
     ev.add_argument("--plot", help="also write the row-normalised confusion matrix as a PNG")
+    ev.add_argument("--wording-sets", dest="wording_sets", nargs="+", metavar="FILE",
+                    help="also score other wordings of the same classes: files with one label per line, "
+                         "in the order of --names (mIoU per set in the JSON and printed)")
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(func=cmd_eval)

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from ..data.transforms import AugmentConfig
+from .wordings import WordingConfig
 
-__all__ = ["DatasetConfig", "OptimConfig", "TrainConfig", "load_train_config"]
+__all__ = ["DatasetConfig", "LossConfig", "OptimConfig", "TrainConfig", "WordingConfig", "load_train_config"]
 
 
 @dataclass
@@ -25,6 +26,8 @@ class DatasetConfig:
         and their names never shown to the model.
     weight: relative probability of drawing a batch from this data set.
     class_weighting: ``none`` (the paper) | ``median_frequency`` | ``sqrt_median_frequency``.
+    wordings: name each class per step by a sampled wording + template and add negative labels
+        (:class:`lang_seg_ros.train.wordings.WordingConfig`); null = the data set's names only.
     """
 
     type: str = "folder"
@@ -34,6 +37,26 @@ class DatasetConfig:
     weight: float = 1.0
     class_weighting: str = "none"
     max_class_weight: float = 10.0
+    wordings: WordingConfig | None = None
+
+
+@dataclass
+class LossConfig:
+    """Pixel selection of the loss.
+
+    ohem_thresh: online hard example mining: only pixels whose true-label probability is below
+        this count (0 = off, every valid pixel counts, the paper); see ``ohem_keep_mask``.
+    ohem_min_kept: with OHEM, at least this many of the hardest valid pixels per image count.
+    """
+
+    ohem_thresh: float = 0.0
+    ohem_min_kept: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ohem_thresh <= 1.0:
+            raise ValueError(f"loss.ohem_thresh must be in [0, 1], got {self.ohem_thresh}")
+        if self.ohem_min_kept < 0:
+            raise ValueError(f"loss.ohem_min_kept must be >= 0, got {self.ohem_min_kept}")
 
 
 @dataclass
@@ -80,6 +103,7 @@ class TrainConfig:
     val: DatasetConfig | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     batch_size: int = 8
     iterations: int = 1000
     val_every: int = 200  # iterations; 0 = only at the end
@@ -89,6 +113,9 @@ class TrainConfig:
     val_scales: tuple[float, ...] = (1.0,)
     val_working_size: int = 480
     val_flip: bool = False
+    # Extra wording sets scored at each validation (files, one label per line in class order);
+    # logged as val_wording_miou. Model selection stays on the data set's own names.
+    val_wordings: list[str] = field(default_factory=list)
     checkpoint_every: int = 100  # iterations between resumable checkpoints
     log_every: int = 10
     out_dir: str = "runs/train"
@@ -124,7 +151,9 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     if unknown:
         raise ValueError(f"unknown training config field(s) {[prefix + k for k in unknown]}")
     kwargs = dict(data)
-    nested = {"augment": AugmentConfig, "optim": OptimConfig}
+    if cls is DatasetConfig and kwargs.get("wordings") is not None:
+        kwargs["wordings"] = _build(WordingConfig, kwargs["wordings"], f"{prefix}wordings.")
+    nested = {"augment": AugmentConfig, "optim": OptimConfig, "loss": LossConfig}
     for key, sub in nested.items():
         if key in kwargs and cls is TrainConfig:
             kwargs[key] = _build(sub, kwargs[key] or {}, f"{key}.")
@@ -153,6 +182,14 @@ def _resolve_paths(cfg: TrainConfig, base: Path) -> None:
                 ds.args[key] = fix(ds.args[key])
         if isinstance(ds.args.get("names"), str) and Path(base / ds.args["names"]).is_file():
             ds.args["names"] = fix(ds.args["names"])
+        w = ds.wordings
+        if w is not None:
+            if isinstance(w.wordings, str):
+                w.wordings = fix(w.wordings)
+            if isinstance(w.negatives, str):
+                w.negatives = fix(w.negatives)
+            w.heldout = [fix(h) for h in w.heldout]
+    cfg.val_wordings = [fix(v) for v in cfg.val_wordings]
     cfg.out_dir = fix(cfg.out_dir)
     if cfg.export:
         cfg.export = fix(cfg.export)

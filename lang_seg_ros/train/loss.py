@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["lseg_loss", "class_weights_from_counts"]
+__all__ = ["lseg_loss", "lseg_loss_terms", "class_weights_from_counts", "ohem_keep_mask"]
 
 
 def lseg_loss(
@@ -38,6 +38,52 @@ def lseg_loss(
     if not (target != ignore_index).any():
         return logits.sum() * 0.0
     return F.cross_entropy(logits.float(), target, weight=weight, ignore_index=ignore_index)
+
+
+def ohem_keep_mask(logits: torch.Tensor, target: torch.Tensor, ignore_index: int, thresh: float,
+                   min_kept: int) -> torch.Tensor:
+    """Online hard example mining, per image (Shrivastava et al., CVPR 2016; the segmentation form
+    of Wu et al. 2016 / mmsegmentation's ``OHEMPixelSampler``): keep the valid pixels whose
+    softmax probability of the true label is below ``thresh``, and at least the ``min_kept``
+    hardest valid pixels of each image. Thin classes (poles, signs) stay mostly hard and keep
+    their gradient while the easy road and sky pixels drop out.
+
+    Selection is per image, never across the batch, so a batch split over processes (DDP)
+    selects exactly the same pixels as one process. Returns a bool mask (B, H, W)."""
+    with torch.no_grad():
+        valid = target != ignore_index
+        prob = torch.softmax(logits.float(), 1).gather(1, target.clamp(0, logits.shape[1] - 1).unsqueeze(1))[:, 0]
+        prob = torch.where(valid, prob, torch.full_like(prob, 2.0))  # ignored pixels are never "hard"
+        keep = valid & (prob < thresh)
+        if min_kept > 0:
+            flat = prob.flatten(1)
+            k = min(min_kept, flat.shape[1])
+            kth = flat.kthvalue(k, dim=1).values.view(-1, 1, 1)  # per-image k-th smallest probability
+            keep |= valid & (prob <= kth)
+    return keep
+
+
+def lseg_loss_terms(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    ignore_index: int = 255,
+    weight: torch.Tensor | None = None,
+    ohem_thresh: float = 0.0,
+    ohem_min_kept: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss as ``(sum of w[y] * CE over selected pixels, sum of w[y])``: the mean is their
+    ratio. Split so that data-parallel training can add both over processes before dividing
+    (the same loss as one process with the whole batch). ``ohem_thresh > 0`` selects pixels
+    with :func:`ohem_keep_mask`; 0 keeps every valid pixel (the paper)."""
+    if logits.shape[0] != target.shape[0] or logits.shape[2:] != target.shape[1:]:
+        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} do not match")
+    if ohem_thresh > 0:
+        keep = ohem_keep_mask(logits, target, ignore_index, ohem_thresh, ohem_min_kept)
+        target = torch.where(keep, target, torch.full_like(target, ignore_index))
+    per_pixel = F.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="none")
+    valid = target != ignore_index
+    w = valid.float() if weight is None else torch.where(valid, weight.float()[target.clamp(0, len(weight) - 1)], 0.0)
+    return (per_pixel * w).sum(), w.sum()
 
 
 def class_weights_from_counts(counts: np.ndarray, mode: str = "none", max_weight: float = 10.0) -> np.ndarray:

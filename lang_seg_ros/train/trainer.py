@@ -25,7 +25,8 @@ import torch
 from ..data import augment, build_dataset, normalize_image
 from ..model.device import resolve_device
 from .config import DatasetConfig, TrainConfig
-from .loss import class_weights_from_counts, lseg_loss
+from .distributed import DistContext, all_reduce_sum, convert_global_batchnorm, init_distributed
+from .loss import class_weights_from_counts, lseg_loss_terms
 from .metrics import ConfusionMatrix
 
 __all__ = ["TrainSet", "Trainer", "build_lr_lambda", "evaluate_model", "train"]
@@ -44,6 +45,7 @@ class TrainSet:
     weight: float
     class_weights: torch.Tensor | None = None
     text_features: torch.Tensor | None = None
+    wording_bank: Any = None  # a WordingBank when the data set samples wordings per step
 
 
 def _make_dataset(cfg: DatasetConfig, cache: bool | None = None):
@@ -117,7 +119,11 @@ def evaluate_model(segmenter, dataset, names=None, progress: bool = False, max_i
 
 class Trainer:
     """Runs a :class:`TrainConfig`. ``Trainer(cfg).fit()`` returns the best validation metrics
-    (or the last training loss when there is no validation set)."""
+    (or the last training loss when there is no validation set).
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process runs a Trainer: each computes its
+    slice of the same global batch, gradients are averaged by DDP, BatchNorm uses global-batch
+    statistics, and only rank 0 validates, logs and writes files (see ``distributed.py``)."""
 
     def __init__(self, cfg: TrainConfig, progress: bool = True, resume: bool = True) -> None:
         from ..model import build_model, load_checkpoint
@@ -134,8 +140,16 @@ class Trainer:
             pass
         torch.manual_seed(cfg.seed)
         self.device = resolve_device(cfg.device)
+        self.dist: DistContext = init_distributed(self.device)
+        if self.dist.enabled:
+            if cfg.batch_size % self.dist.world_size:
+                raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of the {self.dist.world_size} processes")
+            if self.device.type == "cuda":  # one GPU per process
+                self.device = torch.device("cuda", self.dist.local_rank)
+                torch.cuda.set_device(self.device)
         self.out_dir = Path(cfg.out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
 
         if cfg.init_checkpoint:
             model = load_checkpoint(cfg.init_checkpoint, **cfg.model_overrides)
@@ -152,10 +166,22 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
 
         self.sets = [build_train_set(d) for d in cfg.datasets]
-        for s in self.sets:  # frozen text encoder: label embeddings once per data set
-            s.text_features = self.model.encode_text(s.names).to(self.device)
+        # Frozen text encoder: label embeddings (and every sampled wording's) once per data set.
+        for i, (s, dcfg) in enumerate(zip(self.sets, cfg.datasets)):
+            with torch.no_grad():
+                s.text_features = self.model.encode_text(s.names).to(self.device)
             if s.class_weights is not None:
                 s.class_weights = s.class_weights.to(self.device)
+            if dcfg.wordings is not None:
+                from .wordings import build_wording_bank
+
+                s.wording_bank = build_wording_bank(dcfg.wordings, s.names, self.model.encode_text).to(self.device)
+                bank = s.wording_bank
+                if self.dist.is_main:
+                    (self.out_dir / f"wordings_{i}.json").write_text(json.dumps({
+                        "class_wordings": dict(zip(s.names, bank.class_wordings)), "templates": bank.templates,
+                        "negatives": bank.negatives, "dropped_negatives": bank.dropped_negatives,
+                        "negatives_per_step": bank.negatives_per_step, "prompts": len(bank.prompts)}, indent=1))
         self.val_set = _make_dataset(cfg.val, cache=True) if cfg.val is not None else None
 
         backbone = [p for p in self.model.pretrained.parameters() if p.requires_grad]
@@ -182,6 +208,14 @@ class Trainer:
         self.history: list[dict] = []
         if resume and (self.out_dir / "last.pt").is_file():
             self._load_state(self.out_dir / "last.pt")
+        self.net: torch.nn.Module = self.model  # what the training step calls: the model, or DDP around it
+        if self.dist.enabled:
+            convert_global_batchnorm(self.model)
+            # static_graph: the same parameters are used every step, some never (e.g. the first
+            # fusion block's skip unit): DDP learns that set once instead of searching each step.
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                static_graph=True)
 
     # -- batches ---------------------------------------------------------------------------
     def _next_index(self, d: int, cursors: list[int]) -> int:
@@ -191,17 +225,23 @@ class Trainer:
         return int(np.random.default_rng([self.cfg.seed, d, epoch]).permutation(n)[pos])
 
     def _make_batch(self, it: int, cursors: list[int]):
-        """The batch of iteration ``it``: deterministic in (seed, it, cursors)."""
+        """This process's share of the batch of iteration ``it``: deterministic in (seed, it,
+        cursors). Sample ``j`` of the global batch has its own random stream, so a process that
+        computes samples ``[r*B/N, (r+1)*B/N)`` gets exactly those samples of the one-process batch."""
         rng = np.random.default_rng([self.cfg.seed, 1_000_003, it])
         probs = np.array([s.weight for s in self.sets], np.float64)
         d = int(rng.choice(len(self.sets), p=probs / probs.sum())) if len(self.sets) > 1 else 0
         s = self.sets[d]
         mean, std = self.model.config.mean, self.model.config.std
+        indices = [self._next_index(d, cursors) for _ in range(self.cfg.batch_size)]  # every rank advances
+        share = self.cfg.batch_size // self.dist.world_size
+        mine = range(self.dist.rank * share, (self.dist.rank + 1) * share)
         images, masks = [], []
-        for _ in range(self.cfg.batch_size):
-            image, mask = s.dataset.load(self._next_index(d, cursors))
+        for j in mine:
+            image, mask = s.dataset.load(indices[j])
             mask = np.where(mask == s.ignore_index, s.ignore_index, s.lut[np.clip(mask, 0, len(s.lut) - 1)])
-            image, mask = augment(image, mask, self.cfg.augment, s.ignore_index, rng)
+            sample_rng = np.random.default_rng([self.cfg.seed, 1_000_003, it, j])
+            image, mask = augment(image, mask, self.cfg.augment, s.ignore_index, sample_rng)
             images.append(normalize_image(image, mean, std))
             masks.append(mask)
         x = torch.from_numpy(np.stack(images))
@@ -236,12 +276,16 @@ class Trainer:
         _LOG.info("resumed from %s at iteration %d", path, self.iteration)
 
     def save_resumable(self) -> None:
+        if not self.dist.is_main:  # every rank holds the same state; one writes it
+            return
         tmp = self.out_dir / "last.pt.tmp"
         torch.save(self._state(), tmp)
         os.replace(tmp, self.out_dir / "last.pt")
 
     def _log(self, record: dict) -> None:
         self.history.append(record)
+        if not self.dist.is_main:
+            return
         with open(self.out_dir / "log.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
 
@@ -260,6 +304,13 @@ class Trainer:
                               scales=scales, flip=self.cfg.val_flip)
         try:
             metrics = evaluate_model(segmenter, self.val_set)
+            if self.cfg.val_wordings:
+                from ..data import read_names
+
+                metrics["wording_miou"] = {}
+                for path in self.cfg.val_wordings:
+                    names = read_names(path)
+                    metrics["wording_miou"][Path(path).stem] = evaluate_model(segmenter, self.val_set, names)["miou"]
         finally:  # the Segmenter put the model in eval mode and channels_last
             self.model.train(was_training)
             self.model.to(memory_format=torch.channels_last if self.cfg.channels_last else torch.contiguous_format)
@@ -280,6 +331,15 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         (self.out_dir / "best_metrics.json").write_text(json.dumps(metrics, indent=2))
 
+    def _plot_curve(self) -> None:
+        """Redraw ``curve.png`` (loss and val mIoU); a plotting failure never stops training."""
+        from .curves import plot_training_curve
+
+        try:
+            plot_training_curve(self.out_dir / "log.jsonl", self.out_dir / "curve.png")
+        except Exception as exc:  # noqa: BLE001 - a curve is a convenience, the run is not
+            _LOG.warning("could not draw the training curve: %s", exc)
+
     def fit(self) -> dict:
         cfg = self.cfg
         self.model.train()
@@ -292,7 +352,7 @@ class Trainer:
             return pool.submit(self._make_batch, it, pending_cursors)
 
         bar = None
-        if self.progress:
+        if self.progress and self.dist.is_main:
             from tqdm import tqdm
 
             bar = tqdm(total=cfg.iterations, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True)
@@ -313,12 +373,21 @@ class Trainer:
                     x = x.contiguous(memory_format=torch.channels_last)
                 y = y.to(self.device, non_blocking=True)
                 s = self.sets[d]
+                text = s.text_features
+                if s.wording_bank is not None:  # this step's wordings + negatives, (N + K, C)
+                    text, _ = s.wording_bank.sample(np.random.default_rng([cfg.seed, 2_000_003, it]))
                 with torch.autocast(self.device.type, dtype=torch.bfloat16,
                                     enabled=cfg.amp and self.device.type == "cuda"):
-                    logits = self.model(x, s.text_features)
-                loss = lseg_loss(logits, y, s.ignore_index, s.class_weights)
+                    logits = self.net(x, text)
+                total, count = lseg_loss_terms(logits, y, s.ignore_index, s.class_weights,
+                                               cfg.loss.ohem_thresh, cfg.loss.ohem_min_kept)
+                # Normalise by the whole batch's pixel weight; x world_size because DDP averages
+                # gradients over processes: the gradient is then the one-process gradient.
+                count = all_reduce_sum(count, self.dist)
+                scale = self.dist.world_size / count if count > 0 else 0.0
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (total * scale).backward()
+                loss = all_reduce_sum(total.detach(), self.dist) / count if count > 0 else total.detach() * 0.0
                 if cfg.optim.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(
                         [p for g in self.optimizer.param_groups for p in g["params"]], cfg.optim.grad_clip)
@@ -338,11 +407,12 @@ class Trainer:
                     t_last = now
                 final = self.iteration == cfg.iterations
                 if (cfg.val_every and self.iteration % cfg.val_every == 0) or final:
-                    metrics = self.validate()
+                    metrics = self.validate() if self.dist.is_main else None  # rank 0 validates ...
                     if metrics is not None:
                         record = {"iteration": self.iteration, "val_miou": metrics["miou"],
                                   "val_pixel_accuracy": metrics["pixel_accuracy"],
                                   "val_per_class_iou": metrics["per_class_iou"],
+                                  "val_wording_miou": metrics.get("wording_miou"),
                                   "val_seconds": metrics["seconds"]}
                         self._log(record)
                         if bar is not None:
@@ -353,7 +423,11 @@ class Trainer:
                             self._save_best(self.best)
                     elif final:
                         self.best = {"iteration": self.iteration, "miou": None, "loss": last_loss}
-                        self._save_best(self.best)
+                        if self.dist.is_main:
+                            self._save_best(self.best)
+                    if self.dist.is_main:
+                        self._plot_curve()
+                    self.dist.barrier()  # ... while the others wait
                     t_last = time.perf_counter()
                 if self.iteration % cfg.checkpoint_every == 0 or final:
                     self.save_resumable()

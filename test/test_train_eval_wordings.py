@@ -1,0 +1,62 @@
+"""`lang-seg eval --wording-sets`: the same masks scored under other wordings of the classes,
+one mIoU per set, while the `--names` contract (miou, per_class_iou, ...) stays as it was."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+
+from lang_seg_ros.data import build_dataset  # noqa: E402
+from lang_seg_ros.train.commands import register  # noqa: E402
+
+
+def _write_synthetic(tmp_path, n=2):
+    ds = build_dataset("synthetic", num_images=n, size=(48, 64), seed=3)
+    (tmp_path / "img").mkdir()
+    (tmp_path / "gt").mkdir()
+    for i in range(n):
+        image, mask = ds.load(i)
+        cv2.imwrite(str(tmp_path / "img" / f"{i}.png"), image[..., ::-1])
+        cv2.imwrite(str(tmp_path / "gt" / f"{i}.png"), mask.astype(np.uint8))
+    return ds.names
+
+
+def _eval(tmp_path, checkpoint, *extra):
+    parser = argparse.ArgumentParser(prog="lang-seg")
+    register(parser.add_subparsers(dest="command", required=True))
+    names = ",".join(build_dataset("synthetic").names)
+    args = parser.parse_args(["eval", "--images", str(tmp_path / "img"), "--masks", str(tmp_path / "gt"),
+                              "--names", names, "--ignore-index", "255", "--checkpoint", str(checkpoint),
+                              "--json", str(tmp_path / "out.json"), "--no-progress", "--device", "cpu", *extra])
+    return args.func(args)
+
+
+def test_each_wording_set_gets_its_own_miou(tmp_path, tiny_checkpoint, capsys):
+    _write_synthetic(tmp_path)
+    (tmp_path / "plain.txt").write_text("# the data set's own names\nbackground\nred box\nblue disc\n")
+    (tmp_path / "other.txt").write_text("grass\ncrimson square\nnavy circle\n")
+    assert _eval(tmp_path, tiny_checkpoint) == 0
+    before = json.loads((tmp_path / "out.json").read_text())
+    assert _eval(tmp_path, tiny_checkpoint, "--wording-sets", str(tmp_path / "plain.txt"),
+                 str(tmp_path / "other.txt")) == 0
+    res = json.loads((tmp_path / "out.json").read_text())
+    # today's contract is untouched by the extra sets
+    assert res["miou"] == before["miou"] and res["per_class_iou"] == before["per_class_iou"]
+    sets = res["wording_sets"]
+    assert list(sets) == ["plain", "other"]
+    assert sets["plain"]["miou"] == pytest.approx(res["miou"])  # same words, same scores
+    assert sets["other"]["names"] == ["grass", "crimson square", "navy circle"]
+    assert set(sets["other"]["per_class_iou"]) == {"grass", "crimson square", "navy circle"}
+    assert res["wording_sets_mean_miou"] == pytest.approx((sets["plain"]["miou"] + sets["other"]["miou"]) / 2)
+    out = capsys.readouterr().out
+    assert "wording set mIoU" in out and "other" in out
+
+
+def test_a_wording_set_must_name_every_class(tmp_path, tiny_checkpoint):
+    _write_synthetic(tmp_path)
+    (tmp_path / "short.txt").write_text("grass\nbox\n")
+    with pytest.raises(ValueError, match="same classes"):
+        _eval(tmp_path, tiny_checkpoint, "--wording-sets", str(tmp_path / "short.txt"))
