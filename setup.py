@@ -11,7 +11,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["lang_seg_ros", "lang_seg_ros.*"]),
-    package_data={"lang_seg_ros": ["weights/*.safetensors", "weights/*.md"]},
+    package_data={"lang_seg_ros": ["weights/*.safetensors", "weights/*.md", "referring/vocabularies/*.txt"]},
     install_requires=[
         "torch>=2.1",
         "torchvision",

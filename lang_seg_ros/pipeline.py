@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from .objects.geometry import region_3d
 from .objects.navigation import obstacle_points, traversable_indices, traversable_mask
 from .objects.tracking import IoUTracker
 from .referring import ReferringQuery, ReferringResult, ZeroShotReferrer, query_labels, read_expression
+from .referring.vocabulary import model_vocabulary
 from .visualize import palette, render_overlay
 
 __all__ = ["ActiveLabels", "ActiveQuery", "DepthError", "FrameInference", "FramePipeline", "FrameResult", "PipelineSettings",
@@ -65,6 +66,13 @@ class PipelineSettings:
     tracking_iou: float = 0.3
     tracking_max_missed: int = 5
     referring_min_score: float = 0.5
+    # The phrase also competes with the model's vocabulary (its training names, else ADE20K's 150
+    # classes), not only the active labels: "not found" holds when the active set is small; and
+    # for a closed-set model near-synonyms read as its labels ("person" -> "pedestrian").
+    referring_vocabulary: bool = False
+    referring_min_area_fraction: float = 0.0005  # candidates smaller than this share of the image are ignored
+    referring_relative_area: float = 0.0  # ... and those under this fraction of the largest candidate
+    referring_pixel_threshold: float = 0.0  # a candidate's pixels: the phrase's probability at least this
     overlay: bool = False
     overlay_alpha: float = 0.5
     cloud: bool = False  # labelled 3D points (needs depth)
@@ -95,14 +103,16 @@ class ActiveLabels:
 class ActiveQuery:
     """A referring expression ready for frames, for one label set (`label_set_id`).
 
-    prepared: the labels that locate it (`query_labels`: the set plus its category phrase), or
-    None when the set already holds the phrases (the frame's own segmentation answers it).
+    prepared: the labels that locate it (`query_labels`: the set, the vocabulary when
+    `vocabulary`, plus its category phrase), or None when the set already holds them all (the
+    frame's own segmentation answers it).
     """
 
     expression: str
     query: ReferringQuery
     label_set_id: int
     prepared: PreparedLabels | None
+    vocabulary: bool = False
 
 
 @dataclass(frozen=True)
@@ -198,8 +208,10 @@ class FramePipeline:
     and its working size, scales, flip and threshold are set from the settings (`configure`).
     """
 
-    def __init__(self, segmenter: Segmenter, settings: PipelineSettings | None = None) -> None:
+    def __init__(self, segmenter: Segmenter, settings: PipelineSettings | None = None,
+                 vocabulary: Sequence[str] | None = None) -> None:
         self.segmenter = segmenter
+        self._vocabulary = tuple(vocabulary) if vocabulary is not None else None
         self._state = _State()
         self.configure(settings or PipelineSettings())
         self._active_query: ActiveQuery | None = None
@@ -379,11 +391,12 @@ class FramePipeline:
         text, query = read_expression(expression)
         if query is None:
             raise ValueError("empty referring expression")
-        labels = query_labels(query, last.labels.labels)
+        query = self._resolved(query, self.settings, last.labels.labels)
+        labels = query_labels(query, last.labels.labels, self._query_vocabulary(self.settings))
         result = None
         if labels != last.labels.labels:
             result = self.segmenter.segment(last.image, last.color_order, labels)
-        active = ActiveQuery(text, query, last.labels.id, None)
+        active = ActiveQuery(text, query, last.labels.id, None, self.settings.referring_vocabulary)
         answer = self._answer(active, result, last.regions, last.depth, self.settings, last.labels.labels,
                               last.image.shape[:2])
         return replace(answer, tag=last.tag)
@@ -393,13 +406,32 @@ class FramePipeline:
         """The active expression prepared for the active label set (re-prepared when either changed)."""
         if state.query is None or state.labels is None:
             return None
-        cached = self._active_query
-        if cached is not None and cached.expression == state.expression and cached.label_set_id == state.labels.id:
+        cached, vocabulary = self._active_query, state.settings.referring_vocabulary
+        if (cached is not None and cached.expression == state.expression and cached.label_set_id == state.labels.id
+                and cached.vocabulary == vocabulary):
             return cached
-        labels = query_labels(state.query, state.labels.labels)
+        query = self._resolved(state.query, state.settings, state.labels.labels)
+        labels = query_labels(query, state.labels.labels, self._query_vocabulary(state.settings))
         prepared = None if labels == state.labels.labels else self.segmenter.prepare(labels)
-        self._active_query = ActiveQuery(state.expression, state.query, state.labels.id, prepared)
+        self._active_query = ActiveQuery(state.expression, query, state.labels.id, prepared, vocabulary)
         return self._active_query
+
+    def _resolved(self, query: ReferringQuery, s: PipelineSettings, labels: tuple[str, ...]) -> ReferringQuery:
+        """With `referring_vocabulary`, near-synonyms of the labels and the vocabulary read as those
+        labels ("the person" -> "pedestrian") when the model's vocabulary is its training names."""
+        if not s.referring_vocabulary:
+            return query
+        known = {label.lower() for label in labels}
+        context = list(labels) + [v for v in self._query_vocabulary(s) if v.lower() not in known]
+        return ZeroShotReferrer(self.segmenter).resolve(query, context)[0]
+
+    def _query_vocabulary(self, s: PipelineSettings) -> tuple[str, ...]:
+        """The model's context vocabulary when `referring_vocabulary` is on (looked up once), else ()."""
+        if not s.referring_vocabulary:
+            return ()
+        if self._vocabulary is None:
+            self._vocabulary = model_vocabulary(self.segmenter)
+        return self._vocabulary
 
     def _answer(self, query: ActiveQuery, ref_result: Any, regions: list[FrameRegion],
                 depth_m: tuple[np.ndarray, np.ndarray] | None, s: PipelineSettings, labels: tuple[str, ...],
@@ -407,7 +439,10 @@ class FramePipeline:
         """The referrer's answer, on its own segmentation when the query added labels, else on the
         frame's regions (`labels` of `shape`); the chosen object linked to the frame region it
         overlaps most, with 3D values when depth is known."""
-        referrer = ZeroShotReferrer(self.segmenter, s.referring_min_score)
+        # Candidates are split like the frame's regions (`instances`, `split_depth`).
+        referrer = ZeroShotReferrer(self.segmenter, s.referring_min_score, s.referring_min_area_fraction,
+                                    s.referring_relative_area, split=s.instances, split_depth=s.split_depth,
+                                    pixel_threshold=s.referring_pixel_threshold)
         depth = depth_m[0] if depth_m is not None else None
         if ref_result is not None:
             answer = referrer.answer(query.query, ref_result, depth)

@@ -3,7 +3,6 @@ iterations counted once, validation lines for every wording set."""
 
 import json
 
-import numpy as np
 import pytest
 
 cv2 = pytest.importorskip("cv2")

@@ -90,6 +90,15 @@ PARAMETERS: tuple[Param, ...] = (
            int_range=(1, MAX_EXPRESSION_CHARS)),
     Param("referring_min_score", 0.5, "A referred object's mean probability of the category must reach this, "
            "else the answer is 'not found'.", float_range=(0.0, 1.0)),
+    Param("referring_vocabulary", False, "The referring phrase also competes with the model's vocabulary (its "
+          "training names, else ADE20K's 150 classes), not only the active labels, and near-synonyms read as "
+          "labels ('person' -> 'pedestrian') for closed-set models: 'not found' holds with small label sets."),
+    Param("referring_pixel_threshold", 0.0, "A referred candidate's pixels: the phrase's probability at least this "
+          "(0.6 measured best on CamVid val).", float_range=(0.0, 1.0)),
+    Param("referring_relative_area", 0.0, "Referring candidates smaller than this fraction of the largest candidate "
+          "are ignored (0.1 measured best).", float_range=(0.0, 1.0)),
+    Param("referring_min_area_fraction", 0.0005, "Referring candidates smaller than this fraction of the image are "
+          "ignored.", float_range=(0.0, 1.0)),
     Param("stuff_labels", "", "Labels that are 'stuff' (one region per label, e.g. 'floor, wall, sky'), "
            "comma-separated or a string array, besides those marked 'label:stuff' in the label set.", kind="labels"),
     Param("traversable_labels", "", "Labels the robot may drive on ('floor, road, sidewalk'), comma-separated or "
@@ -317,7 +326,10 @@ def pipeline_settings(s: dict[str, Any]):
         max_regions=int(s["max_regions"]), instances=bool(s["instances"]), split_depth=float(s["split_depth"]),
         mask_pooling=bool(s["mask_pooling"]), panoptic=bool(s["publish_panoptic"]), tracking=bool(s["tracking"]),
         tracking_iou=float(s["tracking_iou"]), tracking_max_missed=int(s["tracking_max_missed"]),
-        referring_min_score=float(s["referring_min_score"]), overlay=bool(s["publish_overlay"]),
+        referring_min_score=float(s["referring_min_score"]), referring_vocabulary=bool(s["referring_vocabulary"]),
+        referring_pixel_threshold=float(s["referring_pixel_threshold"]),
+        referring_relative_area=float(s["referring_relative_area"]),
+        referring_min_area_fraction=float(s["referring_min_area_fraction"]), overlay=bool(s["publish_overlay"]),
         overlay_alpha=float(s["overlay_alpha"]), cloud=bool(s["publish_cloud"]), cloud_stride=int(s["cloud_stride"]),
         traversable=traversable_of(s["traversable_labels"]), obstacle_stride=int(s["obstacle_stride"]),
         obstacle_range=(float(s["obstacle_min_range"]), float(s["obstacle_max_range"]) or math.inf),

@@ -50,7 +50,9 @@ _LOG = logging.getLogger(__name__)
 @dataclass
 class DataConfig:
     """type: "refcoco" (args: root, dataset [refcoco | refcoco+ | refcocog], split_by, image_dir,
-    text_field) or "synthetic" (args: length, size, seed, max_objects, positional).
+    text_field), "synthetic" (args: length, size, seed, max_objects, positional) or "camvid"
+    (expressions generated from label maps, `lang_seg_ros.data.referring_camvid`; args: root,
+    seed, min_area, absent, limit).
     val_args: replaces `args` keys for the validation set (e.g. a synthetic `length`)."""
 
     type: str = "refcoco"
@@ -104,8 +106,8 @@ class LTSTrainConfig:
             raise ValueError(f"optim.optimizer must be 'adamw' or 'sgd', got {self.optim.optimizer!r}")
         if self.optim.schedule not in ("poly", "cosine", "constant"):
             raise ValueError(f"optim.schedule must be 'poly', 'cosine' or 'constant', got {self.optim.schedule!r}")
-        if self.data.type not in ("refcoco", "synthetic"):
-            raise ValueError(f"data.type must be 'refcoco' or 'synthetic', got {self.data.type!r}")
+        if self.data.type not in ("refcoco", "synthetic", "camvid"):
+            raise ValueError(f"data.type must be 'refcoco', 'synthetic' or 'camvid', got {self.data.type!r}")
         for name in ("iterations", "batch_size", "val_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -158,6 +160,10 @@ def build_dataset(cfg: DataConfig, split: str):
         from ..data.referring_synthetic import SyntheticReferring
 
         return SyntheticReferring(split=split, **args)
+    if cfg.type == "camvid":
+        from ..data.referring_camvid import CamVidReferring
+
+        return CamVidReferring(split=split, **args)
     from ..data.refcoco import RefCOCO
 
     return RefCOCO.from_root(split=split, **args)

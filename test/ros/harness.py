@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import rclpy
 
 import lang_seg_ros.ros  # noqa: F401,E402 - puts the generated messages on the package path
 

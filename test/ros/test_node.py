@@ -498,6 +498,9 @@ def test_parameters_are_validated_and_applied_at_run_time(seg):
             assert seg.send(seg.make_image()) is not None
         finally:
             assert all(r.successful for r in seg.set_parameters(backend="torch"))
+    assert not seg.set_parameters(referring_pixel_threshold=1.5)[0].successful
+    assert all(r.successful for r in seg.set_parameters(referring_vocabulary=True, referring_relative_area=0.1))
+    assert all(r.successful for r in seg.set_parameters(referring_vocabulary=False, referring_relative_area=0.0))
     results = seg.set_parameters(warmup_sizes="640 x 480, big")
     assert not results[0].successful and "warmup_sizes" in results[0].reason
 
