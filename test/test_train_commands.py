@@ -8,7 +8,6 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from lang_seg_ros.data import build_dataset  # noqa: E402
 from lang_seg_ros.train.commands import parse_names, register  # noqa: E402
 
 
@@ -16,17 +15,6 @@ def _parser():
     parser = argparse.ArgumentParser(prog="lang-seg")
     register(parser.add_subparsers(dest="command", required=True))
     return parser
-
-
-def _write_synthetic(tmp_path, n=3):
-    ds = build_dataset("synthetic", num_images=n, size=(48, 72), seed=3)
-    (tmp_path / "img").mkdir()
-    (tmp_path / "gt").mkdir()
-    for i in range(n):
-        image, mask = ds.load(i)
-        cv2.imwrite(str(tmp_path / "img" / f"{i}.png"), image[..., ::-1])
-        cv2.imwrite(str(tmp_path / "gt" / f"{i}.png"), mask.astype(np.uint8))
-    return ds.names
 
 
 def test_parse_names():
@@ -37,8 +25,8 @@ def test_parse_names():
         parse_names("sky,sky")
 
 
-def test_eval_writes_contract_json(tmp_path, tiny_checkpoint):
-    names = _write_synthetic(tmp_path)
+def test_eval_writes_contract_json(tmp_path, tiny_checkpoint, write_synthetic):
+    names = write_synthetic(3)
     out = tmp_path / "res" / "out.json"
     args = _parser().parse_args([
         "eval", "--images", str(tmp_path / "img"), "--masks", str(tmp_path / "gt"),
@@ -57,13 +45,13 @@ def test_eval_writes_contract_json(tmp_path, tiny_checkpoint):
 
 
 @pytest.mark.parametrize("extra", [[], ["--scales", "0.75", "1.25", "--flip"], ["--working-size", "96"]])
-def test_eval_scores_what_segment_outputs(tmp_path, tiny_checkpoint, extra):
+def test_eval_scores_what_segment_outputs(tmp_path, tiny_checkpoint, extra, write_synthetic):
     """One inference path: eval's confusion matrix is that of the label maps `lang-seg segment`'s
     Segmenter produces with the same options."""
     from lang_seg_ros.cli import segmenter_from_args
     from lang_seg_ros.train.metrics import confusion_matrix
 
-    names = _write_synthetic(tmp_path, n=2)
+    names = write_synthetic(2)
     argv = ["eval", "--images", str(tmp_path / "img"), "--masks", str(tmp_path / "gt"), "--names", ",".join(names),
             "--checkpoint", str(tiny_checkpoint), "--no-progress", "--device", "cpu",
             "--json", str(tmp_path / "e.json")]
@@ -93,8 +81,8 @@ def test_train_command_runs_tiny_config(tmp_path, capsys):
     assert (tmp_path / "r" / "best.safetensors").is_file()
 
 
-def test_eval_published_scales_and_bad_scales(tmp_path, tiny_checkpoint):
-    names = _write_synthetic(tmp_path, n=1)
+def test_eval_published_scales_and_bad_scales(tmp_path, tiny_checkpoint, write_synthetic):
+    names = write_synthetic(1)
     base = ["eval", "--images", str(tmp_path / "img"), "--masks", str(tmp_path / "gt"), "--names", ",".join(names),
             "--checkpoint", str(tiny_checkpoint), "--no-progress", "--device", "cpu"]
     args = _parser().parse_args(base + ["--scales", "published", "--json", str(tmp_path / "p.json")])

@@ -4,24 +4,12 @@ one mIoU per set, while the `--names` contract (miou, per_class_iou, ...) stays 
 import argparse
 import json
 
-import numpy as np
 import pytest
 
 cv2 = pytest.importorskip("cv2")
 
 from lang_seg_ros.data import build_dataset  # noqa: E402
 from lang_seg_ros.train.commands import register  # noqa: E402
-
-
-def _write_synthetic(tmp_path, n=2):
-    ds = build_dataset("synthetic", num_images=n, size=(48, 64), seed=3)
-    (tmp_path / "img").mkdir()
-    (tmp_path / "gt").mkdir()
-    for i in range(n):
-        image, mask = ds.load(i)
-        cv2.imwrite(str(tmp_path / "img" / f"{i}.png"), image[..., ::-1])
-        cv2.imwrite(str(tmp_path / "gt" / f"{i}.png"), mask.astype(np.uint8))
-    return ds.names
 
 
 def _eval(tmp_path, checkpoint, *extra):
@@ -34,8 +22,8 @@ def _eval(tmp_path, checkpoint, *extra):
     return args.func(args)
 
 
-def test_each_wording_set_gets_its_own_miou(tmp_path, tiny_checkpoint, capsys):
-    _write_synthetic(tmp_path)
+def test_each_wording_set_gets_its_own_miou(tmp_path, tiny_checkpoint, capsys, write_synthetic):
+    write_synthetic(2, size=(48, 64))
     (tmp_path / "plain.txt").write_text("# the data set's own names\nbackground\nred box\nblue disc\n")
     (tmp_path / "other.txt").write_text("grass\ncrimson square\nnavy circle\n")
     assert _eval(tmp_path, tiny_checkpoint) == 0
@@ -55,8 +43,8 @@ def test_each_wording_set_gets_its_own_miou(tmp_path, tiny_checkpoint, capsys):
     assert "wording set mIoU" in out and "other" in out
 
 
-def test_a_wording_set_must_name_every_class(tmp_path, tiny_checkpoint):
-    _write_synthetic(tmp_path)
+def test_a_wording_set_must_name_every_class(tmp_path, tiny_checkpoint, write_synthetic):
+    write_synthetic(2, size=(48, 64))
     (tmp_path / "short.txt").write_text("grass\nbox\n")
     with pytest.raises(ValueError, match="same classes"):
         _eval(tmp_path, tiny_checkpoint, "--wording-sets", str(tmp_path / "short.txt"))

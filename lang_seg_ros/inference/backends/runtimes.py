@@ -42,9 +42,20 @@ class _OnnxBackend:
                              "`lang-seg export --outputs logits` (the default)")
         self.device = device
         self._input_dtype = np.float16 if self.info.precision == "fp16" else np.float32
+        self._texts: tuple[tuple, list[np.ndarray]] | None = None  # (label sets, their embeddings per run)
 
     def _run(self, images: np.ndarray, text: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def _text_groups(self, sets: tuple) -> list[np.ndarray]:
+        """The label embeddings as the graph takes them, per run: computed when the label sets
+        change (they are immutable `PreparedLabels`), not per frame."""
+        cached = self._texts
+        if cached is None or len(cached[0]) != len(sets) or any(a is not b for a, b in zip(cached[0], sets)):
+            texts = [np.ascontiguousarray(p.text.detach().float().cpu().numpy(), np.float32) for p in sets]
+            groups = texts if self.info.has_head_block else [np.ascontiguousarray(np.concatenate(texts))]
+            cached = self._texts = (sets, groups)
+        return cached[1]
 
     def logits(self, images: torch.Tensor, sets: Sequence) -> torch.Tensor:
         if self.info.size is not None and tuple(images.shape[-2:]) != self.info.size:
@@ -52,9 +63,7 @@ class _OnnxBackend:
                              f"{images.shape[-2]}x{images.shape[-1]}: set the working size to match, or export "
                              "with --dynamic")
         x = images.detach().float().cpu().numpy().astype(self._input_dtype, copy=False)
-        texts = [p.text.detach().float().cpu().numpy() for p in sets]
-        groups = [np.concatenate(texts)] if not self.info.has_head_block else texts
-        out = [self._run(x, np.ascontiguousarray(t, np.float32)) for t in groups]
+        out = [self._run(x, t) for t in self._text_groups(tuple(sets))]
         logits = torch.from_numpy(np.concatenate(out, axis=1) if len(out) > 1 else out[0]).float()
         return logits.to(self.device)
 
