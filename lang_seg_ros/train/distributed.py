@@ -13,6 +13,12 @@ the single-process run up to float rounding:
   per-rank statistics would make N processes train a different model than one. PyTorch's
   ``SyncBatchNorm`` does this on GPUs only; this version runs on CPU (gloo) and GPU alike.
 
+"Up to float rounding" per step: over many steps the runs stay that close only while the step
+is continuous in float noise. ReLU's gradient is not (a pre-activation within rounding of 0
+passes its gradient in one run and not in the other), so two runs, or the same run on two
+kinds of CPU, can part by far more than rounding after such a step;
+``test/test_train_distributed.py`` checks the claim with a smooth activation.
+
 Gloo on CPU, NCCL on CUDA. Only rank 0 validates, logs and writes checkpoints.
 """
 
@@ -89,25 +95,31 @@ def global_batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> t
     gathered over all ranks, updating ``bn``'s running statistics as ``nn.BatchNorm2d`` does
     (unbiased variance, ``momentum`` or the cumulative average). Differentiable: the
     all-reduce's backward sums the gradients of the statistics over ranks, as
-    ``SyncBatchNorm`` does."""
+    ``SyncBatchNorm`` does.
+
+    Two passes, as PyTorch's own CPU batch norm: the global mean first, then the sum of squared
+    deviations from it. The one-pass ``E[x^2] - mean^2`` loses about ``eps_f32 * mean^2 / var``
+    of the variance to cancellation: on a channel with ``|mean| / std`` of 100 or more (a
+    near-constant channel) N processes would normalise visibly differently from one."""
     from torch.distributed.nn.functional import all_reduce
 
     dims = [0, *range(2, x.dim())]
     xf = x.float()
-    count = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float32, device=x.device)
-    stats = all_reduce(torch.cat([xf.sum(dims), (xf * xf).sum(dims), count]))
     c = x.shape[1]
-    n = stats[-1]
-    mean = stats[:c] / n
-    var = (stats[c : 2 * c] / n - mean * mean).clamp_min(0.0)
+    shape = [1, c] + [1] * (x.dim() - 2)
+    count = torch.tensor([x.numel() / c], dtype=torch.float32, device=x.device)
+    sums = all_reduce(torch.cat([xf.sum(dims), count]))
+    n = sums[-1]
+    mean = sums[:c] / n
+    centred = xf - mean.view(shape)
+    var = all_reduce((centred * centred).sum(dims)) / n
     if bn.track_running_stats and bn.running_mean is not None:
         with torch.no_grad():
             bn.num_batches_tracked.add_(1)
             m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
             bn.running_mean.mul_(1 - m).add_(m * mean.detach())
             bn.running_var.mul_(1 - m).add_(m * var.detach() * n / (n - 1).clamp_min(1.0))
-    shape = [1, c] + [1] * (x.dim() - 2)
-    y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + bn.eps)
+    y = centred * torch.rsqrt(var.view(shape) + bn.eps)
     if bn.affine:
         y = y * bn.weight.view(shape) + bn.bias.view(shape)
     return y.to(x.dtype)
