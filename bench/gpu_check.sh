@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# The GPU check of issue 10 on a machine with an NVIDIA GPU, PyTorch (CUDA) and, optionally,
-# onnxruntime-gpu; no ROS, no network. Prints one table (see bench/gpu_check.py) in a few minutes.
-#   bash bench/gpu_check.sh [--quick]
+# The one-shot GPU check (bench/gpu_check.py): torch eager, torch.compile, CUDA graphs, ONNX Runtime CUDA and
+# TensorRT rows, each measured or skipped with its reason, within a time budget; no ROS, no registry needed.
+#   bash bench/gpu_check.sh --prepare        # where PyPI is reachable (a CPU machine): bench/.gpu_wheelhouse/
+#   bash bench/gpu_check.sh --dry-run        # every row and why it would be skipped, in seconds
+#   bash bench/gpu_check.sh [--quick]        # on the GPU machine, with bench/.gpu_wheelhouse carried along
+# The prepared wheels install offline (pip --no-index, into a temporary folder) before the guard runs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-python -c "import lang_seg_ros" 2>/dev/null || pip install -q --no-deps -e . 2>/dev/null || true
-exec python bench/gpu_check.py "$@"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+PYTHON="${PYTHON:-python3}"
+case " $* " in
+  *" --prepare "*) ;;
+  *) nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null \
+       || echo "nvidia-smi: not here (no NVIDIA driver)";;
+esac
+exec "$PYTHON" bench/gpu_check.py "$@"

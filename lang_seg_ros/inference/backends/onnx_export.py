@@ -82,7 +82,10 @@ def export_onnx(model: LSeg, path: str | os.PathLike, height: int = 384, width: 
     """Write `model`'s image branch to `path` (see the module doc); returns what the file says.
 
     height, width: the input size (multiples of 32) it is traced at and, without `dynamic`,
-    fixed to. precision: "fp32", or "fp16" (traced on a CUDA device when there is one).
+    fixed to. precision: "fp32", or "fp16" (traced on a CUDA device when there is one): a
+    strongly typed graph, every type explicit (fp16 image input and image branch, fp32 label
+    embeddings, label stage and logits, as torch runs them), which is what TensorRT 10 / 11
+    strongly typed engines build from as it is (they take the precision from the file).
     check: run the file with onnxruntime (when installed) at the traced size, and at a second
     size with `dynamic`, against the torch model; ValueError when they differ (some
     architectures, e.g. ViTs with resized position embeddings, do not trace for dynamic sizes).
