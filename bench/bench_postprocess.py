@@ -6,8 +6,10 @@
 The model runs once per frame beforehand (not timed); then, per frame, the median of
 --repeats runs of each stage: `decide` (label map and confidence from the logits, as the
 Segmenter does after the forward pass), `objects` (regions: connected components, scores,
-boxes, centroids, masks), `overlay`, and `messages` (the node's messages for the frame,
-needs the ROS wheels; skipped without them). Prints the machine first.
+boxes, centroids, masks), `overlay`, `messages` (the node's messages for the frame, needs the
+ROS wheels; skipped without them) and `+standard` (what the standard outputs add to a frame
+with a synthetic ground-plane depth: the organised points aligned with the mask and the
+confidence, aligned_points, detections and detections_3d messages). Prints the machine first.
 """
 from __future__ import annotations
 
@@ -49,6 +51,37 @@ def timed(fn, repeats: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
+def ground_plane_depth(height: int, width: int, camera_height: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """A level camera `camera_height` m above flat ground: rows below the horizon see the ground at
+    z = fy * h / (v - cy), rows above it see nothing (0 = invalid). uint16 mm and K."""
+    fx = fy = 0.8 * width
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    rows = np.arange(height, dtype=np.float64)[:, None] - cy
+    with np.errstate(divide="ignore"):
+        z = np.where(rows > 0.5, fy * camera_height / rows, 0.0)
+    depth_mm = np.broadcast_to(np.clip(z * 1000, 0, 65535), (height, width)).astype(np.uint16)
+    return depth_mm, np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64)
+
+
+def standard_outputs_cost(pipeline, frame, depth_mm, k, header_type, repeats: int) -> float:
+    """ms the standard outputs add to a frame with depth (median of `repeats` each, summed): the
+    organised points aligned with the mask (pipeline) and the confidence, aligned_points,
+    detections and detections_3d messages."""
+    from lang_seg_ros.objects.geometry import organised_points
+    from lang_seg_ros.ros import vision_messages
+
+    header, depth = header_type(frame_id="cam"), header_type(frame_id="depth_optical")
+    inference = pipeline.infer(frame, "bgr", depth_mm, k)
+    result = pipeline.finish(inference)
+    regions = result.objects.regions
+    t_points, points = timed(lambda: organised_points(*inference.depth_m), repeats)
+    stages = [lambda: vision_messages.aligned_points_msg(points, depth),
+              lambda: vision_messages.confidence_image(result.confidence, result.objects.label_map, header),
+              lambda: vision_messages.detections_2d_msg(regions, header),
+              lambda: vision_messages.detections_3d_msg(regions, depth)]
+    return t_points + sum(timed(stage, repeats)[0] for stage in stages)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", default=str(ROOT.parent / "shared" / "datasets" / "camvid" / "val"))
@@ -70,14 +103,15 @@ def main() -> int:
         from std_msgs.msg import Header
 
         from lang_seg_ros.pipeline import FramePipeline, PipelineSettings
-        from lang_seg_ros.ros import messages
+        from lang_seg_ros.ros import outputs as messages
     except ImportError:
         messages = None
     print(f"machine: {machine()}")
     print(f"frames: {len(frames)} from {args.frames} at {width}x{height}; default model; median of "
           f"{args.repeats} runs per frame, then the median over frames (ms)")
     segmenter = Segmenter(device="cpu")
-    print(f"{'labels':>6} {'decide':>8} {'objects':>8} {'overlay':>8} {'messages':>9} {'total':>8}")
+    depth_mm, k = ground_plane_depth(height, width)
+    print(f"{'labels':>6} {'decide':>8} {'objects':>8} {'overlay':>8} {'messages':>9} {'+standard':>10} {'total':>8}")
     for count in args.labels:
         labels = (WORDS + [f"object {i}" for i in range(count)])[:count]
         prepared = segmenter.prepare(labels)
@@ -102,15 +136,16 @@ def main() -> int:
             colours = palette(count)
             rgb = np.ascontiguousarray(frame[:, :, ::-1])
             t_overlay, _ = timed(lambda: render_overlay(rgb, objects.label_map, labels, colors=colours), args.repeats)
-            t_messages = float("nan")
+            t_messages = t_standard = float("nan")
             if pipeline is not None:
                 result = pipeline.process(frame, "bgr")
                 t_messages, _ = timed(lambda: messages.frame_messages(Header(frame_id="cam"), result, {}, 0.0, 1, 0),
                                       args.repeats)
-            rows.append((t_decide, t_objects, t_overlay, t_messages))
+                t_standard = standard_outputs_cost(pipeline, frame, depth_mm, k, Header, args.repeats)
+            rows.append((t_decide, t_objects, t_overlay, t_messages, t_standard))
         med = [statistics.median(column) for column in zip(*rows)]
         total = med[0] + med[1] + (med[3] if not np.isnan(med[3]) else 0.0)
-        print(f"{count:>6} {med[0]:>8.1f} {med[1]:>8.1f} {med[2]:>8.1f} {med[3]:>9.1f} {total:>8.1f}"
+        print(f"{count:>6} {med[0]:>8.1f} {med[1]:>8.1f} {med[2]:>8.1f} {med[3]:>9.1f} {med[4]:>10.1f} {total:>8.1f}"
               "   (total = decide + objects + messages)")
     return 0
 

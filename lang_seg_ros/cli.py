@@ -10,63 +10,13 @@ from typing import Sequence
 
 import numpy as np
 
+from .device_spec import quiet_openmp
+from .cli_options import add_block_arguments, add_model_arguments, block_overrides, segmenter_from_args
+
 _LOG = logging.getLogger("lang_seg_ros")
 #: Default `--working-size` of `refer` and `eval-refer`: small objects (a distant cyclist) need
 #: more pixels than whole-frame labelling does (CamVid val benchmark: 79% vs 69% at 480).
 REFER_WORKING_SIZE = 720
-
-
-def _scales(values: Sequence[str] | None) -> tuple[tuple[float, ...] | None, bool]:
-    """`--scales published` -> the paper's scales with flips; numbers -> those scales (ValueError otherwise)."""
-    from .inference import PUBLISHED_SCALES
-
-    if not values:
-        return None, False
-    if list(values) == ["published"]:
-        return PUBLISHED_SCALES, True
-    try:
-        scales = tuple(float(v) for v in values)
-    except ValueError:
-        raise ValueError(f"--scales takes numbers or the word 'published', got {' '.join(values)}") from None
-    if any(not 0 < s < float("inf") for s in scales):
-        raise ValueError(f"--scales must be positive, got {' '.join(values)}")
-    return scales, False
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by every command that runs the model."""
-    parser.add_argument("--checkpoint", help="official .ckpt or our .safetensors (default: the embedded model)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
-    parser.add_argument("--working-size", type=int, default=480, help="long side for single-scale inference")
-    parser.add_argument("--scales", nargs="+", metavar="S",
-                        help="multi-scale evaluation: scales, or 'published' for the paper's scales + flip")
-    parser.add_argument("--flip", action="store_true", help="add horizontally flipped passes (with --scales)")
-    parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "openvino", "tensorrt"],
-                        help="image-branch backend; the others run an ONNX file from `lang-seg export` (or the "
-                             "checkpoint exported once, cached)")
-    add_block_arguments(parser)
-
-
-def add_block_arguments(parser: argparse.ArgumentParser) -> None:
-    """Spatial-regularisation settings, which official checkpoints do not record."""
-    parser.add_argument("--block-type", choices=["bottleneck", "depthwise"],
-                        help="spatial regularisation block of an official checkpoint that has one")
-    parser.add_argument("--block-depth", type=int)
-    parser.add_argument("--block-activation", choices=["relu", "lrelu", "tanh"])
-
-
-def block_overrides(args: argparse.Namespace) -> dict[str, object]:
-    return {k: getattr(args, k) for k in ("block_type", "block_depth", "block_activation") if getattr(args, k) is not None}
-
-
-def segmenter_from_args(args: argparse.Namespace, threshold: float = 0.0):
-    from .inference import Segmenter
-
-    scales, flip = _scales(args.scales)
-    return Segmenter(args.checkpoint, device=args.device, precision=args.precision, working_size=args.working_size,
-                     scales=scales, flip=flip or args.flip, threshold=threshold, backend=args.backend,
-                     **block_overrides(args))
 
 
 def read_image(path: str) -> np.ndarray:
@@ -128,7 +78,7 @@ def cmd_refer(args: argparse.Namespace) -> int:
     from .inference import clean_labels, parse_labels
     from .referring import ZeroShotReferrer, parse_expression
     from .referring.vocabulary import model_vocabulary
-    from .visualize import render_overlay
+    from .visualize import render_referring
 
     try:
         parse_expression(args.expression)
@@ -147,13 +97,15 @@ def cmd_refer(args: argparse.Namespace) -> int:
         from .referring import load_lts
         from .referring.lts_referrer import LTSReferrer
 
-        referrer = LTSReferrer(load_lts(args.lts, segmenter.model, device=segmenter.device), min_score=args.min_score)
+        referrer = LTSReferrer(load_lts(args.lts, segmenter.model, device=segmenter.device),
+                               min_score=0.5 if args.min_score is None else args.min_score)
         result = referrer.refer(image, args.expression, color_order="bgr")
     else:
         # Without --labels the phrase competes with the model's own vocabulary (its training
         # names; ADE20K's 150 classes for official checkpoints), never with "other" alone.
         vocabulary = model_vocabulary(segmenter, args.checkpoint)
-        referrer = ZeroShotReferrer(segmenter, min_score=args.min_score, vocabulary=vocabulary)
+        referrer = ZeroShotReferrer(segmenter, vocabulary=vocabulary,
+                                    **({} if args.min_score is None else {"min_score": args.min_score}))
         result = referrer.refer(image, args.expression, color_order="bgr", depth=depth, labels=context)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(args.out, result.mask.astype(np.uint8) * 255):
@@ -161,7 +113,9 @@ def cmd_refer(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_json(), indent=2))
     if args.overlay:
-        overlay = render_overlay(image[:, :, ::-1], np.where(result.mask, 0, -1), [result.query.category])
+        caption = (f"{args.expression}: {result.score:.2f}" if result.found
+                   else f"{args.expression}: not found ({result.reason})")
+        overlay = render_referring(image[:, :, ::-1], result.mask, result.bbox, caption)
         Path(args.overlay).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(args.overlay, overlay[:, :, ::-1])
     if result.found:
@@ -175,10 +129,10 @@ def cmd_eval_refer(args: argparse.Namespace) -> int:
     """Referring on real frames: expressions generated from the ground-truth label maps
     (`lang_seg_ros.data.referring_camvid`), scored by `lang_seg_ros.referring.benchmark`."""
 
-    from .data.referring_camvid import CAMVID_THINGS, camvid_frames, frame_expressions
+    from .data.referring_camvid import CAMVID_THINGS, GENERATORS, camvid_frames, generate
     from .inference import clean_labels, parse_labels
     from .referring import ZeroShotReferrer
-    from .referring.benchmark import evaluate_referring
+    from .referring.benchmark import evaluate_referring, print_report
     from .referring.vocabulary import model_vocabulary
 
     context = clean_labels(parse_labels(args.labels)) if args.labels else None
@@ -189,44 +143,43 @@ def cmd_eval_refer(args: argparse.Namespace) -> int:
         except ValueError:
             raise SystemExit(f"--things: expected 'name=id, ...', got {args.things!r}") from None
     segmenter = segmenter_from_args(args)
+    if args.lts and args.choose_thresholds:
+        raise SystemExit("eval-refer: --choose-thresholds tunes the zero-shot path, not --lts")
     if args.lts:
         from .referring import load_lts
         from .referring.lts_referrer import LTSReferrer
 
-        lts = LTSReferrer(load_lts(args.lts, segmenter.model, device=segmenter.device), min_score=args.min_score)
+        lts = LTSReferrer(load_lts(args.lts, segmenter.model, device=segmenter.device),
+                          min_score=0.5 if args.min_score is None else args.min_score)
 
         def refer_many(image, expressions):
             return [lts.refer(image, e, color_order="bgr") for e in expressions]
     else:
-        referrer = ZeroShotReferrer(segmenter, min_score=args.min_score,
-                                    vocabulary=model_vocabulary(segmenter, args.checkpoint))
+        referrer = ZeroShotReferrer(segmenter, vocabulary=model_vocabulary(segmenter, args.checkpoint),
+                                    **({} if args.min_score is None else {"min_score": args.min_score}))
 
         def refer_many(image, expressions):
             return referrer.refer_many(image, expressions, color_order="bgr", labels=context)
 
-    frames = ((read_image(str(path)), frame_expressions(label_map, name, seed=args.seed, min_area=args.min_area,
-                                                        things=things))
-              for name, path, label_map in camvid_frames(args.images, args.masks, args.limit))
+    generators = GENERATORS if args.generator == "both" else (args.generator,)
+    frames = ((read_image(str(path)), generate(label_map, name, generators, seed=args.seed, min_area=args.min_area,
+                                               things=things, worded=args.worded))
+              for name, path, label_map in camvid_frames(args.images, args.masks, args.limit, args.every))
+    if not args.no_progress:  # minutes on a CPU: show where it is
+        from tqdm import tqdm
+
+        total = len(list(camvid_frames(args.images, args.masks, args.limit, args.every, read=False)))
+        frames = tqdm(frames, desc="eval-refer", unit="frame", total=total)
+    if args.choose_thresholds:
+        from .referring.benchmark import choose_thresholds, print_threshold_choice
+
+        print_threshold_choice(choose_thresholds(referrer, frames, labels=context), args.json)
+        return 0
     report = evaluate_referring(refer_many, frames, keep_cases=bool(args.json))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=1))
-
-    def line(name: str, s: dict) -> str:
-        parts = []
-        if "positives" in s:
-            parts.append(f"n={s['positives']:4d}  found {100 * s['found_rate']:5.1f}%  "
-                         f"IoU>=0.5 {100 * s['precision_at_0_5']:5.1f}%  mIoU {100 * s['mean_iou']:5.1f}")
-        if "absent" in s:
-            parts.append(f"absent n={s['absent']:4d}  not found {100 * s['not_found_accuracy']:5.1f}%")
-        return f"{name:<14} " + "  ".join(parts)
-
-    print(f"{report['frames']} frames, {report['seconds']} s")
-    print(line("overall", report["overall"]))
-    for name, summary in report["templates"].items():
-        print(line(name, summary))
-    for name, summary in report["categories"].items():
-        print(line(f"[{name}]", summary))
+    print_report(report)
     return 0
 
 
@@ -260,11 +213,21 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    """The architecture (only the fields it uses) and size of a checkpoint or an exported .onnx."""
+    if str(args.checkpoint).endswith(".onnx"):
+        from .inference.backends.onnx_export import read_onnx_info
+
+        info = read_onnx_info(args.checkpoint)
+        size = list(info.size) if info.size else "dynamic"
+        print(json.dumps({"format": "onnx", "outputs": info.outputs, "precision": info.precision,
+                          "input_size": size, "head_block": info.has_head_block,
+                          "config": info.config.summary()}, indent=2))
+        return 0
     from .model import load_checkpoint
 
     model = load_checkpoint(args.checkpoint, **block_overrides(args))
     params = sum(p.numel() for p in model.parameters())
-    print(json.dumps({"parameters": params, "config": model.config.to_dict()}, indent=2))
+    print(json.dumps({"parameters": params, "config": model.config.summary()}, indent=2))
     return 0
 
 
@@ -289,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     ref.add_argument("--json", help="write found, score, bbox [x0, y0, x1, y1] (half-open pixels), reason")
     ref.add_argument("--labels", help="context label set the phrase competes with (default: the model's "
                                       "vocabulary: its training names, or ADE20K's 150 classes)")
-    ref.add_argument("--min-score", type=float, default=0.5, help="min mean probability of the object")
+    ref.add_argument("--min-score", type=float, help="min mean probability of the object (default: the referrer's, "
+                                                     "chosen on CamVid train)")
     ref.add_argument("--depth", help="depth image aligned with IMAGE, for nearest/farthest")
     ref.add_argument("--depth-scale", type=float, default=0.001, help="metres per depth unit (default: mm)")
     ref.add_argument("--overlay", help="also write the image with the object highlighted")
@@ -304,12 +268,20 @@ def build_parser() -> argparse.ArgumentParser:
     evr.add_argument("--masks", required=True, help="folder of label PNGs with the same file names")
     evr.add_argument("--json", help="write the report (overall, per template, per category, every case)")
     evr.add_argument("--limit", type=int, help="first N frames only")
+    evr.add_argument("--every", type=int, default=1, help="every N-th frame only (a subset spread over sequences)")
+    evr.add_argument("--generator", default="both", choices=["named", "pieces", "both"],
+                     help="expression generator(s): named instances, every visible piece, or both (default)")
+    evr.add_argument("--worded", type=float, default=0.25,
+                     help="share of positive expressions worded with held-out wordings (default 0.25)")
+    evr.add_argument("--choose-thresholds", action="store_true",
+                     help="sweep the zero-shot thresholds on these frames (use train frames) and print the best")
     evr.add_argument("--labels", help="context label set (default: the model's vocabulary)")
     evr.add_argument("--things", help="thing classes as 'name=id, ...' (default: car=8, pedestrian=9, bicyclist=10)")
     evr.add_argument("--min-area", type=int, default=400, help="smallest ground-truth instance, pixels")
-    evr.add_argument("--min-score", type=float, default=0.5, help="min mean probability of the object")
+    evr.add_argument("--min-score", type=float, help="min mean probability of the object (default: the referrer's)")
     evr.add_argument("--seed", type=int, default=0, help="seed of the absent-category picks")
     evr.add_argument("--lts", help="score a Locate-then-Segment checkpoint instead of the zero-shot path")
+    evr.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_arguments(evr)
     evr.set_defaults(func=cmd_eval_refer, working_size=REFER_WORKING_SIZE)
 
@@ -347,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_openmp()  # before torch loads, as the node does
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -33,7 +33,7 @@ from .inference.labels import LabelSpec, parse_label_spec
 from .inference.preprocess import to_rgb
 from .inference.segmenter import PreparedLabels
 from .objects import FrameObjects, FrameRegion, add_geometry, aligned_depth, best_overlap, frame_objects, labelled_points
-from .objects.geometry import region_3d
+from .objects.geometry import organised_points, region_3d
 from .objects.navigation import obstacle_points, traversable_indices, traversable_mask
 from .objects.tracking import IoUTracker
 from .referring import ReferringQuery, ReferringResult, ZeroShotReferrer, query_labels, read_expression
@@ -82,6 +82,7 @@ class PipelineSettings:
     obstacle_stride: int = 2
     obstacle_range: tuple[float, float] = (0.0, math.inf)  # metres from the camera
     region_embeddings: bool = False  # pooled pixel embedding per region (single scale only)
+    aligned_points: bool = False  # every pixel's 3D point in image layout (needs depth): `FrameResult.aligned_points`
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,7 +144,9 @@ class FrameResult:
     given and usable (the regions carry 3D values); traversable: (H, W) uint8, 255 on traversable
     labels, or None (no `traversable` labels set); obstacles: (N, 3) float32 metres, optical frame,
     points of non-traversable labels, or None (no depth, or off); label_embeddings: (N, C) float32
-    L2-normalised embeddings of the labels, with `region_embeddings` (else None).
+    L2-normalised embeddings of the labels, with `region_embeddings` (else None); aligned_points:
+    (H, W, 3) float32 metres in the depth camera's optical frame, NaN where depth is invalid, one
+    point per label-map pixel, with `aligned_points` and depth (else None).
     """
 
     labels: ActiveLabels
@@ -160,6 +163,7 @@ class FrameResult:
     traversable: np.ndarray | None = None
     obstacles: np.ndarray | None = None
     label_embeddings: np.ndarray | None = None
+    aligned_points: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -347,6 +351,8 @@ class FramePipeline:
             out.label_embeddings = np.asarray(result.text_features, np.float32)
         if s.cloud and depth_m is not None:
             out.cloud = labelled_points(objects, depth_m[0], depth_m[1], s.cloud_stride)
+        if s.aligned_points and depth_m is not None:
+            out.aligned_points = organised_points(*depth_m)
         if s.traversable:
             ids, count = self._traversable_ids(active, s.traversable), len(active.labels)
             out.traversable = traversable_mask(objects.label_map, ids, count)
@@ -455,8 +461,8 @@ class FramePipeline:
         if linked is not None:
             chosen.is_stuff, chosen.instance = linked.is_stuff, linked.instance
             chosen.panoptic_id, chosen.track_id = linked.panoptic_id, linked.track_id
-        if depth_m is not None:
-            chosen.geometry = region_3d(answer.region.bbox, answer.region.mask, *depth_m)
+        if depth_m is not None:  # with its points: a grasp planner takes the object's cloud
+            chosen.geometry = region_3d(answer.region.bbox, answer.region.mask, *depth_m, keep_points=True)
         return ReferringAnswer(query.expression, query.query, answer, chosen)
 
     def _track(self, objects: FrameObjects, s: PipelineSettings, label_set_id: int) -> None:

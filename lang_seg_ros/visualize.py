@@ -64,3 +64,31 @@ def label_shares(label_map: np.ndarray, count: int) -> np.ndarray:
     """Fraction of all pixels given to each label index (pixels with no label count in the total)."""
     valid = label_map[label_map >= 0]
     return np.bincount(valid.ravel(), minlength=count)[:count] / max(1, label_map.size)
+
+
+#: Highlight colour of a referred object (RGB).
+REFERRED_COLOR = (255, 64, 0)
+
+
+def render_referring(image_rgb: np.ndarray, mask: np.ndarray, bbox: tuple[int, int, int, int] | None,
+                     caption: str, alpha: float = 0.5) -> np.ndarray:
+    """One referred object over the image, for a person: its pixels tinted, its box drawn and a
+    caption bar on top (the expression, and the score or why nothing was found). Same size as
+    the image: one object needs no legend panel. image_rgb: (H, W, 3) uint8; mask: (H, W) bool;
+    bbox: (x0, y0, x1, y1) pixels, half-open, or None."""
+    out = image_rgb.copy()
+    if mask.any():
+        tint = np.asarray(REFERRED_COLOR, np.float32)
+        out[mask] = (out[mask].astype(np.float32) * (1.0 - alpha) + tint * alpha).astype(np.uint8)
+    if bbox is not None:
+        x0, y0, x1, y1 = bbox
+        cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), REFERRED_COLOR, max(1, round(min(out.shape[:2]) / 240)))
+    height, width = out.shape[:2]
+    bar = max(14, min(28, height // 12))
+    scale = bar / 32.0
+    text = _ascii(caption)
+    while len(text) > 4 and cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > width - 8:
+        text = text[:-4] + "..."  # keep the caption inside the image
+    out[:bar] = (out[:bar].astype(np.float32) * 0.35).astype(np.uint8)  # darkened so white text reads on any image
+    cv2.putText(out, text, (4, bar - bar // 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out

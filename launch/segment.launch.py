@@ -1,13 +1,16 @@
 """Run the lang_seg_ros node next to a camera driver (needs a ROS 2 install with `launch_ros`).
 
     ros2 launch lang_seg_ros segment.launch.py image:=/camera/color/image_raw \
-        camera_info:=/camera/color/camera_info labels:="floor, wall, person, other"
+        camera_info:=/camera/color/camera_info labels:="road, pavement, car, pedestrian, sky"
+
+The embedded default model knows street scenes only; indoor labels ("floor, wall, chair, mug")
+need an official LSeg checkpoint: add checkpoint:=/path/demo_e200.ckpt.
 
 Arguments (see `ros2 launch lang_seg_ros segment.launch.py --show-args`): image, camera_info,
 use_compressed, labels, checkpoint, device, use_depth, depth, depth_camera_info, params_file,
 namespace, node_name, lifecycle, fastdds_profile. `labels`, `checkpoint`, `device`, `use_compressed` and
 `use_depth` override the params file's values only when given (see lang_seg_ros/ros/launch_args.py);
-`labels` may be a comma-separated string or a list: labels:="[floor, wall, person]".
+`labels` may be a comma-separated string or a list: labels:="[road, car, pedestrian]".
 
 The Fast DDS profile (config/fastdds_shm.xml, a 16 MiB shared-memory segment) is set through
 FASTRTPS_DEFAULT_PROFILES_FILE for the processes this file starts. Full-size images reach a

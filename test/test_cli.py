@@ -109,3 +109,63 @@ def test_refer_with_a_trained_lts_checkpoint(image_path, tiny_model, tiny_checkp
     answer = json.loads(json_path.read_text())
     assert mask.shape == (90, 120)
     assert answer["found"] == bool(mask.any())
+
+
+def _loaded_after(code: str) -> set[str]:
+    """The modules loaded by `code` in a fresh interpreter."""
+    script = f"import sys\n{code}\nprint(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    return set(out.strip().splitlines()[-1].split())
+
+
+def test_building_the_parser_loads_neither_torch_nor_the_trainer():
+    """`lang-seg --help` took 9 s when the parser imported the training package (and torch)."""
+    loaded = _loaded_after("from lang_seg_ros.cli import build_parser; build_parser()")
+    assert "torch" not in loaded and not any(m.startswith("lang_seg_ros.train.") and m != "lang_seg_ros.train.commands"
+                                             for m in loaded)
+
+
+def test_segment_never_imports_training(image_path, tiny_checkpoint, tmp_path):
+    loaded = _loaded_after(
+        "from lang_seg_ros.cli import main; "
+        f"main(['segment', {str(image_path)!r}, '--labels', 'a, b', '--checkpoint', {str(tiny_checkpoint)!r}, "
+        f"'--out', {str(tmp_path / 'o.png')!r}, '--device', 'cpu', '--working-size', '64'])")
+    assert "torch" in loaded and "lang_seg_ros.inference.segmenter" in loaded  # it did run the model
+    assert not any(m.startswith(("lang_seg_ros.train.", "lang_seg_ros.data")) and m != "lang_seg_ros.train.commands"
+                   for m in loaded)
+
+
+def test_info_shows_the_fields_the_architecture_uses_and_reads_onnx(tiny_model, tiny_checkpoint, tmp_path, capsys):
+    import copy
+    import json
+
+    from lang_seg_ros.inference.backends.onnx_export import export_onnx
+    from lang_seg_ros.model.checkpoint import default_checkpoint_path
+
+    assert main(["info", str(default_checkpoint_path())]) == 0  # EfficientNet + MiniLM: no ViT fields
+    cnn = json.loads(capsys.readouterr().out)["config"]
+    assert cnn["image_encoder"]["type"] == "timm_cnn" and "patch_size" not in cnn["image_encoder"]
+    assert "num_heads" not in cnn["image_encoder"] and "block_depth" not in cnn
+    assert main(["info", str(tiny_checkpoint)]) == 0
+    vit = json.loads(capsys.readouterr().out)["config"]
+    assert vit["image_encoder"]["patch_size"] == tiny_model.config.image_encoder.patch_size
+    onnx_path = tmp_path / "tiny.onnx"
+    export_onnx(copy.deepcopy(tiny_model), onnx_path, 64, 64)  # the session fixture stays untouched
+    assert main(["info", str(onnx_path)]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert exported["format"] == "onnx" and exported["input_size"] == [64, 64] and exported["config"] == vit
+
+
+def test_refer_overlay_is_the_image_with_the_object_and_a_caption(tmp_path):
+    """No legend panel for one object (it was mostly blank): the frame, the object tinted and boxed."""
+    from lang_seg_ros.visualize import REFERRED_COLOR, render_referring
+
+    image = np.full((60, 80, 3), 128, np.uint8)
+    mask = np.zeros((60, 80), bool)
+    mask[30:50, 10:30] = True
+    out = render_referring(image, mask, (10, 30, 30, 50), "the car on the left: 0.83")
+    assert out.shape == image.shape
+    inside = out[35:45, 15:25].reshape(-1, 3).astype(int)
+    assert (np.abs(inside - (np.array(REFERRED_COLOR) + 128) // 2) <= 1).all()  # tinted
+    assert (out[55:, 50:] == 128).all()  # the rest of the frame untouched
+    assert out[:5].mean() < 128 and (out[:14] == 255).any()  # the caption bar: dark, with white text

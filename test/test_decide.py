@@ -97,3 +97,13 @@ def test_on_a_real_street_frame_with_the_default_model():
     assert_same_labels(label, exact_label, margin)
     error = (confidence - exact_confidence).abs().numpy()
     assert np.quantile(error, 0.99) < 0.05 and error.mean() < 0.01
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])  # meta stands for an accelerator: the answer stays there
+def test_a_single_label_wins_everywhere_with_full_confidence(device):
+    logits = torch.randn(1, 6, 8, device=device)
+    label, confidence = decide_stride2(logits, (11, 15), (20, 30))
+    assert label.shape == (20, 30) and label.dtype == torch.int32 and label.device.type == device
+    assert confidence.shape == (20, 30) and confidence.dtype == torch.float32 and confidence.device.type == device
+    if device == "cpu":
+        assert bool((label == 0).all()) and bool((confidence == 1).all())

@@ -196,6 +196,41 @@ def test_model_input_and_rgb8():
     assert to_rgb8(_array("mono8"), "mono8").shape == (7, 11, 3)
 
 
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "8UC3"])
+def test_colour_encodings_reach_the_model_as_the_same_rgb_picture(encoding):
+    """Every 3/4-channel encoding of one picture gives the model the same input (bgra8 is not rgba8)."""
+    import torch
+
+    from lang_seg_ros.inference.preprocess import normalize, to_rgb
+
+    rgb = np.random.default_rng(7).integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    layout = rgb[:, :, ::-1] if encoding in ("bgr8", "bgra8", "8UC3") else rgb
+    if ENCODINGS[encoding].channels == 4:
+        layout = np.dstack([layout, np.full(rgb.shape[:2], 77, np.uint8)])
+    received = image_to_numpy(numpy_to_image(np.ascontiguousarray(layout), encoding))
+    image, order = to_model_input(received, encoding)
+    np.testing.assert_array_equal(to_rgb(image, order), rgb)
+    np.testing.assert_array_equal(to_rgb8(received, encoding), rgb)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    assert torch.equal(normalize(image, mean, std, torch.device("cpu"), order),
+                       normalize(rgb, mean, std, torch.device("cpu"), "rgb"))
+
+
+def test_a_png_with_alpha_decodes_to_bgra8_and_reaches_the_model_as_rgb():
+    from lang_seg_ros.inference.preprocess import to_rgb
+
+    rgb = np.random.default_rng(8).integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    bgra = np.dstack([rgb[:, :, ::-1], np.full(rgb.shape[:2], 128, np.uint8)])
+    ok, png = cv2.imencode(".png", bgra)
+    assert ok
+    msg = CompressedImage(format="png")
+    msg.data = array.array("B", png.tobytes())
+    image, encoding = compressed_to_numpy(msg)
+    assert encoding == "bgra8" and image.shape == (6, 9, 4)
+    np.testing.assert_array_equal(to_rgb(*to_model_input(image, encoding)), rgb)
+    np.testing.assert_array_equal(to_rgb8(image, encoding), rgb)
+
+
 # ---- issue 13: sizes checked before any allocation, one rule for raw images -------------------
 def _refusal(convert, *args, **kwargs) -> tuple[str, float, int]:
     """(error text, seconds, peak bytes traced by tracemalloc) of a conversion that must fail."""

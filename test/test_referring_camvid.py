@@ -115,4 +115,5 @@ def test_eval_refer_command_reports_every_template(tmp_path, tiny_checkpoint, ca
     assert report["frames"] == 1 and report["overall"]["positives"] + report["overall"]["absent"] == len(report["cases"])
     assert {"left", "right", "largest", "next_to", "absent_far"} <= set(report["templates"])
     printed = capsys.readouterr().out
-    assert "overall" in printed and "[car]" in printed
+    assert "### generator: named" in printed and "### generator: pieces" in printed and "| car |" in printed
+    assert set(report["generators"]) == {"named", "pieces"} and "worded" in printed

@@ -117,5 +117,5 @@ def test_region_is_frozen_and_module_is_ros_free():
     assert isinstance(region, Region)
     with pytest.raises(AttributeError):
         region.area = 3  # type: ignore[misc]
-    code = "import sys, lang_seg_ros.regions; assert 'rclpy' not in sys.modules, 'regions imported rclpy'"
+    code = "import sys, lang_seg_ros.objects.regions; assert 'rclpy' not in sys.modules, 'regions imported rclpy'"
     subprocess.run([sys.executable, "-c", code], check=True)

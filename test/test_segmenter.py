@@ -61,6 +61,18 @@ def test_colour_orders_and_channel_counts_agree(segmenter, rgb):
     assert np.array_equal(segmenter.segment(gray).label_map, segmenter.segment(np.dstack([gray] * 3)).label_map)
 
 
+def test_a_bgra_frame_segments_like_the_same_rgb_frame(segmenter, rgb):
+    """4-channel BGRA (a ROS bgra8 camera, `lang-seg segment` on a PNG with alpha) is BGR plus alpha."""
+    base = segmenter.segment(rgb)
+    bgra = np.dstack([rgb[:, :, ::-1], np.full(rgb.shape[:2], 200, np.uint8)])
+    for order in ("bgra", "BGRA"):
+        result = segmenter.segment(bgra, color_order=order)
+        np.testing.assert_array_equal(result.label_map, base.label_map)
+        np.testing.assert_array_equal(result.confidence, base.confidence)
+    # the same bytes read as RGBA are another picture, so the check above can tell the orders apart
+    assert not np.array_equal(segmenter.segment(bgra, color_order="rgba").confidence, base.confidence)
+
+
 @pytest.mark.parametrize("bad, error", [
     (np.zeros((0, 10, 3), np.uint8), "empty image"),
     (np.zeros((10, 10, 3), np.float32), "uint8"),
@@ -125,12 +137,16 @@ def test_threshold_marks_uncertain_pixels(tiny_model, rgb):
 
 
 def test_many_labels_are_decided_in_chunks_with_the_same_result(tiny_model, rgb, monkeypatch):
-    from lang_seg_ros.inference import segmenter as module
+    """Single scale: the exact pass over border pixels in chunks (decide._CHUNK_ELEMENTS). The random
+    tiny model paints one label everywhere, so this only shows that chunking breaks nothing here;
+    test_decide_chunks.py checks both chunked paths on logits with borders (and the multi-scale one
+    through a Segmenter)."""
+    from lang_seg_ros.inference import decide
 
     labels = [f"thing {i}" for i in range(40)]
     seg = Segmenter(tiny_model, device="cpu", working_size=96)
     whole = seg.segment(rgb, labels=labels)
-    monkeypatch.setattr(module, "_CHUNK_ELEMENTS", 75 * 130 * 3)  # a few labels per chunk
+    monkeypatch.setattr(decide, "_CHUNK_ELEMENTS", 40 * 7)  # 7 border pixels per chunk
     chunked = seg.segment(rgb, labels=labels)
     np.testing.assert_array_equal(chunked.label_map, whole.label_map)
     np.testing.assert_allclose(chunked.confidence, whole.confidence, rtol=1e-5)

@@ -48,7 +48,7 @@ def test_eval_writes_contract_json(tmp_path, tiny_checkpoint, write_synthetic):
 def test_eval_scores_what_segment_outputs(tmp_path, tiny_checkpoint, extra, write_synthetic):
     """One inference path: eval's confusion matrix is that of the label maps `lang-seg segment`'s
     Segmenter produces with the same options."""
-    from lang_seg_ros.cli import segmenter_from_args
+    from lang_seg_ros.cli_options import segmenter_from_args
     from lang_seg_ros.train.metrics import confusion_matrix
 
     names = write_synthetic(2)
@@ -92,3 +92,20 @@ def test_eval_published_scales_and_bad_scales(tmp_path, tiny_checkpoint, write_s
     args = _parser().parse_args(base + ["--scales", "big", "--json", str(tmp_path / "q.json")])
     with pytest.raises(ValueError, match="--scales"):
         args.func(args)
+
+
+def test_eval_limit_scores_the_first_images_and_shows_progress_per_wording_set(tmp_path, tiny_checkpoint,
+                                                                              write_synthetic, capsys):
+    names = write_synthetic(3)
+    wordings = tmp_path / "other.txt"
+    wordings.write_text("\n".join(f"a {n}" for n in names))
+    out = tmp_path / "out.json"
+    args = _parser().parse_args([
+        "eval", "--images", str(tmp_path / "img"), "--masks", str(tmp_path / "gt"), "--names", ",".join(names),
+        "--checkpoint", str(tiny_checkpoint), "--json", str(out), "--device", "cpu", "--limit", "2",
+        "--wording-sets", str(wordings), "--precision", "fp32"])
+    assert args.func(args) == 0
+    res = json.loads(out.read_text())
+    assert res["images"] == 2 and 0 < res["pixels"] <= 2 * 48 * 72 and res["precision"] == "fp32"
+    progress = capsys.readouterr().err
+    assert "eval (--names)" in progress and "eval (other)" in progress and "2/2" in progress

@@ -12,21 +12,37 @@ change it. Frames also get expressions for categories they do not show: far ones
 giraffe") and thing classes with no pixel in that frame ("the bicyclist"), whose right answer
 is "not found".
 
+Two generators, reported side by side by `lang-seg eval-refer --generator both`:
+
+- "named" (`frame_expressions`): the templates above over instances of at least `min_area`
+  pixels, an answer kept only when the smaller components would not change it;
+- "pieces" (`piece_expressions`): left / right / largest over EVERY visible piece of a class
+  (8-connected components of at least `piece_area` pixels, 20 by default: a car cut in two by a
+  pole is two pieces, a distant pedestrian is a piece), the answer kept only when it is an object
+  of at least `min_area` pixels and clearly ahead of the runner-up piece; two absent categories on
+  every third frame, drawn from the far categories and from the worded absent ones.
+
+With `worded` (a fraction, 0.25 in `eval-refer`), that share of the positive expressions names
+its class with a wording no training or alias list holds (`referring.wordings.CAMVID_WORDED`:
+"the hatchback on the right", "the bike rider on the left"); `RefExpression.worded` marks them.
+
 Sample `i` of a frame depends only on (seed, frame name): the set is deterministic.
 """
 from __future__ import annotations
 
 import math
+import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
 
-__all__ = ["ABSENT_CATEGORIES", "CAMVID_THINGS", "SYNONYMS", "CamVidReferring", "Component", "RefExpression",
-           "camvid_frames", "frame_components", "frame_expressions"]
+__all__ = ["ABSENT_CATEGORIES", "CAMVID_THINGS", "GENERATORS", "SYNONYMS", "CamVidReferring", "Component",
+           "RefExpression", "camvid_frames", "frame_components", "frame_expressions", "generate", "piece_expressions",
+           "word_expressions"]
 
 #: Thing classes of CamVid (name -> label id) whose components are the instances.
 CAMVID_THINGS = {"car": 8, "pedestrian": 9, "bicyclist": 10}
@@ -57,8 +73,9 @@ class RefExpression:
     """One benchmark expression on one frame.
 
     template: "only", "only_synonym", "left", "right", "largest", "second_left", "second_right",
-    "next_to", "absent_far" or "absent_street"; target: (H, W) bool mask of the referred component, or None
-    when the right answer is "not found".
+    "next_to", "absent_far", "absent_street" or "absent_worded"; target: (H, W) bool mask of the
+    referred component, or None when the right answer is "not found"; worded: the class is named by
+    a held-out wording ("the hatchback"); generator: "named" or "pieces".
     """
 
     frame: str
@@ -66,6 +83,8 @@ class RefExpression:
     template: str
     category: str
     target: np.ndarray | None
+    worded: bool = False
+    generator: str = "named"
 
     @property
     def positive(self) -> bool:
@@ -123,13 +142,15 @@ def _stable_pick(kept, minor, pick: Callable[[Sequence[Component]], Component | 
 
 def frame_expressions(label_map: np.ndarray, frame: str = "", seed: int = 0, min_area: int = 400,
                       margin_fraction: float = 0.05, area_ratio: float = 1.5, absent_far: int = 2,
-                      absent_street: int = 1, things: dict[str, int] | None = None) -> list[RefExpression]:
+                      absent_street: int = 1, things: dict[str, int] | None = None,
+                      worded: float = 0.0) -> list[RefExpression]:
     """The benchmark expressions of one frame.
 
     label_map: (H, W) class ids (CamVid ids by default); frame: its name (seeds the absent picks);
     min_area: smallest instance in pixels; margin_fraction: position margins as a fraction of the
     width; area_ratio: "largest" needs the largest at least this times the runner-up;
-    absent_far / absent_street: how many "not found" expressions of each kind.
+    absent_far / absent_street: how many "not found" expressions of each kind; worded: share of
+    the positives reworded (`word_expressions`).
     """
     things = dict(things or CAMVID_THINGS)
     height, width = label_map.shape
@@ -174,6 +195,93 @@ def frame_expressions(label_map: np.ndarray, frame: str = "", seed: int = 0, min
     missing = [name for name, cid in things.items() if not (label_map == cid).any()]
     for i in rng.permutation(len(missing))[:absent_street]:
         out.append(RefExpression(frame, f"the {missing[i]}", "absent_street", missing[i], None))
+    return word_expressions(out, worded, seed)
+
+
+def word_expressions(examples: Sequence[RefExpression], share: float, seed: int = 0,
+                     wordings: dict[str, Sequence[str]] | None = None) -> list[RefExpression]:
+    """`examples` with `share` of the positives (those whose class has held-out wordings; not
+    "only_synonym", already an everyday word) naming the class by one of `wordings` (default
+    `referring.wordings.CAMVID_WORDED`): "the car on the left" -> "the hatchback on the left".
+    Deterministic per (seed, frame, expression)."""
+    if share <= 0:
+        return list(examples)
+    if wordings is None:
+        from ..referring.wordings import CAMVID_WORDED as wordings
+    out = []
+    for example in examples:
+        words = wordings.get(example.category, ())
+        if not example.positive or not words or example.template == "only_synonym" or example.worded:
+            out.append(example)
+            continue
+        rng = np.random.default_rng([seed, zlib.crc32(f"{example.frame}|{example.expression}".encode())])
+        if rng.random() >= share:
+            out.append(example)
+            continue
+        word = words[int(rng.integers(len(words)))]
+        text = re.sub(rf"\b{re.escape(example.category)}\b", word, example.expression, count=1)
+        out.append(replace(example, expression=text, worded=True))
+    return out
+
+
+#: Expression generators of `generate` (`lang-seg eval-refer --generator`).
+GENERATORS = ("named", "pieces")
+
+
+def piece_expressions(label_map: np.ndarray, frame: str = "", seed: int = 0, min_area: int = 400,
+                      piece_area: int = 20, margin_fraction: float = 0.05, area_ratio: float = 1.5,
+                      absent_every: int = 3, absent: int = 2, things: dict[str, int] | None = None,
+                      worded: float = 0.0) -> list[RefExpression]:
+    """The "pieces" generator: "the <class> on the left / on the right", "the largest <class>"
+    with every visible piece of the class counting.
+
+    The pieces are the class's 8-connected components of at least `piece_area` pixels. The
+    leftmost (rightmost) piece by centroid is the answer when it has at least `min_area` pixels
+    and the next piece is at least `margin_fraction` of the width further; the largest when it
+    has `min_area` pixels and `area_ratio` times the runner-up's. A piece under `min_area` that
+    wins makes the expression ambiguous (a fragment is no answer): it is left out. On every
+    `absent_every`-th frame (by a hash of its name), `absent` categories no frame shows: far ones
+    and worded ones ("the hippo", "the sailing boat").
+    """
+    from ..referring.wordings import CAMVID_WORDED_ABSENT
+
+    things = dict(things or CAMVID_THINGS)
+    width = label_map.shape[1]
+    margin = margin_fraction * width
+    out: list[RefExpression] = []
+    for name, cid in things.items():
+        pieces, _, ids = frame_components(label_map, cid, name, piece_area, minor_area=piece_area)
+        if len(pieces) < 2:
+            continue
+
+        def add(text: str, template: str, piece: Component | None) -> None:
+            if piece is not None and piece.area >= min_area:
+                out.append(RefExpression(frame, text, template, name, ids == piece.index, generator="pieces"))
+
+        add(f"the {name} on the left", "left", _ranked_pick(pieces, lambda c: c.centroid[0], 0, margin))
+        add(f"the {name} on the right", "right", _ranked_pick(pieces, lambda c: -c.centroid[0], 0, margin))
+        add(f"the largest {name}", "largest", _largest(pieces, area_ratio))
+    if absent and zlib.crc32(f"{seed}|{frame}".encode()) % absent_every == 0:
+        pool = list(ABSENT_CATEGORIES) + list(CAMVID_WORDED_ABSENT)
+        rng = np.random.default_rng([seed, zlib.crc32(frame.encode()), 1])
+        for i in rng.permutation(len(pool))[:absent]:
+            template = "absent_far" if pool[i] in ABSENT_CATEGORIES else "absent_worded"
+            out.append(RefExpression(frame, f"the {pool[i]}", template, pool[i], None, worded=template == "absent_worded",
+                                     generator="pieces"))
+    return word_expressions(out, worded, seed)
+
+
+def generate(label_map: np.ndarray, frame: str, generators: Sequence[str] = ("named",), seed: int = 0,
+             min_area: int = 400, things: dict[str, int] | None = None, worded: float = 0.0) -> list[RefExpression]:
+    """The expressions of one frame from each of `generators` ("named", "pieces")."""
+    out: list[RefExpression] = []
+    for generator in generators:
+        if generator == "named":
+            out += frame_expressions(label_map, frame, seed, min_area, things=things, worded=worded)
+        elif generator == "pieces":
+            out += piece_expressions(label_map, frame, seed, min_area, things=things, worded=worded)
+        else:
+            raise ValueError(f"unknown generator {generator!r}; known: {', '.join(GENERATORS)}")
     return out
 
 
@@ -198,17 +306,28 @@ def _next_to(referred: tuple, others: Sequence[Component], margin: float) -> Com
     return best
 
 
-def camvid_frames(images: str | Path, masks: str | Path,
-                  limit: int | None = None) -> Iterator[tuple[str, Path, np.ndarray]]:
-    """(frame name, image path, label map) for each image with a mask of the same stem, sorted."""
+def camvid_frames(images: str | Path, masks: str | Path, limit: int | None = None, every: int = 1,
+                  read: bool = True) -> Iterator[tuple[str, Path, np.ndarray | None]]:
+    """(frame name, image path, label map) for each image with a mask of the same stem, sorted;
+    every `every`-th such frame only (a subset spread over the sequences), at most `limit`;
+    without `read`, the label map is None (just the list)."""
     images, masks = Path(images), Path(masks)
     paths = sorted(p for p in images.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     if not paths:
         raise FileNotFoundError(f"no images in {images}")
-    count = 0
+    count = seen = 0
     for path in paths:
         mask_path = next((m for m in (masks / path.name, masks / f"{path.stem}.png") if m.is_file()), None)
         if mask_path is None:
+            continue
+        seen += 1
+        if (seen - 1) % max(1, every):
+            continue
+        if not read:
+            yield path.stem, path, None
+            count += 1
+            if limit is not None and count >= limit:
+                return
             continue
         label_map = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
         if label_map is None or label_map.ndim != 2:

@@ -5,8 +5,7 @@ be used without loading torch: the ROS node checks label sets long before its mo
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "MAX_EXPRESSION_CHARS": "labels", "MAX_LABELS": "labels", "MAX_LABEL_CHARS": "labels", "LabelSpec": "labels",
@@ -16,9 +15,4 @@ _EXPORTS = {
     "PreparedLabels": "segmenter", "SegmentationResult": "segmenter", "Segmenter": "segmenter",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

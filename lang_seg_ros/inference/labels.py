@@ -7,11 +7,14 @@ else that is wrong raises `ValueError`.
 
 A label may carry a ":stuff" mark ("floor:stuff"): the mark is not part of the text the model
 reads; it says the label is "stuff" (one region per label, never split into instances).
+
+Everything here runs in time linear in the text a sender controls, and refuses a text longer
+than `MAX_INPUT_CHARS` before doing anything else with it: a label of 40,000 spaces once took
+3 s (a suffix pattern that backtracked) while the node's executor waited.
 """
 from __future__ import annotations
 
 import functools
-import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Iterable
@@ -22,19 +25,36 @@ MAX_LABELS = 1024
 MAX_LABEL_CHARS = 256
 #: A referring expression is a phrase, not a text.
 MAX_EXPRESSION_CHARS = 256
+#: The most characters of raw text (a whole label set, or one entry of a list) read at all: a
+#: full set of the longest labels with generous whitespace, far below what would cost time.
+MAX_INPUT_CHARS = 1 << 20
 
-_STUFF_SUFFIX = re.compile(r"\s*:\s*stuff\s*$", re.IGNORECASE)
+
+def _bounded(text: str, what: str) -> str:
+    """`text` itself, or ValueError before anything reads it when it is longer than `MAX_INPUT_CHARS`."""
+    if isinstance(text, str) and len(text) > MAX_INPUT_CHARS:
+        raise ValueError(f"{what} of {len(text)} characters is longer than the {MAX_INPUT_CHARS} read at all")
+    return text
 
 
 def parse_labels(text: str) -> list[str]:
     """Split a comma-separated label string; whitespace around labels is dropped."""
-    return [part.strip() for part in text.split(",")]
+    return [part.strip() for part in _bounded(text, "a label text").split(",")]
+
+
+def _strip_stuff_mark(entry: str) -> tuple[str, bool]:
+    """("floor", True) for "floor : STUFF", (entry, False) without the mark; linear in the entry."""
+    head, colon, tail = entry.rpartition(":")
+    if colon and tail.strip().casefold() == "stuff":
+        return head, True
+    return entry, False
 
 
 def _normalised(text: str, what: str, limit: int, limit_name: str) -> str:
     """Whitespace collapsed; ValueError for control characters or more than `limit` characters."""
     if not isinstance(text, str):
         raise ValueError(f"{what} must be a string, got {type(text).__name__}")
+    _bounded(text, f"a {what}")
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") and not ch.isspace() for ch in text):
         raise ValueError(f"{what} {text[:40]!r} contains control characters")
     text = " ".join(text.split())
@@ -96,8 +116,8 @@ def parse_label_spec(entries: Iterable[str] | str, stuff_labels: Iterable[str] |
         entries = parse_labels(entries)
     texts, marked = [], set()
     for entry in entries:
-        text = entry if not isinstance(entry, str) else _STUFF_SUFFIX.sub("", entry)
-        if isinstance(entry, str) and text != entry:
+        text, is_marked = _strip_stuff_mark(_bounded(entry, "a label")) if isinstance(entry, str) else (entry, False)
+        if is_marked:
             marked.add(" ".join(text.split()))
         texts.append(text)
     labels = clean_labels(texts, max_labels, max_label_chars)

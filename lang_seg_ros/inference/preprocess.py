@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import cv2
 import numpy as np
 import torch
 
@@ -77,3 +78,17 @@ def pad_bottom_right(x: torch.Tensor, height: int, width: int, fill: tuple[float
 
 def round_up(value: int, multiple: int = 32) -> int:
     return math.ceil(value / multiple) * multiple
+
+
+def square_input(image: np.ndarray, size: int, mean, std) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The Locate-then-Segment input, shared by its trainer and its referrer: uint8 RGB (H, W, 3)
+    -> normalised (3, S, S) float tensor, S = `size` rounded up to a multiple of 32, the image
+    resized to long side `size` at the top left (zeros elsewhere); and its (h, w) there."""
+    h, w = image.shape[:2]
+    nh, nw = working_shape(h, w, size)
+    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (h, w) else image
+    x = (resized.astype(np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    side = round_up(size)
+    out = np.zeros((side, side, 3), np.float32)
+    out[:nh, :nw] = x
+    return torch.from_numpy(out.transpose(2, 0, 1).copy()), (nh, nw)

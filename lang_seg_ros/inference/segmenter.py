@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from ..model import LSeg, load_checkpoint
-from ..model.checkpoint import default_checkpoint_path, resolve_device
+from ..model.checkpoint import default_checkpoint_path
+from ..model.device import resolve_device, resolve_precision
 from ..model.lseg import FoldedHead, upsample_logits
 from .backends import BACKENDS, TorchBackend
 from .decide import decide_full, decide_stride2
@@ -98,7 +99,9 @@ class Segmenter:
         model: an `LSeg`, a checkpoint path (official `.ckpt` or our `.safetensors`), or None for
             the embedded default model.
         device: "cpu", "cuda", "cuda:N" or "auto" (CUDA when available).
-        precision: "fp32", "fp16" or "bf16" for the image branch; label embeddings stay fp32.
+        precision: "fp32", "fp16", "bf16" for the image branch, or "auto": what the device runs
+            natively (`model.device.resolve_precision`; the node's and CLI's default); label
+            embeddings stay fp32. The precision used is `self.precision`.
         working_size: long side, in pixels, the image is resized to for single-scale inference
             (then padded to multiples of 32).
         scales: None for single-scale; else the published multi-scale evaluation at these
@@ -125,21 +128,22 @@ class Segmenter:
         compile: str | None = None,
         **load_overrides: Any,
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         if working_size < 32:
             raise ValueError(f"working_size must be at least 32 pixels, got {working_size}")
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-        self.device = resolve_device(device)
-        self.dtype = PRECISIONS[precision]
-        if self.device.type == "cpu" and self.dtype == torch.float16:
-            _LOG.warning("fp16 on CPU is slow and partly unsupported; bf16 is the CPU half precision")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        self.device = resolve_device(device)
         if model is None:
             model = default_checkpoint_path()
         is_onnx = not isinstance(model, LSeg) and str(model).endswith(".onnx")
+        if is_onnx and precision == "auto":  # an exported file has its precision: run it at that
+            from .backends.onnx_export import read_onnx_info
+
+            precision = read_onnx_info(model).precision
+        self.precision = precision = resolve_precision(precision, self.device, backend)
+        self.dtype = PRECISIONS[precision]
         if backend == "torch":
             if is_onnx:
                 raise ValueError(f"{model}: an ONNX file runs on backend onnxruntime, openvino or tensorrt, not torch")

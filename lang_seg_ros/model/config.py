@@ -37,6 +37,14 @@ class ImageEncoderConfig:
     out_indices: tuple[int, ...] = (1, 2, 3, 4)  # timm_cnn: feature levels at strides 4..32
 
 
+#: The `ImageEncoderConfig` fields each encoder type reads.
+_IMAGE_ENCODER_FIELDS = {
+    "vit": ("img_size", "patch_size", "width", "depth", "num_heads", "num_classes", "hooks", "reassemble_channels"),
+    "resnet": ("name",),
+    "timm_cnn": ("name", "out_indices"),
+}
+
+
 @dataclass
 class TextEncoderConfig:
     """Frozen text encoder whose label embeddings the pixel embeddings are correlated with."""
@@ -99,6 +107,19 @@ class LSegConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def summary(self) -> dict[str, Any]:
+        """`to_dict` without the fields the architecture does not use (a CNN has no patch size,
+        heads or hooks; no spatial-regularisation block, no block settings): what `lang-seg info`
+        shows."""
+        out = self.to_dict()
+        used = _IMAGE_ENCODER_FIELDS.get(self.image_encoder.type, tuple(out["image_encoder"]))
+        out["image_encoder"] = {k: v for k, v in out["image_encoder"].items() if k == "type" or k in used}
+        if self.text_encoder.type != "clip" or not (self.text_encoder.text_cfg or self.text_encoder.vision_cfg):
+            out["text_encoder"] = {k: out["text_encoder"][k] for k in ("type", "name")}
+        if self.block_type is None:
+            del out["block_depth"], out["block_activation"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "LSegConfig":

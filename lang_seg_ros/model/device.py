@@ -1,11 +1,16 @@
-"""Device strings -> `torch.device`: the one resolver every command, trainer and node uses."""
+"""Device strings -> `torch.device`, and the precision a device runs: the one rule every command,
+trainer and node uses."""
 from __future__ import annotations
+
+import logging
 
 import torch
 
-from ..device_spec import DEVICE_CHOICES, check_device
+from ..device_spec import DEVICE_CHOICES, check_device, cpu_has_native_bf16
 
-__all__ = ["DEVICE_CHOICES", "resolve_device"]
+__all__ = ["DEVICE_CHOICES", "PRECISION_CHOICES", "resolve_device", "resolve_precision"]
+
+_LOG = logging.getLogger(__name__)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -29,3 +34,45 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if device == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise ValueError("device 'mps': Apple MPS is not available on this machine (use 'cpu' or 'auto')")
     return torch.device(device)
+
+
+#: What `precision` may say; "auto" is resolved by `resolve_precision`.
+PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16")
+
+
+def resolve_precision(precision: str, device: torch.device, backend: str = "torch") -> str:
+    """The image branch's precision: "auto" -> what the device runs natively, else as asked.
+
+    auto: on CUDA, fp16 from compute capability 7.0 (tensor cores), else fp32; on MPS fp16; on a
+    CPU bf16 where it is native (AVX-512 BF16 / AMX, Arm BF16: `cpu_has_native_bf16`) for the
+    torch and OpenVINO backends (onnxruntime has no bf16 CPU kernels), else fp32. A precision the
+    device only emulates is kept when asked for, with a warning that says what it costs.
+    """
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
+    native = _native_precisions(device, backend)
+    if precision == "auto":
+        return next((p for p in ("fp16", "bf16") if p in native), "fp32")
+    if precision not in native:
+        _LOG.warning(_EMULATED.get((device.type, precision), "%s on %s is not native here: expect it to be slower "
+                                   "than fp32 (precision auto picks what this device runs natively)"),
+                     precision, device)
+    return precision
+
+
+def _native_precisions(device: torch.device, backend: str) -> set[str]:
+    if device.type == "cuda":
+        major, _ = torch.cuda.get_device_capability(device)
+        return {"fp32"} | ({"fp16"} if major >= 7 else set()) | ({"bf16"} if major >= 8 else set())
+    if device.type == "mps":
+        return {"fp32", "fp16"}
+    if backend != "onnxruntime" and cpu_has_native_bf16():
+        return {"fp32", "bf16"}
+    return {"fp32"}
+
+
+_EMULATED = {
+    ("cpu", "bf16"): "%s on this %s has no native bf16 (no AVX-512 BF16 / AMX, or a backend without bf16 CPU "
+                     "kernels): it is emulated, measured 33x slower than fp32 on an AVX2 CPU; use fp32 or auto",
+    ("cpu", "fp16"): "%s on %s is emulated and partly unsupported, much slower than fp32; use fp32 or auto",
+}

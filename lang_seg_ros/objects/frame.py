@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from .geometry import Region3D, back_project, depth_to_metres, region_3d, scale_intrinsics
+from .geometry import Region3D, back_project, depth_to_metres, intrinsics_problem, region_3d, scale_intrinsics
 from .instances import split_instances
 from .panoptic import encode_panoptic, panoptic_ids_of
 from .regions import Region
@@ -79,13 +79,27 @@ class FrameObjects:
         return encode_panoptic(self.region_map, labels, self.stuff)
 
 
-@functools.lru_cache(maxsize=4)
+#: Frames up to this many pixels keep their coordinate arrays (16 bytes a pixel) between frames.
+_CACHED_COORDINATES_PIXELS = 1 << 20
+
+
 def _pixel_coordinates(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """x and y of every pixel, row-major, float64 and read-only: built once per frame size."""
+    """x and y of every pixel, row-major, float64 and read-only: built once per frame size up to
+    `_CACHED_COORDINATES_PIXELS` (camera sizes); a bigger frame's are built for it and freed
+    with it, not kept resident (4 cached 4096 x 4096 sizes held 1 GiB)."""
+    if height * width <= _CACHED_COORDINATES_PIXELS:
+        return _cached_pixel_coordinates(height, width)
+    return _build_pixel_coordinates(height, width)
+
+
+def _build_pixel_coordinates(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     xs = np.tile(np.arange(width, dtype=np.float64), height)
     ys = np.repeat(np.arange(height, dtype=np.float64), width)
     xs.flags.writeable = ys.flags.writeable = False
     return xs, ys
+
+
+_cached_pixel_coordinates = functools.lru_cache(maxsize=4)(_build_pixel_coordinates)
 
 
 def _merge_stuff(instance_map: np.ndarray, instance_labels: np.ndarray, stuff: Collection[int]) -> np.ndarray:
@@ -210,11 +224,19 @@ def aligned_depth(depth: np.ndarray, encoding: str, k: Sequence[float], k_shape:
     values) for an image of `k_shape` (H, W); shape: the label map's (H, W). The depth is resized
     with nearest-neighbour sampling (pixel centres to pixel centres, as `scale_intrinsics`).
     Raises ValueError for an unknown encoding, a different aspect ratio (not registered to the
-    colour image) or unusable intrinsics.
+    colour image) or unusable intrinsics (`geometry.intrinsics_problem`: checked for `k_shape`,
+    then once more as scaled to `shape`, the intrinsics the 3D values are computed with).
+    Depth beyond `geometry.MAX_DEPTH_M` is invalid (NaN), as 0 and inf are.
     """
-    k = np.asarray(k, np.float64).reshape(3, 3)
-    if not (np.isfinite(k).all() and k[0, 0] > 0 and k[1, 1] > 0):
-        raise ValueError(f"camera info K has no usable focal lengths (fx={k[0, 0]}, fy={k[1, 1]})")
+    k = np.asarray(k, np.float64).ravel()
+    problem = intrinsics_problem(k, k_shape)
+    if problem is None:  # the scaled K is finite: cx, cy, fx, fy are bounded by the size it is for
+        k = scale_intrinsics(k.reshape(3, 3), k_shape, shape)
+        problem = intrinsics_problem(k, shape)
+        if problem is not None:
+            problem += f" (scaled from the {k_shape[1]}x{k_shape[0]} image it is for)"
+    if problem is not None:
+        raise ValueError(problem)
     metres = depth_to_metres(depth, encoding)
     h, w = metres.shape[:2]
     if abs(w * shape[0] - h * shape[1]) > 0.01 * h * shape[1]:
@@ -222,7 +244,7 @@ def aligned_depth(depth: np.ndarray, encoding: str, k: Sequence[float], k_shape:
                          "the depth must be registered to the colour image")
     if (h, w) != tuple(shape):
         metres = cv2.resize(metres, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST_EXACT)
-    return metres, scale_intrinsics(k, k_shape, shape)
+    return metres, k
 
 
 def add_geometry(objects: FrameObjects, depth_m: np.ndarray, k: np.ndarray) -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..inference.preprocess import to_rgb
+from ..inference.preprocess import square_input, to_rgb
 from ..model.lts import LocateThenSegment
 from .parse import parse_expression
-from ..train.lts import prepare_image
 from .zero_shot import ReferringResult
 
 
@@ -29,7 +28,7 @@ class LTSReferrer:
         rgb = to_rgb(image, color_order)
         height, width = rgb.shape[:2]
         config = self.lts.lseg_config
-        x, (h, w) = prepare_image(rgb, self.image_size, config.mean, config.std)
+        x, (h, w) = square_input(rgb, self.image_size, config.mean, config.std)
         device = next(self.lts.parameters()).device
         prob = self.lts.predict(x[None].to(device), [query.expression])[0, :h, :w].float().cpu().numpy()
         prob = cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR)

@@ -5,31 +5,35 @@ real labels (the caller's label set, else the model's vocabulary: `vocabulary.mo
 as one more label, so the model decides per pixel whether it wins against labels it knows
 (the phrase is located "against the current label set"). Against "other" alone anything wins
 ("a giraffe" covered whole street frames): the context is never that thin unless asked for.
-For a closed-set model a near-synonym of one of its labels is read as that label (`aliases`).
+For a closed-set model the words people use are read as its labels ("the hatchback" -> car,
+`aliases.PhraseReader`).
 
 The candidate instances are the pixels where the phrase wins with probability >=
-`pixel_threshold`, split by the watershed of `objects.instances` (two cyclists side by side
-are two objects); they must be real objects, not stray pixels: at least `min_area_fraction` of
-the image, at least `relative_area` of the largest candidate (a 30-pixel blob on the far left
-is not "the car on the left") and a mean probability of `min_score`. The qualifiers pick one;
-when none qualifies the answer is an explicit "not found", never an arbitrary object. The
-defaults were measured on CamVid val with the embedded default model (`lang-seg eval-refer`,
-docs/referring.md).
+`pixel_threshold` (people: `upright_pixel_threshold`), split by the watershed of
+`objects.instances` (two cyclists side by side are two objects; people squeezed in height first,
+so two people shoulder to shoulder are two); they must be real objects, not stray pixels: at
+least `min_area_fraction` of the image, at least `relative_area` of the largest candidate (a
+30-pixel blob on the far left is not "the car on the left") and a mean probability of
+`min_score`. The qualifiers pick one; when none qualifies the answer is an explicit "not found",
+never an arbitrary object. The defaults were chosen on CamVid TRAIN frames with the embedded
+default model (`lang-seg eval-refer --choose-thresholds` on all 367 train frames) and are
+reported on val (docs/referring.md).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 from ..inference import SegmentationResult, Segmenter, clean_labels
 from ..objects.frame import frame_objects
 from ..objects.regions import Region, extract_regions
-from .aliases import DEFAULT_ALIAS_SIMILARITY, resolve_aliases
+from .aliases import DEFAULT_ALIAS_SIMILARITY, PhraseReader, camvid_reader, resolve_aliases
 from .parse import ReferringQuery, parse_expression
 from .select import select_instance
-from .vocabulary import is_training_vocabulary, model_vocabulary
+from .vocabulary import is_training_vocabulary, load_vocabulary, model_vocabulary
 
 #: Labels that compete with the phrase when the caller asks for no context at all (`labels=()`).
 DEFAULT_BACKGROUND = ("other",)
@@ -86,13 +90,23 @@ class ZeroShotReferrer:
             lower depth splits more eagerly); False keeps connected components.
         pixel_threshold: a candidate's pixels are those where the phrase wins with at least this
             probability (0: wherever it wins).
-        alias_similarity: near-synonym threshold (cosine of text embeddings, `aliases`); 0 = off;
-            None: 0.6 when the vocabulary is the model's training names, else off.
+        upright_labels, upright_aspect, upright_pixel_threshold: candidates of these labels (people)
+            are split as upright objects (`_split_upright`: the mask squeezed `upright_aspect`
+            times in height before the watershed, so two people shoulder to shoulder are two) and
+            their pixels need `upright_pixel_threshold` (a person's mask bloats at the frame's
+            scale; None: `pixel_threshold`). Only with `split` / a `pixel_threshold` above 0.
+        alias_similarity: None (default): phrases are read as the vocabulary's labels by
+            `aliases.PhraseReader` (trained wordings, WordNet, embeddings: "the hatchback" -> car)
+            when the vocabulary is CamVid's, by the near-synonym rule (cosine >= 0.6) for another
+            training vocabulary, not at all for the broad ADE20K fallback; a number: the
+            near-synonym rule with that threshold; 0 = off.
     """
 
     def __init__(self, segmenter: Segmenter, min_score: float = 0.5, min_area_fraction: float = 0.001,
-                 relative_area: float = 0.1, vocabulary: Sequence[str] | None = None, split: bool = True,
-                 split_depth: float = 0.2, pixel_threshold: float = 0.6, alias_similarity: float | None = None) -> None:
+                 relative_area: float = 0.05, vocabulary: Sequence[str] | None = None, split: bool = True,
+                 split_depth: float = 0.2, pixel_threshold: float = 0.6, alias_similarity: float | None = None,
+                 upright_labels: Sequence[str] = ("pedestrian",), upright_aspect: float = 3.0,
+                 upright_pixel_threshold: float | None = 0.8) -> None:
         if not 0.0 <= min_score <= 1.0:
             raise ValueError(f"min_score must be in [0, 1], got {min_score}")
         if not 0.0 <= relative_area <= 1.0:
@@ -106,6 +120,9 @@ class ZeroShotReferrer:
         self.split_depth = split_depth
         self.pixel_threshold = pixel_threshold
         self._alias_similarity = alias_similarity
+        self.upright_labels = frozenset(label.lower() for label in upright_labels)
+        self.upright_aspect = float(upright_aspect)
+        self.upright_pixel_threshold = upright_pixel_threshold
 
     @property
     def vocabulary(self) -> tuple[str, ...]:
@@ -123,9 +140,25 @@ class ZeroShotReferrer:
             self._alias_similarity = DEFAULT_ALIAS_SIMILARITY if is_training_vocabulary(self.segmenter) else 0.0
         return self._alias_similarity
 
+    @property
+    def phrase_reader(self) -> PhraseReader | None:
+        """The reader of the words people use (`aliases.PhraseReader`) when the vocabulary is the
+        CamVid names the model was trained with (the embedded default model); else None."""
+        if self._alias_similarity is not None or not is_training_vocabulary(self.segmenter):
+            return None
+        if {v.lower() for v in self.vocabulary} != {v.lower() for v in load_vocabulary("camvid")}:
+            return None
+        return camvid_reader(self.segmenter.text_cache)
+
     def resolve(self, query: ReferringQuery, context: Sequence[str]) -> tuple[ReferringQuery, str]:
-        """`query` with near-synonyms of context labels read as those labels, and a note saying so."""
-        if not self.alias_similarity or not context:
+        """`query` with the words people use read as context labels ("the hatchback" -> car, "the
+        person" -> pedestrian), and a note saying so."""
+        if not context:
+            return query, ""
+        reader = self.phrase_reader
+        if reader is not None:
+            return reader.resolve(query, list(context))
+        if not self.alias_similarity:
             return query, ""
         return resolve_aliases(query, list(context), self.segmenter.text_cache, self.alias_similarity)
 
@@ -167,21 +200,43 @@ class ZeroShotReferrer:
         Lets a caller that segments anyway (the ROS node) answer from the same image encoding.
         """
         labels = tuple(result.labels)
+        regions = self.regions(query, result.label_map, result.confidence, labels)
+        return self.answer_regions(query, regions, labels, result.label_map.shape, depth)
+
+    def regions(self, query: ReferringQuery, label_map: np.ndarray, confidence: np.ndarray,
+                labels: Sequence[str], offset: tuple[int, int] = (0, 0), min_area: int | None = None) -> list[Region]:
+        """The candidate regions of the query's labels in a segmentation: pixels at or above
+        `pixel_threshold`, split into instances (`split`); `offset` (x, y) shifts them (a crop)."""
         wanted = [_index_of(labels, p) for p in [query.category] + ([query.relation[1]] if query.relation else [])]
         wanted = [i for i in wanted if i is not None]
         # Only the query's labels become regions: the rest of the frame costs nothing.
-        keep = np.isin(result.label_map, wanted)
-        if self.pixel_threshold > 0:  # unsure pixels: blob edges and the necks between objects
-            keep &= result.confidence >= self.pixel_threshold
-        label_map = np.where(keep, result.label_map, -1)
-        min_area = self._min_area(label_map.shape)
+        keep = np.isin(label_map, wanted)
+        upright = [i for i, label in enumerate(labels) if label.lower() in self.upright_labels and i in wanted]
+        if (upright and self.pixel_threshold > 0 and self.upright_pixel_threshold is not None
+                and self.upright_pixel_threshold != self.pixel_threshold):
+            threshold = np.where(np.isin(label_map, upright), np.float32(self.upright_pixel_threshold),
+                                 np.float32(self.pixel_threshold))
+            keep &= confidence >= threshold
+        elif self.pixel_threshold > 0:  # unsure pixels: blob edges and the necks between objects
+            keep &= confidence >= self.pixel_threshold
+        label_map = np.where(keep, label_map, -1)
+        min_area = self._min_area(label_map.shape) if min_area is None else min_area
         if self.split:  # touching objects (two cyclists side by side) become two candidates
-            objects = frame_objects(label_map, result.confidence, labels, min_area=min_area, split=True,
+            objects = frame_objects(label_map, confidence, labels, min_area=min_area, split=True,
                                     split_depth=self.split_depth)
             regions = [r.region for r in objects.regions]
         else:
-            regions = extract_regions(label_map, result.confidence, labels, min_area=min_area)
-        return self.answer_regions(query, regions, labels, label_map.shape, depth)
+            regions = extract_regions(label_map, confidence, labels, min_area=min_area)
+        if self.split and self.upright_aspect > 1 and self.upright_labels:
+            upright = {i for i, label in enumerate(labels) if label.lower() in self.upright_labels}
+            regions = [piece for r in regions
+                       for piece in (_split_upright(r, confidence, self.upright_aspect, self.split_depth, min_area)
+                                     if r.label_index in upright else [r])]
+        if offset != (0, 0):
+            dx, dy = offset
+            regions = [replace(r, bbox=(r.bbox[0] + dx, r.bbox[1] + dy, r.bbox[2] + dx, r.bbox[3] + dy),
+                               centroid=(r.centroid[0] + dx, r.centroid[1] + dy)) for r in regions]
+        return regions
 
     def _min_area(self, shape: tuple[int, int]) -> int:
         return max(1, int(self.min_area_fraction * shape[0] * shape[1]))
@@ -216,6 +271,47 @@ class ZeroShotReferrer:
                                    label_set, reason)
         return ReferringResult(query.expression, query, True, chosen.score, chosen.full_mask(shape), chosen.bbox,
                                chosen, label_set, reason)
+
+
+def _split_upright(region: Region, confidence: np.ndarray, aspect: float, split_depth: float,
+                   min_area: int) -> list[Region]:
+    """An upright object's region (people) split like round ones: the mask squeezed `aspect` times
+    in height, so that one standing person is about as tall as wide, split by the watershed of
+    `objects.instances` (two people shoulder to shoulder have two peaks there, one neck), the
+    pieces stretched back. One piece (or none of `min_area` pixels): the region as it was."""
+    from scipy import ndimage
+
+    from ..objects.instances import split_instances
+
+    height, width = region.mask.shape
+    short = max(1, int(round(height / aspect)))
+    if short < 3 or region.area < 2 * min_area:
+        return [region]
+    squeezed = cv2.resize(region.mask.astype(np.uint8), (width, short), interpolation=cv2.INTER_AREA)
+    instances, _ = split_instances(np.where(squeezed > 0, 0, -1), (), max(1, int(min_area / aspect)), split_depth)
+    if instances.max() <= 1:
+        return [region]
+    stretched = cv2.resize(instances.astype(np.float32), (width, height), interpolation=cv2.INTER_NEAREST)
+    stretched = stretched.astype(np.int32)
+    missing = region.mask & (stretched == 0)
+    if missing.any():  # rounding: give each unassigned pixel its nearest piece
+        nearest = ndimage.distance_transform_edt(stretched == 0, return_distances=False, return_indices=True)
+        stretched[missing] = stretched[nearest[0][missing], nearest[1][missing]]
+    stretched[~region.mask] = 0
+    x0, y0 = region.bbox[:2]
+    pieces = []
+    for k in range(1, int(stretched.max()) + 1):
+        mask = stretched == k
+        area = int(mask.sum())
+        if area < min_area:
+            continue
+        ys, xs = np.nonzero(mask)
+        bx0, by0, bx1, by1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+        score = float(confidence[y0 + by0:y0 + by1, x0 + bx0:x0 + bx1][mask[by0:by1, bx0:bx1]].mean())
+        pieces.append(replace(region, score=score, bbox=(x0 + bx0, y0 + by0, x0 + bx1, y0 + by1),
+                              centroid=(x0 + float(xs.mean()), y0 + float(ys.mean())), area=area,
+                              mask=mask[by0:by1, bx0:bx1]))
+    return pieces if len(pieces) > 1 else [region]
 
 
 def _noted(result: ReferringResult, note: str) -> ReferringResult:

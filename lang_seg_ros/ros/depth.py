@@ -5,6 +5,9 @@ Depth frames are kept in a short buffer; a colour frame takes the one nearest in
 CameraInfo must describe the depth image itself (same width and height): intrinsics calibrated
 for another size would put every 3D point in the wrong place, so such a pair is refused. Until
 one arrives, the colour camera's CameraInfo is used (a registered depth image shares its view).
+Its K must pass the core's one rule for intrinsics (`objects.geometry.intrinsics_problem`:
+finite, plausible focal lengths and principal point for the size it is for), else the frame gets
+no 3D and a `[bad_depth]` warning naming the value.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..objects.geometry import intrinsics_problem
 from .image_conversion import ImageConversionError, image_to_numpy
 
 __all__ = ["DEPTH_BUFFER", "DEPTH_ENCODINGS", "DepthFrame", "DepthSync", "stamp_ns"]
@@ -118,4 +122,8 @@ class DepthSync:
             return None, "bad_depth", (f"depth image ignored: the depth camera info is for a {k_shape[1]}x{k_shape[0]} "
                                        f"image but the depth image is {values.shape[1]}x{values.shape[0]}: "
                                        "publish the depth image's own info")
+        problem = intrinsics_problem(info.k, k_shape)  # the one rule (objects/geometry.py)
+        if problem is not None:  # finite but absurd (fx = 5e-324, cx = 1e308): no 3D rather than inf and NaN
+            which = "depth/camera_info" if own_info is not None else "camera_info"
+            return None, "bad_depth", f"depth ignored: {which}: {problem}"
         return DepthFrame(values, np.asarray(info.k, np.float64).reshape(3, 3), k_shape, msg.header), "", ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,24 +15,36 @@ __all__ = ["Stats", "Throttle", "diagnostic_array"]
 
 
 class Throttle:
-    """At most one log line per kind and period; counts what it held back. Thread-safe."""
+    """At most one log line per distinct message and period; counts what it held back. Thread-safe.
 
-    def __init__(self, logger, period: float) -> None:
+    Repeats of the same message are throttled, not messages of the same kind: a message not
+    logged within the last `period` seconds is always logged. The throttle key is (kind, `key`),
+    `key` defaulting to the text; give the text without what changes on every repeat (a frame's
+    stamp) as `key`. The table is bounded: at `max_keys` keys it forgets the oldest ones whose
+    period is over, and when all are within their period, further new messages of a kind share
+    one key (a flood of distinct messages then logs at most one more line per kind and period)."""
+
+    def __init__(self, logger, period: float, max_keys: int = 256) -> None:
         self._logger = logger
         self.period = period
-        self._last: dict[str, float] = {}
-        self._held: dict[str, int] = {}
+        self.max_keys = max_keys
+        # (kind, key) -> [time logged, repeats held back since]; ordered by time logged
+        self._table: OrderedDict[tuple[str, str | None], list] = OrderedDict()
         self._lock = threading.Lock()
 
-    def __call__(self, level: str, kind: str, text: str) -> None:
+    def __call__(self, level: str, kind: str, text: str, key: str | None = None) -> int | None:
+        """Log `[kind] text` unless the same message was logged within the period. Returns the
+        number of repeats held back before this line (0 or more) when logged, None when held back."""
         now = time.monotonic()
         with self._lock:
-            last = self._last.get(kind)
-            if last is not None and now - last < self.period:
-                self._held[kind] = self._held.get(kind, 0) + 1
-                return
-            held = self._held.pop(kind, 0)
-            self._last[kind] = now
+            slot = self._slot(kind, text if key is None else key, now)
+            entry = self._table.get(slot)
+            if entry is not None and now - entry[0] < self.period:
+                entry[1] += 1
+                return None
+            held = entry[1] if entry is not None else 0
+            self._table[slot] = [now, 0]
+            self._table.move_to_end(slot)
         if held:
             text += f" ({held} more of this kind since the last message)"
         text = f"[{kind}] {text}"
@@ -43,6 +55,23 @@ class Throttle:
             self._logger.warning(text)
         else:
             self._logger.info(text)
+        return held
+
+    def _slot(self, kind: str, key: str, now: float) -> tuple[str, str | None]:
+        """The table key of a message (under the lock). A full table forgets its oldest keys whose
+        period is over; full of keys still within their period, new messages share their kind's key."""
+        slot = (kind, key)
+        if slot in self._table:
+            return slot
+        while len(self._table) >= self.max_keys:
+            oldest = next(iter(self._table.values()))  # ordered by time logged
+            if now - oldest[0] < self.period:
+                return kind, None
+            self._table.popitem(last=False)
+        return slot
+
+    def __len__(self) -> int:
+        return len(self._table)
 
 
 @dataclass

@@ -25,6 +25,7 @@ where it was set before cv2 was imported (`image_headers.set_opencv_pixel_fence`
 from __future__ import annotations
 
 import array
+import struct
 import sys
 from typing import NamedTuple
 
@@ -41,8 +42,8 @@ from std_msgs.msg import Header
 
 __all__ = [
     "ENCODINGS", "DEFAULT_MAX_PIXELS", "ImageConversionError", "check_image",
-    "compressed_size", "compressed_to_numpy", "image_to_numpy", "numpy_to_compressed", "numpy_to_image",
-    "to_model_input", "to_rgb8",
+    "compressed_size", "compressed_to_numpy", "decode_frame", "image_to_numpy", "numpy_to_compressed", "numpy_to_image",
+    "serialized_stamp_ns", "to_model_input", "to_rgb8",
 ]
 
 
@@ -298,3 +299,36 @@ def to_rgb8(image: np.ndarray, encoding: str) -> np.ndarray:
     if image.shape[2] == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if order == "bgr" else cv2.COLOR_RGBA2RGB)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if order == "bgr" else np.ascontiguousarray(image)
+
+
+def serialized_stamp_ns(data: bytes) -> int:
+    """header.stamp (ns) of a serialised message whose first field is a std_msgs/Header, read from
+    the CDR bytes without deserialising (0 when too short): the stamp follows the 4-byte
+    encapsulation header, as int32 seconds and uint32 nanoseconds in its byte order."""
+    if len(data) < 12:
+        return 0
+    sec, nanosec = struct.unpack("<iI" if data[1] & 1 else ">iI", data[4:12])
+    return sec * 1_000_000_000 + nanosec
+
+
+def decode_frame(data: bytes, compressed: bool, max_pixels: int | None) -> tuple[Header, np.ndarray, str]:
+    """A serialised Image / CompressedImage, as the node's raw subscription hands it over ->
+    (its header, the uint8 image the model takes, its colour order). ImageConversionError saying
+    why for bytes that are no such message or an image that cannot be used."""
+    from rclpy.serialization import deserialize_message
+
+    try:
+        msg = deserialize_message(data, CompressedImage if compressed else Image)
+    except Exception as exc:  # noqa: BLE001 - what the middleware hands over is not ours to trust
+        raise ImageConversionError(f"frame ignored: not a valid serialised image: {exc}") from exc
+    header = msg.header
+    try:
+        if compressed:
+            image, encoding = compressed_to_numpy(msg, max_pixels)
+        else:
+            image, encoding = image_to_numpy(msg, max_pixels), msg.encoding
+        image, color_order = to_model_input(image, encoding)
+    except ImageConversionError as exc:
+        stamp = f"{header.stamp.sec}.{header.stamp.nanosec:09d}"
+        raise ImageConversionError(f"frame {stamp} ({header.frame_id or 'no frame_id'}) ignored: {exc}") from exc
+    return header, image, color_order

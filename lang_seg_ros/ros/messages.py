@@ -4,7 +4,7 @@ All pixel quantities refer to the class-id mask, which has the input image's siz
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 from geometry_msgs.msg import Point
@@ -20,12 +20,11 @@ from .image_conversion import _as_byte_array, numpy_to_image
 from ..objects import FrameRegion
 
 if TYPE_CHECKING:
-    from ..pipeline import FrameResult
     from ..referring import ReferringQuery, ReferringResult
 
 __all__ = [
-    "NO_LABEL_MONO8", "NO_LABEL_MONO16", "class_id_image", "empty_region_msg", "frame_messages", "label_set_msg",
-    "labelled_cloud_msg", "object_region_msg", "panoptic_image", "points_msg", "referring_msg", "region_markers",
+    "NO_LABEL_MONO8", "NO_LABEL_MONO16", "class_id_image", "empty_region_msg", "label_set_msg",
+    "float_array", "labelled_cloud_msg", "object_region_msg", "panoptic_image", "points_msg", "referring_msg", "region_markers",
     "region_mask_image", "region_to_msg", "scale_camera_info", "segmentation_msg", "stage_timing",
 ]
 
@@ -82,7 +81,7 @@ def object_region_msg(obj: FrameRegion, header: Header | None = None, with_mask:
     msg.instance = int(obj.instance)
     msg.panoptic_id = int(obj.panoptic_id)
     if obj.embedding is not None:
-        msg.embedding = _as_float_array(obj.embedding)
+        msg.embedding = float_array(obj.embedding)
     geometry = obj.geometry
     if geometry is not None:
         msg.has_3d = True
@@ -178,7 +177,7 @@ def panoptic_image(panoptic: np.ndarray, header: Header | None = None) -> Image:
     return numpy_to_image(np.ascontiguousarray(panoptic, dtype=np.int32), "32SC1", header)
 
 
-def _as_float_array(values: np.ndarray):
+def float_array(values: np.ndarray):
     """float32 values for a float32[] message field without a Python float per element."""
     from array import array
 
@@ -186,11 +185,11 @@ def _as_float_array(values: np.ndarray):
 
 
 _POINT_FIELD_TYPES = {"<f4": PointField.FLOAT32, "<u4": PointField.UINT32}
-_XYZ_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
+_XYZ_FIELDS = [PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, name in enumerate("xyz")]
 _CLOUD_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("label", "<u4"), ("instance", "<u4")])
 
 
-def _cloud_msg(cloud: np.ndarray, header: Header) -> PointCloud2:
+def _cloud_msg(cloud: np.ndarray, header: Header, is_dense: bool) -> PointCloud2:
     """A structured array (one record per point, little-endian float32 / uint32 fields) as an
     unorganised PointCloud2 (height 1), built with numpy (sensor_msgs_py has no Jazzy wheel)."""
     dtype = cloud.dtype
@@ -203,7 +202,7 @@ def _cloud_msg(cloud: np.ndarray, header: Header) -> PointCloud2:
     msg.point_step = dtype.itemsize
     msg.row_step = msg.point_step * msg.width
     msg.data = _as_byte_array(np.ascontiguousarray(cloud).view(np.uint8))
-    msg.is_dense = True
+    msg.is_dense = is_dense  # true only when no point has a NaN / inf coordinate
     return msg
 
 
@@ -213,16 +212,20 @@ def labelled_cloud_msg(points: np.ndarray, labels: np.ndarray, instances: np.nda
     if len(points):
         cloud["x"], cloud["y"], cloud["z"] = points[:, 0], points[:, 1], points[:, 2]
         cloud["label"], cloud["instance"] = labels, instances
-    return _cloud_msg(cloud, header)
+    return _cloud_msg(cloud, header, bool(np.isfinite(points).all()))
 
 
 def points_msg(points: np.ndarray, header: Header) -> PointCloud2:
-    """(N, 3) points as a PointCloud2 with fields x, y, z (float32, metres): what Nav2's obstacle
-    and voxel layers read."""
-    cloud = np.empty(len(points), _XYZ_DTYPE)
-    if len(points):
-        cloud["x"], cloud["y"], cloud["z"] = points[:, 0], points[:, 1], points[:, 2]
-    return _cloud_msg(cloud, header)
+    """Points with fields x, y, z (float32, metres): (N, 3) as an unorganised cloud (height 1),
+    what Nav2's obstacle and voxel layers read, or (H, W, 3) as an organised one (height H,
+    width W). The array's bytes are the message's data as they are."""
+    points = np.ascontiguousarray(points, np.float32)
+    height, width = points.shape[:2] if points.ndim == 3 else (1, len(points))
+    msg = PointCloud2(header=header, height=int(height), width=int(width), fields=list(_XYZ_FIELDS),
+                      is_bigendian=False, point_step=12, row_step=12 * int(width))
+    msg.data = _as_byte_array(points.view(np.uint8).ravel())
+    msg.is_dense = bool(np.isfinite(points).all())
+    return msg
 
 
 def region_markers(regions: Sequence[FrameRegion], header: Header, frame_id: str, colors: np.ndarray,
@@ -273,54 +276,11 @@ def scale_camera_info(info: CameraInfo, width: int, height: int, header: Header)
     out.distortion_model = info.distortion_model
     out.d = list(info.d)
     out.r = list(info.r)
-    k = list(info.k)
+    k = [float(v) for v in info.k]  # Python floats: 1e308 * 2 is inf without a numpy warning (the caller drops it)
     k[0], k[2], k[4], k[5] = k[0] * sx, k[2] * sx, k[4] * sy, k[5] * sy
     out.k = k
-    p = list(info.p)
+    p = [float(v) for v in info.p]
     p[0], p[2], p[3], p[5], p[6], p[7] = p[0] * sx, p[2] * sx, p[3] * sx, p[5] * sy, p[6] * sy, p[7] * sy
     out.p = p
     out.binning_x, out.binning_y = 0, 0
-    return out
-
-
-def frame_messages(header: Header, result: "FrameResult", timings_ms: Mapping[str, float], latency_ms: float,
-                   sequence: int, dropped_frames: int, region_masks: bool = True, depth_header: Header | None = None,
-                   camera_info: CameraInfo | None = None, marker_lifetime: float | None = None) -> dict[str, Any]:
-    """Every message one frame gives, by output topic: segmentation, label_mask, and, when the
-    frame has them, segmentation/camera_info (`camera_info` scaled to the mask), panoptic, cloud,
-    traversable_mask, obstacles, regions/markers (`marker_lifetime` not None and depth),
-    referring/region + referring/mask, overlay. All carry the input image's `header` (the clouds
-    and markers its stamp with the depth camera's frame)."""
-    labels = result.labels
-    mask, no_label = class_id_image(result.objects.label_map, len(labels.labels), header)
-    out: dict[str, Any] = {}
-    panoptic = panoptic_image(result.panoptic, header) if result.panoptic is not None else None
-    out["segmentation"] = segmentation_msg(
-        header, labels.labels, labels.id, mask, no_label, result.objects.regions, timings_ms, latency_ms, sequence,
-        dropped_frames, region_masks=region_masks, label_is_stuff=labels.spec.is_stuff, panoptic=panoptic,
-        depth_header=depth_header)
-    if result.label_embeddings is not None:
-        out["segmentation"].embedding_dim = int(result.label_embeddings.shape[1])
-        out["segmentation"].label_embeddings = _as_float_array(result.label_embeddings)
-    out["label_mask"] = mask
-    if camera_info is not None:
-        out["segmentation/camera_info"] = scale_camera_info(camera_info, mask.width, mask.height, header)
-    if panoptic is not None:
-        out["panoptic"] = panoptic
-    if result.cloud is not None and depth_header is not None:
-        out["cloud"] = labelled_cloud_msg(*result.cloud, Header(stamp=header.stamp, frame_id=depth_header.frame_id))
-    if result.traversable is not None:
-        out["traversable_mask"] = numpy_to_image(result.traversable, "mono8", header)
-    if result.obstacles is not None and depth_header is not None:
-        out["obstacles"] = points_msg(result.obstacles, Header(stamp=header.stamp, frame_id=depth_header.frame_id))
-    if marker_lifetime is not None and depth_header is not None:
-        out["regions/markers"] = region_markers(result.objects.regions, header, depth_header.frame_id,
-                                                labels.palette, marker_lifetime)
-    if result.referring is not None:
-        answer = result.referring
-        out["referring/region"] = referring_msg(header, answer.expression, answer.query, answer.result, answer.region,
-                                                depth_header.frame_id if depth_header is not None else "")
-        out["referring/mask"] = region_mask_image(answer.result.mask, header)
-    if result.overlay is not None:
-        out["overlay"] = numpy_to_image(result.overlay, "rgb8", header)
     return out

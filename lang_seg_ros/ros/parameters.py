@@ -54,9 +54,11 @@ PARAMETERS: tuple[Param, ...] = (
           "first camera frame then does not stall on allocations, kernel choice or engine builds.", reload=True),
     Param("cpu_threads", 0, "Threads torch may use on the CPU; 0 = torch's default (one per core).",
            reload=True, int_range=(0, 1024)),
-    Param("precision", "fp32", "Image-branch precision: fp32, fp16 (GPU) or bf16.", reload=True,
-           choices=("fp32", "fp16", "bf16")),
-    Param("labels", "floor, wall, ceiling, person, chair, table, other",
+    Param("precision", "auto", "Image-branch precision: auto (what the device runs natively: fp16 on a GPU, bf16 "
+          "on a CPU with AVX-512 BF16 / AMX, else fp32), fp32, fp16 or bf16 (a precision the device only emulates "
+          "is logged with its cost).", reload=True, choices=("auto", "fp32", "fp16", "bf16")),
+    # The embedded default model's street classes: a first run on a street frame shows sense.
+    Param("labels", "sky, building, pole, road, pavement, tree, sign symbol, fence, car, pedestrian, bicyclist",
            "Initial label set: comma-separated, or a string array. Changeable at run time (also via the "
            "'labels' topic and the 'set_labels' service).", kind="labels"),
     Param("working_size", 480, "Long side in pixels the image is resized to for the model (single scale).",
@@ -72,6 +74,12 @@ PARAMETERS: tuple[Param, ...] = (
     Param("max_regions", 256, "At most this many regions per frame (largest first).", int_range=(0, 65535)),
     Param("region_masks", True, "Include each region's cropped mask in 'segmentation'."),
     Param("publish_label_mask", True, "Publish the class-id image on 'label_mask'."),
+    Param("publish_confidence", False, "Publish mono8 round(255 * probability of the pixel's label) on "
+          "'confidence' (0 = no label), built only while subscribed: Nav2's semantic segmentation layer reads it."),
+    Param("publish_aligned_points", False, "Publish an organised PointCloud2 on 'aligned_points': one x, y, z point "
+          "(m, depth optical frame, NaN without depth) per mask pixel, built only while subscribed. Needs use_depth."),
+    Param("publish_detections", True, "Publish vision_msgs/Detection2DArray on 'detections' (one per region) and, "
+          "with depth, Detection3DArray on 'detections_3d', built only while subscribed."),
     Param("publish_overlay", True, "Publish an rgb8 colour overlay with a legend on 'overlay' (rendered only "
           "while 'overlay' has a subscriber)."),
     Param("overlay_alpha", 0.5, "Opacity of the label colours in the overlay.", float_range=(0.0, 1.0)),
@@ -134,8 +142,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("cloud_stride", 1, "Cloud: every n-th pixel in x and y.", int_range=(1, 64)),
     Param("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", read_only=True,
            float_range=(0.05, 60.0)),
-    Param("log_throttle_period", 5.0, "Seconds between repeated warnings of one kind.",
-           float_range=(0.0, 3600.0)),
+    Param("log_throttle_period", 5.0, "Seconds before the same warning (same kind and reason) is logged again; "
+          "a different reason is logged at once.", float_range=(0.0, 3600.0)),
 )
 PARAMS_BY_NAME = {p.name: p for p in PARAMETERS}
 
@@ -215,8 +223,9 @@ def validate(values: dict[str, Any], current: dict[str, Any]) -> str | None:
             traversable_of(merged["traversable_labels"])
         except ValueError as exc:
             return f"traversable_labels: {exc}"
-    if merged.get("publish_cloud") and not merged.get("use_depth"):
-        return "publish_cloud needs depth: set use_depth (a start-up parameter) to true"
+    for name in ("publish_cloud", "publish_aligned_points"):
+        if merged.get(name) and not merged.get("use_depth"):
+            return f"{name} needs depth: set use_depth (a start-up parameter) to true"
     if "warmup_sizes" in values:
         try:
             warmup_sizes_of(values["warmup_sizes"])

@@ -12,6 +12,8 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy_impl
 
+from ..device_spec import quiet_openmp
+
 __all__ = ["close", "free_accelerator_memory", "run"]
 
 NODE_NAME = "lang_seg"
@@ -27,9 +29,7 @@ def free_accelerator_memory() -> None:
 
 def run(node_factory, args: Sequence[str] | None = None) -> int:
     """Init rclpy, spin the node until SIGINT/SIGTERM, shut down cleanly; exit code 0 then."""
-    # OpenMP threads that spin while waiting (libgomp's default) slow torch down many-fold when
-    # the CPU is shared with other busy processes, as on a robot; must be set before torch loads.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    quiet_openmp()  # before torch loads
     try:
         rclpy.init(args=args)
     except RCLError as exc:  # e.g. a -p value that is not valid YAML
@@ -41,8 +41,8 @@ def run(node_factory, args: Sequence[str] | None = None) -> int:
         node = node_factory()
         # One thread: rclpy's MultiThreadedExecutor re-submits callbacks still queued for its pool
         # in a busy loop that holds the GIL and starves the worker (measured: 0.1-1.4 FPS instead
-        # of 15 on an idle 2-core machine). Callbacks are short; `refer` waits for at most one
-        # model pass of the worker.
+        # of 15 on an idle 2-core machine). Callbacks are short; `refer` is an async callback that
+        # awaits the worker without holding the executor (services.py).
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()

@@ -1,9 +1,11 @@
 """The threads of the node: the worker that owns the model (newest frame wins, `refer` jobs,
 model reloads) and the hand-off to the thread that finishes and publishes each frame.
 
-Callbacks hand work over and return; one thread does it, in this order: a pending reload, a
-pending `refer` job, the newest frame. A frame offered while another waits replaces it (never a
-queue: the node always segments the newest frame; replaced frames are counted as dropped).
+Callbacks hand work over and return; one thread does it, in this order: a pending reload, then
+queued `refer` jobs and the newest frame in turn (while jobs wait, a waiting frame is taken after
+each job, so a storm of requests delays frames by at most one job each). A frame offered while
+another waits replaces it (never a queue: the node always segments the newest frame; replaced
+frames are counted as dropped).
 At most one worker thread runs at a time, whatever the lifecycle transitions: `start` waits
 for a previous thread that has not yet finished its frame.
 """
@@ -18,17 +20,29 @@ from typing import Any, Callable
 __all__ = ["FrameWorker", "Handoff", "Job"]
 
 
-@dataclass
+@dataclass(eq=False)
 class Job:
-    """A request answered by the worker (e.g. the `refer` service); `done` is set when answered."""
+    """A request answered by the worker (e.g. the `refer` service); `done` is set when answered.
+
+    on_done(result) is called once, from the thread that finishes the job (the worker's, or the
+    one that cancels or times it out): the first `finish` wins, later ones are ignored."""
 
     payload: Any
+    on_done: Callable[[Any], None] | None = None
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def finish(self, result: Any) -> None:
-        self.result = result
-        self.done.set()
+    def finish(self, result: Any) -> bool:
+        """Answer the job; False when it was answered already (nothing changes then)."""
+        with self._lock:
+            if self.done.is_set():
+                return False
+            self.result = result
+            self.done.set()
+        if self.on_done is not None:
+            self.on_done(result)
+        return True
 
 
 def _join(thread: threading.Thread | None, timeout: float) -> bool:
@@ -56,6 +70,7 @@ class FrameWorker:
         self._pending: Any = None
         self._jobs: deque[Job] = deque()
         self._reload = False
+        self._job_last = False  # the last thing done was a job: a waiting frame goes next
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -111,10 +126,13 @@ class FrameWorker:
             self._wake.notify()
         return True
 
-    def withdraw(self, job: Job) -> None:
+    def withdraw(self, job: Job) -> bool:
+        """Take a job out of the queue; False when it is not queued (being answered, or done)."""
         with self._wake:
             if job in self._jobs:
                 self._jobs.remove(job)
+                return True
+        return False
 
     def request_reload(self) -> None:
         with self._wake:
@@ -142,10 +160,12 @@ class FrameWorker:
                 while self._pending is None and not self._jobs and not self._reload and not self._stop.is_set():
                     self._wake.wait(0.5)
                 reload, self._reload = self._reload, False
-                job = self._jobs.popleft() if self._jobs and not reload else None
+                frame_turn = self._pending is not None and (self._job_last or not self._jobs)
+                job = self._jobs.popleft() if self._jobs and not reload and not frame_turn else None
                 item = None
                 if job is None and not reload:
                     item, self._pending = self._pending, None
+                self._job_last = job is not None
             if self._stop.is_set():
                 if job is not None:
                     job.finish(self._cancel_result)

@@ -1,16 +1,21 @@
 """Training and evaluation of LSeg (Li et al., ICLR 2022, arXiv 2201.03546, Sec. 3-4).
 
-Depends on ``lang_seg_ros.model`` and ``lang_seg_ros.data``; the model never imports this.
+Depends on ``lang_seg_ros.model`` and ``lang_seg_ros.data``; the library (model, inference,
+objects, referring, pipeline, ros) never imports this. Names are imported on first use, so that
+registering the ``train`` / ``eval`` commands on the CLI loads neither torch nor the trainer.
 """
-from .config import DatasetConfig, LossConfig, OptimConfig, TrainConfig, load_train_config
-from .loss import class_weights_from_counts, lseg_loss, lseg_loss_terms, ohem_keep_mask
-from .metrics import ConfusionMatrix, confusion_matrix, fb_iou, mean_iou, per_class_iou, pixel_accuracy, summarize
-from .trainer import Trainer, evaluate_model, train
-from .wordings import WordingBank, WordingConfig, build_wording_bank
+from __future__ import annotations
 
-__all__ = [
-    "ConfusionMatrix", "DatasetConfig", "LossConfig", "OptimConfig", "TrainConfig", "Trainer", "WordingBank",
-    "WordingConfig", "build_wording_bank", "class_weights_from_counts", "confusion_matrix", "evaluate_model",
-    "fb_iou", "load_train_config", "lseg_loss", "lseg_loss_terms", "mean_iou", "ohem_keep_mask",
-    "per_class_iou", "pixel_accuracy", "summarize", "train",
-]
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "DatasetConfig": "config", "LossConfig": "config", "OptimConfig": "config", "TrainConfig": "config",
+    "load_train_config": "config",
+    "class_weights_from_counts": "loss", "lseg_loss": "loss", "lseg_loss_terms": "loss", "ohem_keep_mask": "loss",
+    "ConfusionMatrix": "metrics", "confusion_matrix": "metrics", "fb_iou": "metrics", "mean_iou": "metrics",
+    "per_class_iou": "metrics", "pixel_accuracy": "metrics", "summarize": "metrics",
+    "Trainer": "trainer", "evaluate_model": "trainer", "train": "trainer",
+    "WordingBank": "wordings", "WordingConfig": "wordings", "build_wording_bank": "wordings",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -4,7 +4,7 @@ Public contract of ``eval`` (checked from outside the project)::
 
     lang-seg eval --images DIR --masks DIR --names "n0,n1,..." --ignore-index K
                   [--checkpoint PATH] [--scales S ...] [--flip] --json OUT.json
-                  [--wording-sets FILE ...]
+                  [--wording-sets FILE ...] [--limit N]
 
 Images and single-channel mask PNGs are paired by file name (stem); mask value ``i`` means
 ``names[i]``; values equal to K (or >= the number of names) are ignored. Without
@@ -82,7 +82,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Score the model on an image/mask folder through the same `Segmenter` as `lang-seg segment`."""
     import torch
 
-    from ..cli import segmenter_from_args
+    from ..cli_options import segmenter_from_args
     from ..data import FolderSegDataset
     from .metrics import plot_confusion_matrix
     from .trainer import evaluate_model
@@ -109,21 +109,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.flip and not multiscale:
         _LOG.warning("--flip applies to multi-scale evaluation only (with --scales); single scale runs unflipped")
     t0 = time.perf_counter()
-    metrics = evaluate_model(segmenter, dataset, names, progress=not args.no_progress)
+    metrics = evaluate_model(segmenter, dataset, names, progress=not args.no_progress, max_images=args.limit,
+                             desc="eval (--names)")
     metrics.update({
         "checkpoint": str(checkpoint),
-        "images": len(dataset),
+        "images": len(dataset) if args.limit is None else min(len(dataset), args.limit),
         "scales": list(segmenter.scales) if multiscale else [1.0],
         "flip": segmenter.flip if multiscale else False,
         "working_size": None if multiscale else segmenter.working_size,
-        "precision": args.precision,
+        "precision": segmenter.precision,
         "ignore_index": args.ignore_index,
         "seconds": round(time.perf_counter() - t0, 2),
     })
     if wording_sets:
         metrics["wording_sets"] = {}
         for set_name, words in wording_sets.items():
-            m = evaluate_model(segmenter, dataset, words, progress=not args.no_progress)
+            m = evaluate_model(segmenter, dataset, words, progress=not args.no_progress, max_images=args.limit,
+                               desc=f"eval ({set_name})")
             metrics["wording_sets"][set_name] = {k: m[k] for k in ("miou", "per_class_iou", "pixel_accuracy")}
             metrics["wording_sets"][set_name]["names"] = words
         mious = [v["miou"] for v in metrics["wording_sets"].values() if v["miou"] is not None]
@@ -167,7 +169,7 @@ def add_train_arguments(tr: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train`` and ``eval`` to the ``lang-seg`` sub-commands."""
-    from ..cli import add_model_arguments
+    from ..cli_options import add_model_arguments
 
     tr = subparsers.add_parser("train", help="train LSeg from a YAML config (see docs/training.md)")
     add_train_arguments(tr)
@@ -184,5 +186,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--wording-sets", dest="wording_sets", nargs="+", metavar="FILE",
                     help="also score other wordings of the same classes: files with one label per line, "
                          "in the order of --names (mIoU per set in the JSON and printed)")
-    ev.add_argument("--no-progress", action="store_true")
+    ev.add_argument("--limit", type=int, help="first N images only (sorted by name)")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bars (one per label wording set)")
     ev.set_defaults(func=cmd_eval)

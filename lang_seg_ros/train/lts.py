@@ -2,8 +2,6 @@
 
     python -m lang_seg_ros.train.lts --config configs/referring/lts_refcoco.yaml
 
-(`python -m lang_seg_ros.referring.train_lts`, the former path, still works.)
-
 Choices (recorded here and in docs/referring.md):
 - Optimiser: AdamW (default) or SGD with momentum; the LTS head at `lr`, a fine-tuned encoder
   at `lr * encoder_lr_mult`; poly / cosine / constant schedule after a linear warm-up. AdamW
@@ -38,11 +36,12 @@ import torch
 import torch.nn.functional as F
 
 from ..model.device import resolve_device
+from ..inference.preprocess import square_input
 from ..model.lts import LocateThenSegment, lts_config, lts_loss, save_lts
 from ..referring.metrics import ReferringMetrics
 
 __all__ = ["DataConfig", "LTSTrainConfig", "OptimConfig", "build_dataset", "evaluate", "load_config",
-           "prepare_image", "train"]
+           "train"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -169,20 +168,6 @@ def build_dataset(cfg: DataConfig, split: str):
     return RefCOCO.from_root(split=split, **args)
 
 
-def prepare_image(image: np.ndarray, size: int, mean, std) -> tuple[torch.Tensor, tuple[int, int]]:
-    """uint8 RGB (H, W, 3) -> normalised (3, S, S) float tensor, S = `size` rounded up to a
-    multiple of 32, the image resized to long side `size` at the top left; and its (h, w) there."""
-    h, w = image.shape[:2]
-    scale = size / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (h, w) else image
-    x = (resized.astype(np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    side = math.ceil(size / 32) * 32
-    out = np.zeros((side, side, 3), np.float32)
-    out[:nh, :nw] = x
-    return torch.from_numpy(out.transpose(2, 0, 1).copy()), (nh, nw)
-
-
 def _prepare_mask(mask: np.ndarray, valid: tuple[int, int], side: int) -> torch.Tensor:
     nh, nw = valid
     resized = cv2.resize(mask.astype(np.uint8), (nw, nh), interpolation=cv2.INTER_NEAREST)
@@ -202,7 +187,7 @@ class _Prepared(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         image, sentence, mask = self.dataset[index]
-        x, valid = prepare_image(image, self.size, self.mean, self.std)
+        x, valid = square_input(image, self.size, self.mean, self.std)
         return x, _prepare_mask(mask, valid, x.shape[-1]), sentence
 
 
@@ -219,7 +204,7 @@ def evaluate(model: LocateThenSegment, dataset, image_size: int, threshold: floa
     count = len(dataset) if max_samples <= 0 else min(max_samples, len(dataset))
     for start in range(0, count, batch_size):
         samples = [dataset[i] for i in range(start, min(start + batch_size, count))]
-        prepared = [prepare_image(s.image, image_size, mean, std) for s in samples]
+        prepared = [square_input(s.image, image_size, mean, std) for s in samples]
         images = torch.stack([p[0] for p in prepared]).to(device)
         masks = torch.stack([_prepare_mask(s.mask, p[1], images.shape[-1]) for s, p in zip(samples, prepared)])
         prior, mask_logits = model(images, [s.sentence for s in samples])

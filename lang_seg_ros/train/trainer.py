@@ -90,7 +90,8 @@ def build_lr_lambda(optim, iterations: int):
     return factor
 
 
-def evaluate_model(segmenter, dataset, names=None, progress: bool = False, max_images: int | None = None) -> dict:
+def evaluate_model(segmenter, dataset, names=None, progress: bool = False, max_images: int | None = None,
+                   desc: str = "eval") -> dict:
     """mIoU etc. of a :class:`lang_seg_ros.inference.Segmenter` on a data set (label names:
     ``names`` or the data set's), through ``segmenter.segment`` exactly as ``lang-seg segment``
     runs it: same preprocessing, same single- or multi-scale rule."""
@@ -107,7 +108,7 @@ def evaluate_model(segmenter, dataset, names=None, progress: bool = False, max_i
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(iterator, desc="eval", unit="img", leave=False)
+        iterator = tqdm(iterator, desc=desc, unit="img")
     for i in iterator:
         image, mask = dataset.load(i)
         result = segmenter.segment(image, color_order="rgb", labels=names)

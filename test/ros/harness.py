@@ -29,7 +29,7 @@ except ImportError as exc:  # rclpy present but the messages not built: that is 
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from lang_seg_ros.ros.image_conversion import numpy_to_image  # noqa: E402
+from lang_seg_ros.ros.image_conversion import image_to_numpy, numpy_to_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 FASTDDS_PROFILE = ROOT / "config" / "fastdds_shm.xml"
@@ -174,7 +174,9 @@ class Collector:
 
     def __init__(self, test_node, node_proc: NodeProcess) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseStamped
         from sensor_msgs.msg import CameraInfo, PointCloud2
+        from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
         from visualization_msgs.msg import MarkerArray
 
         from lang_seg_ros.msg import LabelSet, ReferringRegion, Segmentation
@@ -182,22 +184,26 @@ class Collector:
         self.node = test_node
         self.proc = node_proc
         self.messages: dict[str, list] = {}
+        self.arrivals: list[tuple[str, Any]] = []
         self._subs = []
         topics = {
             "segmentation": Segmentation, "label_mask": Image, "overlay": Image,
             "segmentation/camera_info": CameraInfo, "referring/region": ReferringRegion,
             "referring/mask": Image, "panoptic": Image, "cloud": PointCloud2, "traversable_mask": Image,
-            "obstacles": PointCloud2, "regions/markers": MarkerArray,
+            "obstacles": PointCloud2, "regions/markers": MarkerArray, "confidence": Image,
+            "aligned_points": PointCloud2, "detections": Detection2DArray, "detections_3d": Detection3DArray,
+            "referring/points": PointCloud2, "referring/pose": PoseStamped,
         }
         for name, msg_type in topics.items():
             self._subs.append(test_node.create_subscription(msg_type, node_proc.topic(name), self._cb(name), RELIABLE))
-        self._subs.append(test_node.create_subscription(LabelSet, node_proc.topic("current_labels"),
-                                                        self._cb("current_labels"), LATCHED))
+        for name, msg_type in (("current_labels", LabelSet), ("label_info", LabelInfo)):
+            self._subs.append(test_node.create_subscription(msg_type, node_proc.topic(name), self._cb(name), LATCHED))
         self._subs.append(test_node.create_subscription(DiagnosticArray, "/diagnostics", self._diag_cb, RELIABLE))
 
     def _cb(self, name: str):
         def store(msg):
             self.messages.setdefault(name, []).append(msg)
+            self.arrivals.append((name, msg))  # every topic in the order it arrived here
         return store
 
     def _diag_cb(self, msg) -> None:
@@ -234,6 +240,7 @@ class Client:
         self.compressed_pub = self.node.create_publisher(CompressedImage, node_proc.topic("image/compressed"),
                                                          RELIABLE)
         self.compressed = compressed
+        self._extra_pubs: list = []
 
     def spin_until(self, predicate, timeout: float = 10.0):
         return spin_until(self.executor, predicate, timeout)
@@ -287,14 +294,21 @@ class Client:
             parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
         return self.call(SetParameters, f"{self.proc.fqn}/set_parameters", request).results
 
+    def publisher(self, msg_type, name: str):
+        """A reliable publisher on the node's topic `name`, destroyed with the client."""
+        pub = self.node.create_publisher(msg_type, self.proc.topic(name), RELIABLE)
+        self._extra_pubs.append(pub)
+        return pub
+
     def close(self) -> None:
         self.out.close()
-        self.node.destroy_publisher(self.image_pub)
-        self.node.destroy_publisher(self.compressed_pub)
+        for pub in (self.image_pub, self.compressed_pub, *self._extra_pubs):
+            self.node.destroy_publisher(pub)
 
 
 TEST_LABELS = "red thing, green thing, blue thing, white box"
-FAST_PARAMS = {"device": "cpu", "cpu_threads": 1, "working_size": 128, "log_throttle_period": 0.0, "labels": TEST_LABELS,
+# fp32: the same outputs on every CPU (auto would pick bf16 where it is native).
+FAST_PARAMS = {"device": "cpu", "precision": "fp32", "cpu_threads": 1, "working_size": 128, "log_throttle_period": 0.0, "labels": TEST_LABELS,
                "min_region_area": 20, "reliability": "best_effort"}
 
 
@@ -303,3 +317,68 @@ def start_node(tmp_path_factory, checkpoint, namespace: str, module: str = "lang
     log = tmp_path_factory.mktemp("node_logs") / f"{namespace.strip('/').replace('/', '_')}.log"
     merged = {**FAST_PARAMS, "checkpoint": str(checkpoint) if checkpoint is not None else "", **params}
     return NodeProcess(module, log, namespace, merged)
+
+
+# ---- depth frames with known intrinsics (3D outputs) ----------------------------------------------
+def mask_of(msg: Image) -> np.ndarray:
+    return image_to_numpy(msg)
+
+
+def full_mask(region, shape) -> np.ndarray:
+    out = np.zeros(shape, bool)
+    b = region.bbox
+    out[b.y_offset:b.y_offset + b.height, b.x_offset:b.x_offset + b.width] = mask_of(region.mask) == 255
+    return out
+
+
+def camera_info(width: int, height: int, fx: float, fy: float, cx: float, cy: float):
+    from sensor_msgs.msg import CameraInfo
+
+    return CameraInfo(width=width, height=height, distortion_model="plumb_bob", d=[0.0] * 5,
+                      k=[fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0])
+
+
+def shifted(stamp, seconds: float):
+    from builtin_interfaces.msg import Time
+
+    ns = stamp.sec * 1_000_000_000 + stamp.nanosec + int(seconds * 1e9)
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def add_depth_publishers(client: "Client") -> None:
+    """`client.depth_pub` / `client.depth_info_pub` on the node's `depth` topics, matched (the node
+    runs with `use_depth`); destroyed with the client."""
+    from sensor_msgs.msg import CameraInfo
+
+    client.depth_pub = client.publisher(Image, "depth")
+    client.depth_info_pub = client.publisher(CameraInfo, "depth/camera_info")
+    client.spin_until(lambda: client.depth_pub.get_subscription_count() > 0
+                      and client.depth_info_pub.get_subscription_count() > 0, 10.0)
+
+
+def send_with_depth(obj, depths, info, **image_kwargs):
+    """Publish depth frames [(array, encoding, stamp offset s)] and the info, then an image; retried
+    with fresh stamps when a best-effort depth frame was lost. Returns (image, Segmentation)."""
+    for _ in range(3):
+        msg = obj.make_image(**image_kwargs)
+        sent = []
+        for array, encoding, offset in depths:
+            depth = numpy_to_image(array, encoding)
+            depth.header.stamp = shifted(msg.header.stamp, offset)
+            depth.header.frame_id = "depth_optical"
+            sent.append(depth)
+        obj.depth_info_pub.publish(info)
+        for depth in sent:
+            obj.depth_pub.publish(depth)
+        spin_for(obj.executor, 0.1)
+        out = obj.send(msg, timeout=5.0, retries=1)
+        if out is not None and out.depth_header.frame_id:
+            return msg, out
+    raise AssertionError(f"no frame with depth:\n{obj.proc.log()[-3000:]}")
+
+
+def expected_3d(mask: np.ndarray, depth_m: np.ndarray, fx, fy, cx, cy):
+    rows, cols = np.nonzero(mask & np.isfinite(depth_m))
+    z = depth_m[rows, cols].astype(np.float64)
+    points = np.stack([(cols - cx) * z / fx, (rows - cy) * z / fy, z], axis=1)
+    return points, len(rows) / mask.sum()

@@ -647,18 +647,33 @@ def test_replay_a_folder_and_a_bag_and_record_the_outputs(seg, tmp_path):
     assert "outputs 0 " not in run.stderr
 
 
-def test_sigint_exits_cleanly_while_busy(seg):
-    """Last in this module: SIGINT while frames stream in, and a second one 100 ms later (a
-    terminal Ctrl-C under ros2 launch) -> exit code 0."""
-    for _ in range(10):
-        seg.publish(seg.make_image(height=480, width=640))
-        spin_for(seg.executor, 0.02)
-    seg.proc.signal(signal.SIGINT)
-    time.sleep(0.1)
-    seg.proc.signal(signal.SIGINT)
-    deadline = time.monotonic() + 20
-    while seg.proc.proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert seg.proc.proc.returncode == 0, seg.proc.log()[-3000:]
-    assert "Traceback" not in seg.proc.log()
+def test_sigint_exits_cleanly_while_busy(ros, node_checkpoint, tmp_path_factory):
+    """SIGINT while frames stream in, and a second one 100 ms later (a terminal Ctrl-C under ros2
+    launch) -> exit code 0. On a node of its own: the module's shared node (`seg`) must outlive
+    every test, whatever order they run in (pytest-randomly shuffles them)."""
+    import os
+    import random
+
+    from harness import Client, start_node
+
+    proc = start_node(tmp_path_factory, node_checkpoint, f"/sigint{os.getpid()}_{random.randint(0, 99999)}",
+                      overlap_postprocessing="on")
+    client = Client(ros, proc)
+    try:
+        client.wait_ready()
+        for _ in range(10):
+            client.publish(client.make_image(height=480, width=640))
+            spin_for(client.executor, 0.02)
+        proc.signal(signal.SIGINT)
+        time.sleep(0.1)
+        proc.signal(signal.SIGINT)
+        deadline = time.monotonic() + 20
+        while proc.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.proc.returncode == 0, proc.log()[-3000:]
+        assert "Traceback" not in proc.log()
+    finally:
+        client.close()
+        if proc.proc.poll() is None:
+            proc.stop()
 

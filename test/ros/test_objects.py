@@ -18,13 +18,12 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed: run scripts/setup_ros.sh (ROS 2 Jazzy wheels)")
 
-from builtin_interfaces.msg import Time  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
-from harness import RELIABLE, Client, spin_for, stamp_key, start_node  # noqa: E402
+from harness import (Client, add_depth_publishers, camera_info, expected_3d, full_mask, mask_of, send_with_depth,  # noqa: E402
+                     shifted, spin_for, stamp_key, start_node)
 from lang_seg_ros.objects.panoptic import decode_panoptic  # noqa: E402
 from lang_seg_ros.objects.regions import extract_regions  # noqa: E402
-from lang_seg_ros.ros.image_conversion import image_to_numpy, numpy_to_image  # noqa: E402
+from lang_seg_ros.ros.image_conversion import numpy_to_image  # noqa: E402
 from lang_seg_ros.srv import SetLabels  # noqa: E402
 
 LABELS = ["floor", "road", "a", "tree"]
@@ -40,68 +39,14 @@ def obj(ros, node_checkpoint, tmp_path_factory):
                       traversable_labels=["Floor", "road"], obstacle_max_range=20.0, marker_lifetime=0.5,
                       region_embeddings=True, overlap_postprocessing="on")  # the finisher thread (off by default on a CPU)
     client = Client(ros, proc)
-    client.depth_pub = ros.node.create_publisher(Image, proc.topic("depth"), RELIABLE)
-    client.depth_info_pub = ros.node.create_publisher(CameraInfo, proc.topic("depth/camera_info"), RELIABLE)
     try:
         client.wait_ready()
-        client.spin_until(lambda: client.depth_pub.get_subscription_count() > 0
-                          and client.depth_info_pub.get_subscription_count() > 0, 10.0)
+        add_depth_publishers(client)
         yield client
     finally:
-        ros.node.destroy_publisher(client.depth_pub)
-        ros.node.destroy_publisher(client.depth_info_pub)
         client.close()
         code = proc.stop()
         assert code == 0, proc.log()[-3000:]
-
-
-def mask_of(msg: Image) -> np.ndarray:
-    return image_to_numpy(msg)
-
-
-def full_mask(region, shape) -> np.ndarray:
-    out = np.zeros(shape, bool)
-    b = region.bbox
-    out[b.y_offset:b.y_offset + b.height, b.x_offset:b.x_offset + b.width] = mask_of(region.mask) == 255
-    return out
-
-
-def camera_info(width: int, height: int, fx: float, fy: float, cx: float, cy: float) -> CameraInfo:
-    return CameraInfo(width=width, height=height, distortion_model="plumb_bob", d=[0.0] * 5,
-                      k=[fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0])
-
-
-def shifted(stamp, seconds: float) -> Time:
-    ns = stamp.sec * 1_000_000_000 + stamp.nanosec + int(seconds * 1e9)
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-
-
-def send_with_depth(obj, depths, info: CameraInfo, **image_kwargs):
-    """Publish depth frames [(array, encoding, stamp offset s)] and the info, then an image; retried
-    with fresh stamps when a best-effort depth frame was lost. Returns (image, Segmentation)."""
-    for _ in range(3):
-        msg = obj.make_image(**image_kwargs)
-        sent = []
-        for array, encoding, offset in depths:
-            depth = numpy_to_image(array, encoding)
-            depth.header.stamp = shifted(msg.header.stamp, offset)
-            depth.header.frame_id = "depth_optical"
-            sent.append(depth)
-        obj.depth_info_pub.publish(info)
-        for depth in sent:
-            obj.depth_pub.publish(depth)
-        spin_for(obj.executor, 0.1)
-        out = obj.send(msg, timeout=5.0, retries=1)
-        if out is not None and out.depth_header.frame_id:
-            return msg, out
-    pytest.fail(f"no frame with depth:\n{obj.proc.log()[-3000:]}")
-
-
-def expected_3d(mask: np.ndarray, depth_m: np.ndarray, fx, fy, cx, cy):
-    rows, cols = np.nonzero(mask & np.isfinite(depth_m))
-    z = depth_m[rows, cols].astype(np.float64)
-    points = np.stack([(cols - cx) * z / fx, (rows - cy) * z / fy, z], axis=1)
-    return points, len(rows) / mask.sum()
 
 
 def point_tuple(p) -> tuple[float, float, float]:

