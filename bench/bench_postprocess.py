@@ -6,10 +6,12 @@
 The model runs once per frame beforehand (not timed); then, per frame, the median of
 --repeats runs of each stage: `decide` (label map and confidence from the logits, as the
 Segmenter does after the forward pass), `objects` (regions: connected components, scores,
-boxes, centroids, masks), `overlay`, `messages` (the node's messages for the frame, needs the
+boxes, centroids, masks), `instances` (the same with watershed-split instances), `overlay`, `messages` (the node's messages for the frame, needs the
 ROS wheels; skipped without them) and `+standard` (what the standard outputs add to a frame
 with a synthetic ground-plane depth: the organised points aligned with the mask and the
-confidence, aligned_points, detections and detections_3d messages). Prints the machine first.
+confidence, aligned_points, detections and detections_3d messages). Prints the machine first,
+then "after" (objects + messages: everything after the label decision, with and without
+instances) and each label count's decision time as a ratio of the smallest count's.
 """
 from __future__ import annotations
 
@@ -111,7 +113,9 @@ def main() -> int:
           f"{args.repeats} runs per frame, then the median over frames (ms)")
     segmenter = Segmenter(device="cpu")
     depth_mm, k = ground_plane_depth(height, width)
-    print(f"{'labels':>6} {'decide':>8} {'objects':>8} {'overlay':>8} {'messages':>9} {'+standard':>10} {'total':>8}")
+    print(f"{'labels':>6} {'decide':>8} {'objects':>8} {'instances':>9} {'overlay':>8} {'messages':>9} "
+          f"{'+standard':>10} {'after':>6} {'after+inst':>10}")
+    decisions: dict[int, float] = {}
     for count in args.labels:
         labels = (WORDS + [f"object {i}" for i in range(count)])[:count]
         prepared = segmenter.prepare(labels)
@@ -133,6 +137,8 @@ def main() -> int:
                 t_decide, (label_map, confidence) = timed(decide, args.repeats)
             t_objects, objects = timed(lambda: frame_objects(label_map, confidence, labels, min_area=50,
                                                              max_regions=256), args.repeats)
+            t_instances, _ = timed(lambda: frame_objects(label_map, confidence, labels, min_area=50, max_regions=256,
+                                                         split=True), args.repeats)
             colours = palette(count)
             rgb = np.ascontiguousarray(frame[:, :, ::-1])
             t_overlay, _ = timed(lambda: render_overlay(rgb, objects.label_map, labels, colors=colours), args.repeats)
@@ -142,11 +148,18 @@ def main() -> int:
                 t_messages, _ = timed(lambda: messages.frame_messages(Header(frame_id="cam"), result, {}, 0.0, 1, 0),
                                       args.repeats)
                 t_standard = standard_outputs_cost(pipeline, frame, depth_mm, k, Header, args.repeats)
-            rows.append((t_decide, t_objects, t_overlay, t_messages, t_standard))
+            rows.append((t_decide, t_objects, t_instances, t_overlay, t_messages, t_standard))
         med = [statistics.median(column) for column in zip(*rows)]
-        total = med[0] + med[1] + (med[3] if not np.isnan(med[3]) else 0.0)
-        print(f"{count:>6} {med[0]:>8.1f} {med[1]:>8.1f} {med[2]:>8.1f} {med[3]:>9.1f} {med[4]:>10.1f} {total:>8.1f}"
-              "   (total = decide + objects + messages)")
+        messages_ms = med[4] if not np.isnan(med[4]) else 0.0
+        decisions[count] = med[0]
+        print(f"{count:>6} {med[0]:>8.1f} {med[1]:>8.1f} {med[2]:>9.1f} {med[3]:>8.1f} {med[4]:>9.1f} {med[5]:>10.1f} "
+              f"{med[1] + messages_ms:>6.1f} {med[2] + messages_ms:>10.1f}")
+    print("after = objects + messages (everything after the label decision), after+inst = the same with "
+          "watershed instances")
+    if len(decisions) > 1:
+        base = min(decisions)
+        print("label decision vs the " + f"{base}-label one: " + ", ".join(
+            f"{count} labels {decisions[count] / decisions[base]:.2f}x" for count in sorted(decisions) if count != base))
     return 0
 
 

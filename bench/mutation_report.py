@@ -130,9 +130,11 @@ def load_equivalents() -> list[dict]:
 
 
 def equivalent_reason(module: str, removed: list[str], added: list[str], entries: list[dict]) -> str | None:
+    def lines(value) -> list[str]:  # one line, several, or none ("" or null: the line was deleted)
+        return [] if value in ("", None) else [value] if isinstance(value, str) else list(value)
+
     for entry in entries:
-        original = [entry["original"]] if isinstance(entry["original"], str) else entry["original"]
-        mutant = [entry["mutant"]] if isinstance(entry["mutant"], str) else entry["mutant"]
+        original, mutant = lines(entry["original"]), lines(entry["mutant"])
         if entry["module"] == module and [o.strip() for o in original] == removed and \
                 [m.strip() for m in mutant] == added:
             return entry["why"]

@@ -4,8 +4,10 @@ No fixture hands the same mutable model to two tests. Building the tiny model ta
 is built once per session, but that instance is private (`_pristine_tiny_model`): each test that asks
 for `tiny_model` gets its own deep copy. A test may therefore do anything to its model (train it,
 cast it, wrap it in a `Segmenter`, which converts the image branch to channels_last in place and
-so changes float rounding) without another test ever seeing it (two ROS tests still lean on an earlier one: .ci/run)
-(with pytest-randomly installed the order is random and the seed is printed in the header).
+so changes float rounding) without another test ever seeing it. Module-scoped ROS nodes are shared
+too, so a test that stops its node, or needs one that has never seen some input, starts its own.
+The suite passes in any order: CI runs it in a random one (pytest-randomly, from the `test` extra;
+the seed is printed at the start and the end, also under -q).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from lang_seg_ros.model import build_model, save_checkpoint  # noqa: E402
 
 
 def _random_order_seed(config) -> int | None:
-    """The seed of pytest-randomly's test order (when installed), None when it is off."""
+    """The seed of pytest-randomly's test order (installed with the `test` extra), None when it is off."""
     if not config.pluginmanager.hasplugin("randomly") or not config.getoption("randomly_reorganize", True):
         return None
     return config.getoption("randomly_seed", None)

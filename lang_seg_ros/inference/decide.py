@@ -24,6 +24,8 @@ import torch.nn.functional as F
 
 #: Logits (pixels x labels) interpolated at once for border pixels: bounds memory for big label sets.
 _CHUNK_ELEMENTS = 1 << 22
+#: Elements per block of the softmax normaliser (fits a core's L2 cache).
+_BLOCK_ELEMENTS = 1 << 18
 
 
 @functools.lru_cache(maxsize=16)
@@ -52,6 +54,36 @@ def _taps(out_size: int, work_size: int, grid_size: int) -> tuple[torch.Tensor, 
     return index, weight.float()
 
 
+def _log_best_probability(logits: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
+    """(M, N) logits and their (M,) row maxima -> (M,) log softmax probability of the best label,
+    -log(sum(exp(logits - best))). In row blocks of ~1 MiB through one buffer: a frame's (cells x
+    labels) temporary would be tens of MiB, whose fresh pages cost more than the arithmetic."""
+    rows, n = logits.shape
+    out = torch.empty(rows, dtype=logits.dtype, device=logits.device)
+    step = max(1, _BLOCK_ELEMENTS // n)
+    buffer = torch.empty((min(step, rows), n), dtype=logits.dtype, device=logits.device)
+    for start in range(0, rows, step):
+        block = buffer[:min(step, rows - start)]
+        torch.sub(logits[start:start + step], best[start:start + step, None], out=block)
+        torch.sum(block.exp_(), dim=1, out=out[start:start + step])
+    return out.log_().neg_()
+
+
+def _resample(grid: torch.Tensor, iy: torch.Tensor, wy: torch.Tensor, ix: torch.Tensor,
+              wx: torch.Tensor) -> torch.Tensor:
+    """(h2, w2) float grid -> (W, H), transposed: the weighted taps along y, then along x. Both
+    passes gather whole rows (the transpose between them makes the x pass one too): several
+    times faster than gathering columns."""
+    rows = grid.index_select(0, iy[:, 0]).mul_(wy[:, 0, None])
+    for t in range(1, iy.shape[1]):
+        rows.addcmul_(grid.index_select(0, iy[:, t]), wy[:, t, None])
+    rows = rows.t().contiguous()
+    out = rows.index_select(0, ix[:, 0]).mul_(wx[:, 0, None])
+    for t in range(1, ix.shape[1]):
+        out.addcmul_(rows.index_select(0, ix[:, t]), wx[:, t, None])
+    return out
+
+
 def decide_stride2(logits: torch.Tensor, work_hw: tuple[int, int], out_hw: tuple[int, int],
                    exact_below: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Label map (H, W) int32 and confidence (H, W) float32 from stride-2 logits.
@@ -59,6 +91,10 @@ def decide_stride2(logits: torch.Tensor, work_hw: tuple[int, int], out_hw: tuple
     logits: (N, h2, w2) for a padded working image whose top-left (h, w) = `work_hw` pixels are
     the image content; out_hw: (H, W) of the input image; exact_below: confidences under this are
     computed exactly (pass the threshold the caller applies).
+
+    Cost (a per-frame step): per grid cell one max and one softmax normaliser over the labels;
+    per pixel two row-gather passes (confidence, label); per border pixel one weighted gather of
+    its taps' label vectors (`embedding_bag`), so only the border grows with the label count.
     """
     logits = logits.float()
     n, h2, w2 = logits.shape
@@ -68,38 +104,48 @@ def decide_stride2(logits: torch.Tensor, work_hw: tuple[int, int], out_hw: tuple
         return label, torch.ones((height, width), device=logits.device)
     iy, wy = (t.to(logits.device) for t in _taps(height, work_hw[0], h2))
     ix, wx = (t.to(logits.device) for t in _taps(width, work_hw[1], w2))
-
-    def interpolate(grid: torch.Tensor) -> torch.Tensor:  # (..., h2, w2) -> (..., H, W)
-        rows = sum(grid.index_select(-2, iy[:, t]) * wy[:, t, None] for t in range(iy.shape[1]))
-        return sum(rows.index_select(-1, ix[:, t]) * wx[:, t] for t in range(ix.shape[1]))
-
-    cells = logits.permute(1, 2, 0)  # (h2, w2, N): free for labels-last logits (LSeg.decoded_logits)
+    # (h2, w2, N), labels last: free for the torch backend's logits (LSeg.decoded_logits); one copy
+    # for an exported graph's (N, h2, w2), after which every per-cell reduction reads contiguous rows
+    cells = logits.permute(1, 2, 0).contiguous()
+    table = cells.view(h2 * w2, n)  # a label vector per grid cell
     best_grid, label_grid = cells.max(dim=2)
-    lse_grid = (cells - best_grid[..., None]).exp_().sum(2).log_().add_(best_grid)
-    best, lse = interpolate(torch.stack([best_grid, lse_grid]))
-    # A pixel whose taps all hold one label takes it. Its taps lie in a window of at most
-    # (span + 1) cells per axis from its first tap: one pooling pass over the grid says which
-    # windows hold a single label, so two gathers per pixel replace one per tap.
+    # log of the best label's softmax probability per cell; interpolated, then exp: the confidence
+    # wherever the taps agree (exact there up to rounding: best and log-partition are both linear
+    # in the taps' logits only where one label wins all of them; elsewhere recomputed below)
+    log_conf_grid = _log_best_probability(table, best_grid.reshape(-1)).reshape(h2, w2)
+    confidence = _resample(log_conf_grid, iy, wy, ix, wx).exp_()  # (W, H)
+    # A pixel whose taps all hold one label takes it. Its taps lie in a window of (ky, kx) cells
+    # from its first tap (y0, x0): cells whose window is not of one label are marked -1 first,
+    # so one gather per pixel gives both the label and whether it needs the exact pass.
     y0, x0 = iy.min(1).values, ix.min(1).values
     ky, kx = int((iy.max(1).values - y0).max()) + 1, int((ix.max(1).values - x0).max()) + 1
-    grid = F.pad(label_grid.float()[None, None], (0, kx - 1, 0, ky - 1), mode="replicate")
-    pure = F.max_pool2d(grid, (ky, kx), stride=1) == -F.max_pool2d(-grid, (ky, kx), stride=1)
-    label = label_grid.to(torch.int32).index_select(0, y0).index_select(1, x0)
-    exact = ~pure[0, 0].index_select(0, y0).index_select(1, x0)
+    grid = F.pad(label_grid[None, None].float(), (0, kx - 1, 0, ky - 1), mode="replicate")[0, 0]
+    code = label_grid.to(torch.int32)
+    for dy in range(ky):
+        for dx in range(kx):
+            if dy or dx:
+                code.masked_fill_(grid[dy:dy + h2, dx:dx + w2] != grid[:h2, :w2], -1)
+    label = code.index_select(0, y0).t().contiguous().index_select(0, x0)  # (W, H)
+    exact = label < 0
     if exact_below > 0:
-        exact |= (best - lse).exp_() < exact_below
-    rows, cols = exact.nonzero(as_tuple=True)
+        exact |= confidence < exact_below
+    cols, rows = exact.nonzero(as_tuple=True)
     if rows.numel():
-        cells = cells.reshape(h2 * w2, n)  # a label vector per grid cell
+        # Tap k of a pixel is cell (y0 + ky_k, x0 + kx_k) (`_taps`: consecutive cells; a slot past
+        # the grid's edge has weight 0, its index is clamped into the table)
+        ty, tx = iy.shape[1], ix.shape[1]
+        offsets = (torch.arange(ty, device=logits.device)[:, None] * w2
+                   + torch.arange(tx, device=logits.device)[None, :]).reshape(-1)
         step = max(1, _CHUNK_ELEMENTS // n)
         for start in range(0, rows.numel(), step):
             r, c = rows[start:start + step], cols[start:start + step]
-            full = sum(cells[iy[r, ty] * w2 + ix[c, tx]] * (wy[r, ty] * wx[c, tx])[:, None]
-                       for ty in range(iy.shape[1]) for tx in range(ix.shape[1]))  # (B, N)
-            value, index = full.max(dim=1)
-            best[r, c], label[r, c] = value, index.to(torch.int32)
-            lse[r, c] = torch.logsumexp(full, dim=1)
-    return label, torch.exp(best - lse).clamp_(max=1.0)
+            index = ((y0[r] * w2 + x0[c])[:, None] + offsets).clamp_(max=h2 * w2 - 1)
+            weight = (wy[r][:, :, None] * wx[c][:, None, :]).reshape(-1, ty * tx)
+            full = F.embedding_bag(index, table, per_sample_weights=weight, mode="sum")  # (B, N)
+            value, best = full.max(dim=1)
+            label[c, r] = best.to(torch.int32)
+            confidence[c, r] = _log_best_probability(full, value).exp_()
+    return label.t().contiguous(), confidence.clamp_(max=1.0).t().contiguous()
 
 
 def decide_full(chunks: Iterable[torch.Tensor], expand: Callable[[torch.Tensor], torch.Tensor]

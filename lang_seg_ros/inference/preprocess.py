@@ -29,9 +29,14 @@ def to_rgb(image: np.ndarray, color_order: str = "rgb") -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 2:
-        return np.repeat(image[:, :, None], 3, axis=2)
-    image = image[:, :, :3]
-    return np.ascontiguousarray(image[:, :, ::-1] if color_order.lower().startswith("bgr") else image)
+        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_GRAY2RGB)
+    bgr = color_order.lower().startswith("bgr")
+    if image.shape[2] == 3 and not bgr:
+        return np.ascontiguousarray(image)
+    # OpenCV's conversions: several times faster than a reversed numpy view copied (a per-frame step)
+    code = (cv2.COLOR_BGR2RGB if bgr else None) if image.shape[2] == 3 else \
+        (cv2.COLOR_BGRA2RGB if bgr else cv2.COLOR_RGBA2RGB)
+    return cv2.cvtColor(np.ascontiguousarray(image), code)
 
 
 def normalize(image: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device,

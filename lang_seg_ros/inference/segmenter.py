@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..model import LSeg, load_checkpoint
 from ..model.checkpoint import default_checkpoint_path
-from ..model.device import resolve_device, resolve_precision
+from ..model.device import resolve_device, resolve_precision, single_cpu_thread
 from ..model.lseg import FoldedHead, upsample_logits
 from .backends import BACKENDS, TorchBackend
 from .decide import decide_full, decide_stride2
@@ -245,12 +245,13 @@ class Segmenter:
         logits = self.backend.logits(pad_bottom_right(x, round_up(h), round_up(w), self._fill), [prepared])
         t2 = time.perf_counter()
         results = []
-        for one in logits:
-            label_map, confidence = decide_stride2(one, (h, w), (height, width), exact_below=self.threshold)
-            if self.threshold > 0:
-                label_map[confidence < self.threshold] = NO_LABEL
-            results.append(SegmentationResult(prepared.labels, label_map.to(torch.int32).cpu().numpy(),
-                                              confidence.float().cpu().numpy()))
+        with single_cpu_thread(self.device):
+            for one in logits:
+                label_map, confidence = decide_stride2(one, (h, w), (height, width), exact_below=self.threshold)
+                if self.threshold > 0:
+                    label_map[confidence < self.threshold] = NO_LABEL
+                results.append(SegmentationResult(prepared.labels, label_map.to(torch.int32).cpu().numpy(),
+                                                  confidence.float().cpu().numpy()))
         t3 = time.perf_counter()
         share = len(images)
         for r in results:  # each frame's share of the batch
@@ -310,8 +311,9 @@ class Segmenter:
             else:
                 logits = self.backend.logits(padded, sets)
             t2 = time.perf_counter()
-            decided = [decide_stride2(set_logits[0], (h, w), (height, width), exact_below=self.threshold)
-                       for set_logits in logits.split([len(p) for p in sets], dim=1)]
+            with single_cpu_thread(self.device):
+                decided = [decide_stride2(set_logits[0], (h, w), (height, width), exact_below=self.threshold)
+                           for set_logits in logits.split([len(p) for p in sets], dim=1)]
         results = []
         for prepared, (label_map, confidence) in zip(sets, decided):
             if self.threshold > 0:

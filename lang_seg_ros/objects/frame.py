@@ -3,13 +3,13 @@
 Pure numpy (no rclpy): it composes the core modules and leaves message building to
 `messages.py`.
 
-- `frame_objects` turns a label map into regions: connected components per label, or
-  watershed-split instances (`lang_seg_ros.instances.split_instances`); a "stuff" label gives
-  one region (all its pixels); optionally each region is re-classified by mask pooling of the
-  pixel embeddings (`classify_by_mask_pooling`, after PADing, arXiv 2306.11087), in which case
-  the label map is repainted with the region labels. Regions are sorted and numbered as
-  `lang_seg_ros.regions.extract_regions` numbers them (label, then decreasing area), so with
-  splitting, pooling and stuff off they are exactly its connected components.
+- `frame_objects` turns a label map into regions: connected components per label
+  (`regions.extract_regions`, the per-frame fast path), or watershed-split instances
+  (`instances.split_instances`); a "stuff" label gives one region (all its pixels); optionally
+  each region is re-classified by mask pooling of the pixel embeddings
+  (`classify_by_mask_pooling`, after PADing, arXiv 2306.11087), in which case the label map is
+  repainted with the region labels. Regions are sorted and numbered as `extract_regions`
+  numbers them (label, then decreasing area); the region map is built only when asked for.
 - panoptic ids follow `lang_seg_ros.panoptic` (id = (label + 1) * 1000 + instance).
 - `aligned_depth` brings a registered depth image and its intrinsics to the label map's size;
   `add_geometry` gives each region its `Region3D` (`lang_seg_ros.geometry.region_3d`);
@@ -31,7 +31,7 @@ from scipy import ndimage
 from .geometry import Region3D, back_project, depth_to_metres, intrinsics_problem, region_3d, scale_intrinsics
 from .instances import split_instances
 from .panoptic import encode_panoptic, panoptic_ids_of
-from .regions import Region
+from .regions import Region, extract_regions
 from .tracking import mask_iou
 
 __all__ = ["FrameObjects", "FrameRegion", "add_geometry", "aligned_depth", "best_overlap", "frame_objects",
@@ -64,14 +64,25 @@ class FrameRegion:
 @dataclass
 class FrameObjects:
     """label_map: (H, W) int32 label indices (-1 none), repainted with the region labels after
-    mask pooling; region_map: (H, W) int32, 0 = no region, i = `regions[i - 1]`;
-    stuff: the stuff label indices of this frame."""
+    mask pooling; regions: numbered 1.. in list order; stuff: the stuff label indices of this
+    frame; `region_map`: (H, W) int32, 0 = no region, i = `regions[i - 1]` (built on first use:
+    most frames never need it)."""
 
     label_map: np.ndarray
-    region_map: np.ndarray
     regions: list[FrameRegion]
     stuff: frozenset[int] = field(default_factory=frozenset)
     pooled: bool = False  # labels and scores come from mask pooling
+    _region_map: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def region_map(self) -> np.ndarray:
+        if self._region_map is None:
+            region_map = np.zeros(self.label_map.shape, np.int32)
+            for i, r in enumerate(self.regions, start=1):
+                x0, y0, x1, y1 = r.region.bbox
+                np.copyto(region_map[y0:y1, x0:x1], np.int32(i), where=r.region.mask)
+            self._region_map = region_map
+        return self._region_map
 
     def panoptic(self) -> np.ndarray:
         """(H, W) int32 panoptic ids (0 = void), exactly the regions' `panoptic_id`s on their pixels."""
@@ -145,12 +156,24 @@ def frame_objects(
         embeddings: with `pixel_features`, give every region its pooled pixel embedding (over the
             region's final pixels, after pooling relabelled and merged them).
     """
-    label_map = np.asarray(label_map).astype(np.int32, copy=True)
-    label_map[label_map >= len(labels)] = -1
+    label_map = np.asarray(label_map)
+    pooling = pixel_features is not None and text_features is not None
+    if pooling or label_map.dtype != np.int32 or (label_map.size and int(label_map.max()) >= len(labels)):
+        label_map = label_map.astype(np.int32, copy=True)  # pooling repaints it
+        label_map[label_map >= len(labels)] = -1
     stuff = frozenset(int(s) for s in stuff)
     min_area = max(1, int(min_area))
     if max_regions is not None and max_regions <= 0:  # regions off: nothing to extract
-        return FrameObjects(label_map, np.zeros(label_map.shape, np.int32), [], stuff)
+        return FrameObjects(label_map, [], stuff, _region_map=np.zeros(label_map.shape, np.int32))
+    if not split and not pooling:  # plain connected components (stuff: one region per label)
+        regions = [FrameRegion(r, is_stuff=r.label_index in stuff)
+                   for r in extract_regions(label_map, confidence, labels, min_area, max_regions=max_regions,
+                                            stuff=stuff)]
+        objects = FrameObjects(label_map, regions, stuff)
+        _number_panoptic(objects.regions, stuff)
+        if embeddings and pixel_features is not None and regions:
+            _add_embeddings(objects, pixel_features)
+        return objects
     instance_map, instance_labels = split_instances(label_map, stuff, min_area, split_depth, split=split)
     count = len(instance_labels) - 1
     pooled = pixel_features is not None and text_features is not None and count > 0
@@ -201,19 +224,29 @@ def frame_objects(
                         centroid=(float(sum_x[index] / area), float(sum_y[index] / area)), area=area,
                         mask=instance_map[y0:y1, x0:x1] == index)
         regions.append(FrameRegion(region, is_stuff=label in stuff))
+    _number_panoptic(regions, stuff)
+    objects = FrameObjects(label_map, regions, stuff, pooled, lut[instance_map])
+    if embeddings and pixel_features is not None and regions:
+        _add_embeddings(objects, pixel_features)
+    return objects
+
+
+def _number_panoptic(regions: list[FrameRegion], stuff: frozenset[int]) -> None:
+    """In place: each region's panoptic id and instance number (`panoptic.panoptic_ids_of`)."""
     region_labels = np.asarray([-1] + [r.region.label_index for r in regions], np.int32)
     panoptic_ids = panoptic_ids_of(region_labels, stuff)
     for i, r in enumerate(regions, start=1):
         r.panoptic_id = int(panoptic_ids[i])
         r.instance = int(panoptic_ids[i]) % 1000
-    region_map = lut[instance_map]
-    if embeddings and pixel_features is not None and regions:
-        from .instances import pool_embeddings
 
-        index, vectors = pool_embeddings(region_map, pixel_features)
-        for i, vector in zip(index, vectors):
-            regions[i - 1].embedding = vector
-    return FrameObjects(label_map, region_map, regions, stuff, pooled)
+
+def _add_embeddings(objects: FrameObjects, pixel_features: np.ndarray) -> None:
+    """In place: each region's pooled pixel embedding (over its final pixels)."""
+    from .instances import pool_embeddings
+
+    index, vectors = pool_embeddings(objects.region_map, pixel_features)
+    for i, vector in zip(index, vectors):
+        objects.regions[i - 1].embedding = vector
 
 
 def aligned_depth(depth: np.ndarray, encoding: str, k: Sequence[float], k_shape: tuple[int, int],

@@ -363,6 +363,11 @@ def build_pipeline(s: dict[str, Any]):
         if s["cpu_threads"] > 0:
             import torch
             torch.set_num_threads(int(s["cpu_threads"]))
+        import cv2
+
+        # The per-frame OpenCV work (regions, overlay, depth) is on camera-sized images, where
+        # OpenCV's own threads only compete with the model's: one thread (measured in bench_node).
+        cv2.setNumThreads(1)
         segmenter = Segmenter(checkpoint, device=s["device"], precision=s["precision"], backend=s["backend"],
                               working_size=int(s["working_size"]))
         segmenter.warmup(warmup_sizes_of(s["warmup_sizes"]))

@@ -13,11 +13,12 @@ that once took time quadratic in its length, and service storms.
   sent during the storm keep being answered.
 
 One node for the module (depth, cloud, aligned points, obstacles, detections, markers and a
-referring expression on). The colour-camera fallback test runs first: once a depth CameraInfo
-arrives, the node no longer reads the colour one for depth.
+referring expression on); the colour-camera fallback test starts one of its own, since once a depth
+CameraInfo arrives a node no longer reads the colour one for depth (the tests run in any order).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -46,9 +47,9 @@ EVERY_OUTPUT = ["segmentation", "segmentation/camera_info", *OUTPUTS_3D, "referr
                 "referring/pose"]
 
 
-@pytest.fixture(scope="module")
-def node(ros, node_checkpoint, tmp_path_factory):
-    proc = start_node(tmp_path_factory, node_checkpoint, f"/h{os.getpid()}_{random.randint(0, 99999)}",
+@contextlib.contextmanager
+def hostile_node(ros, node_checkpoint, tmp_path_factory, prefix: str):
+    proc = start_node(tmp_path_factory, node_checkpoint, f"/{prefix}{os.getpid()}_{random.randint(0, 99999)}",
                       labels=", ".join(LABELS), use_depth=True, publish_cloud=True, cloud_stride=1,
                       publish_aligned_points=True, publish_detections=True, traversable_labels=["floor"],
                       publish_overlay=False, threshold=0.05, referring_min_score=0.0)
@@ -67,6 +68,12 @@ def node(ros, node_checkpoint, tmp_path_factory):
         client.close()
         code = proc.stop()
         assert code == 0, proc.log()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def node(ros, node_checkpoint, tmp_path_factory):
+    with hostile_node(ros, node_checkpoint, tmp_path_factory, "h") as client:
+        yield client
 
 
 # ---- what "finite" means for a message ---------------------------------------------------------------
@@ -130,22 +137,20 @@ def assert_no_3d_and_the_reason(node, msg, seg, reason: str, log_from: int) -> N
 
 
 # ---- geometry ------------------------------------------------------------------------------------------
-def test_colour_camera_info_with_cx_1e308_gives_no_3d_and_a_finite_scaled_camera_info(node):
-    """Runs first: no depth CameraInfo has arrived, so depth falls back to the colour camera's."""
-    # For an 80 x 60 image: the 160 x 120 mask doubles it, 1e308 * 2 = inf in the scaled K once.
-    info = camera_info(80, 60, F / 2, F / 2, 1e308, 29.5)
-    info.p = [F / 2, 0.0, 1e308, 0.0, 0.0, F / 2, 29.5, 0.0, 0.0, 0.0, 1.0, 0.0]
-    start = len(node.proc.log())
-    for _ in range(3):  # camera_info is read best effort: send it a few times
-        node.info_pub.publish(info)
-        spin_for(node.executor, 0.1)
-    try:
+def test_colour_camera_info_with_cx_1e308_gives_no_3d_and_a_finite_scaled_camera_info(ros, node_checkpoint,
+                                                                                        tmp_path_factory):
+    """On a node of its own, which no depth CameraInfo has reached, so that depth falls back to the
+    colour camera's (the module's node gets depth CameraInfo from other tests, in any order)."""
+    with hostile_node(ros, node_checkpoint, tmp_path_factory, "hc") as node:
+        # For an 80 x 60 image: the 160 x 120 mask doubles it, 1e308 * 2 = inf in the scaled K once.
+        info = camera_info(80, 60, F / 2, F / 2, 1e308, 29.5)
+        info.p = [F / 2, 0.0, 1e308, 0.0, 0.0, F / 2, 29.5, 0.0, 0.0, 0.0, 1.0, 0.0]
+        start = len(node.proc.log())
+        for _ in range(3):  # camera_info is read best effort: send it a few times
+            node.info_pub.publish(info)
+            spin_for(node.executor, 0.1)
         msg, seg = send_depth_frame(node, np.full((120, 160), 2000, np.uint16), "16UC1")
         assert_no_3d_and_the_reason(node, msg, seg, r"camera_info: [^\n]*cx=1e\+308", start)
-    finally:  # a usable colour camera info again for the tests below
-        for _ in range(3):
-            node.info_pub.publish(camera_info(160, 120, F, F, CX, CY))
-            spin_for(node.executor, 0.1)
 
 
 @pytest.mark.parametrize("fx, fy, cx, reason", [
