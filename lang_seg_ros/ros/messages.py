@@ -44,14 +44,18 @@ def class_id_image(label_map: np.ndarray, num_labels: int, header: Header | None
         dtype, encoding, no_label = np.uint16, "mono16", NO_LABEL_MONO16
     else:
         raise ValueError(f"{num_labels} labels do not fit a 16-bit class-id image")
-    valid = (label_map >= 0) & (label_map < num_labels)
-    ids = np.where(valid, label_map, no_label).astype(dtype)
+    label_map = np.asarray(label_map)
+    if dtype == np.uint8 and label_map.size and int(label_map.min()) >= -1 and int(label_map.max()) < num_labels:
+        ids = label_map.astype(np.uint8)  # one pass: -1 (no label) wraps to 255, the no-label value
+    else:
+        valid = (label_map >= 0) & (label_map < num_labels)
+        ids = np.where(valid, label_map, no_label).astype(dtype)
     return numpy_to_image(ids, encoding, header), no_label
 
 
 def region_mask_image(mask: np.ndarray, header: Header | None = None) -> Image:
     """A bool mask as mono8, 255 on the mask, 0 elsewhere."""
-    return numpy_to_image(np.where(mask, np.uint8(255), np.uint8(0)).astype(np.uint8), "mono8", header)
+    return numpy_to_image(np.asarray(mask, bool).view(np.uint8) * np.uint8(255), "mono8", header)
 
 
 def region_to_msg(region: Region, header: Header | None = None, with_mask: bool = True) -> ObjectRegion:
