@@ -3,6 +3,7 @@
     python bench/bench_node.py                                   # all cases, 30 Hz, 20 s each
     python bench/bench_node.py --seconds 8 --cases tiny-20 default-20
     python bench/bench_node.py --size 640x480 --rate 15 --json out/bench_node.json
+  python bench/bench_node.py --size 480x360 --cameras 1 2 4      # one node, several cameras (issue 23)
 
 Per case this script first times the model alone, in this process (sequential
 `Segmenter.segment` calls on the same frames with the same labels and settings, median after a
@@ -695,6 +696,9 @@ def main() -> int:
     parser.add_argument("--logs", type=Path, default=None, metavar="DIR",
                         help="keep the node's output and parameter files here (default: a temporary folder)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the rows (and the machine) here")
+    parser.add_argument("--cameras", type=int, nargs="+", default=None, metavar="N",
+                        help="instead of the cases: N cameras on one node vs N single-camera nodes, e.g. "
+                             "--cameras 1 2 4 (bench/cameras_bench.py)")
     args = parser.parse_args()
     try:
         cases = [Case.parse(name) for name in args.cases]
@@ -724,6 +728,19 @@ def main() -> int:
     print(f"frames: {len(frames)} from {args.frames} ({w}x{h} bgr8); {args.rate:g} Hz; warm-up {args.warmup:g} s, "
           f"window {args.seconds:g} s per case; device {args.device}; working_size {args.working_size}; "
           f"ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']}", flush=True)
+
+    if args.cameras:
+        from cameras_bench import run_cameras
+
+        with tempfile.TemporaryDirectory(prefix="bench_cameras_") as tmp:
+            try:
+                results = run_cameras(args, args.cameras, args.logs or Path(tmp))
+            finally:
+                kill_all_nodes()
+        if args.json is not None:
+            args.json.write_text(json.dumps({"machine": machine, "code": code, "rate": args.rate,
+                                             "cameras": results}, indent=2, default=str) + "\n")
+        return 0
 
     rows: list[dict[str, Any]] = []
     samples: list[list[dict[str, Any]]] = []

@@ -41,7 +41,7 @@ from .referring.vocabulary import model_vocabulary
 from .visualize import palette, render_overlay
 
 __all__ = ["ActiveLabels", "ActiveQuery", "DepthError", "FrameInference", "FramePipeline", "FrameResult", "PipelineSettings",
-           "ReferringAnswer"]
+           "ReferringAnswer", "Tracks"]
 
 
 class DepthError(ValueError):
@@ -219,8 +219,7 @@ class FramePipeline:
         self._state = _State()
         self.configure(settings or PipelineSettings())
         self._active_query: ActiveQuery | None = None
-        self._tracker: IoUTracker | None = None
-        self._tracked_label_set: int | None = None
+        self._tracks = Tracks()
         self._last: _LastFrame | None = None
         self._next_id = 0
         self._traversable: tuple[tuple[int, tuple[str, ...]], np.ndarray] | None = None
@@ -230,7 +229,7 @@ class FramePipeline:
         are never reused), label-set ids and the frame `refer` answers on carry over."""
         if previous is None:
             return
-        self._tracker, self._tracked_label_set = previous._tracker, previous._tracked_label_set
+        self._tracks = previous._tracks
         self._last, self._next_id = previous._last, previous._next_id
 
     # -- state: changed by one thread at a time, read by the frame threads ----------------------
@@ -297,22 +296,39 @@ class FramePipeline:
         labels and the referring query's, label maps decided on the device. One thread at a time
         (the one that owns the model); `finish` may run on another, overlapping the next frame.
         tag: anything identifying the frame (the node: its header), returned by `refer`."""
+        t0 = time.perf_counter()
+        depth_m = self.align_depth(image.shape[:2], depth, intrinsics, intrinsics_size)
+        t1 = time.perf_counter()
+        inference = self.infer_batch([image], [color_order], [depth_m], [tag])[0]
+        if depth_m is not None:
+            inference.timings["depth"] = (t1 - t0) * 1e3
+        return inference
+
+    def align_depth(self, shape: tuple[int, int], depth: np.ndarray | None, intrinsics: np.ndarray | None,
+                    intrinsics_size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Depth registered to an image of `shape` (H, W) -> (metres at `shape`, K there), None
+        without depth; `DepthError` for depth that cannot be used (arguments as `process`)."""
+        if depth is None:
+            return None
+        if intrinsics is None:
+            raise DepthError("depth needs the depth camera's intrinsics (3x3 K)")
+        encoding = "16UC1" if depth.dtype == np.uint16 else "32FC1"
+        try:
+            return aligned_depth(depth, encoding, np.asarray(intrinsics).ravel(), intrinsics_size or depth.shape[:2],
+                                 shape)
+        except ValueError as exc:
+            raise DepthError(f"depth image unusable: {exc}") from exc
+
+    def infer_batch(self, images: Sequence[np.ndarray], color_orders: Sequence[str],
+                    depths_m: Sequence[tuple[np.ndarray, np.ndarray] | None], tags: Sequence[Any]
+                    ) -> list[FrameInference]:
+        """`infer` for frames of one size (several cameras' newest frames) in one batched model
+        pass, with the same label set, settings and referring query; depth already aligned
+        (`align_depth`). One `FrameInference` per frame, each `finish`ed on its own."""
         state = self._state
         if state.labels is None:
             raise RuntimeError("no label set: call set_labels(...) first")
         active, s = state.labels, state.settings
-        t0 = time.perf_counter()
-        depth_m = None
-        if depth is not None:
-            if intrinsics is None:
-                raise DepthError("depth needs the depth camera's intrinsics (3x3 K)")
-            encoding = "16UC1" if depth.dtype == np.uint16 else "32FC1"
-            try:
-                depth_m = aligned_depth(depth, encoding, np.asarray(intrinsics).ravel(),
-                                        intrinsics_size or depth.shape[:2], image.shape[:2])
-            except ValueError as exc:
-                raise DepthError(f"depth image unusable: {exc}") from exc
-        t1 = time.perf_counter()
         try:
             query, query_error = self._query_for(state), None
         except ValueError as exc:  # e.g. a full label set leaves no room for the query's phrase
@@ -320,16 +336,16 @@ class FramePipeline:
         pooling = ((s.mask_pooling or s.region_embeddings) and self.segmenter.scales is None
                    and self.segmenter.supports_features)
         sets = [active.prepared] + ([query.prepared] if query is not None and query.prepared is not None else [])
-        results = self.segmenter.segment_sets(image, sets, color_order, return_features=pooling)
-        timings = dict(results[0].timings_ms)
-        if depth_m is not None:
-            timings["depth"] = (t1 - t0) * 1e3
-        return FrameInference(image, color_order, active, s, query, results, depth_m, timings, tag, query_error)
+        batch = self.segmenter.segment_sets_batch(images, sets, color_orders, return_features=pooling)
+        return [FrameInference(image, order, active, s, query, results, depth_m, dict(results[0].timings_ms), tag,
+                               query_error)
+                for image, order, depth_m, tag, results in zip(images, color_orders, depths_m, tags, batch)]
 
-    def finish(self, frame: FrameInference) -> FrameResult:
+    def finish(self, frame: FrameInference, tracks: "Tracks | None" = None) -> FrameResult:
         """Everything after the model (`process` does both): regions, instances, tracking, 3D,
         panoptic ids, the cloud, the referring answer and the overlay. One thread at a time, in
-        frame order (tracking)."""
+        frame order (tracking). tracks: the camera's own track state when one pipeline serves
+        several cameras (default: the pipeline's)."""
         active, s, depth_m, result = frame.labels, frame.settings, frame.depth_m, frame.results[0]
         pooling = result.pixel_features is not None and s.mask_pooling
         embeddings = result.pixel_features is not None and s.region_embeddings
@@ -339,7 +355,7 @@ class FramePipeline:
                                 split_depth=s.split_depth,
                                 pixel_features=result.pixel_features if pooling or embeddings else None,
                                 text_features=result.text_features if pooling else None, embeddings=embeddings)
-        self._track(objects, s, active.id)
+        self._track(objects, s, active.id, tracks or self._tracks)
         if depth_m is not None:
             add_geometry(objects, *depth_m)
         t2 = time.perf_counter()
@@ -465,17 +481,26 @@ class FramePipeline:
             chosen.geometry = region_3d(answer.region.bbox, answer.region.mask, *depth_m, keep_points=True)
         return ReferringAnswer(query.expression, query.query, answer, chosen)
 
-    def _track(self, objects: FrameObjects, s: PipelineSettings, label_set_id: int) -> None:
-        """Track ids. The tracker lives as long as the pipeline, so ids are never reused; it forgets
+    def _track(self, objects: FrameObjects, s: PipelineSettings, label_set_id: int, tracks: "Tracks") -> None:
+        """Track ids. The tracker lives as long as its `Tracks`, so ids are never reused; it forgets
         its tracks when tracking was off and when the label set changed."""
         if not s.tracking:
-            self._tracked_label_set = None
+            tracks.label_set = None
             return
-        if self._tracker is None:
-            self._tracker = IoUTracker(s.tracking_iou, s.tracking_max_missed)
-        self._tracker.iou_threshold, self._tracker.max_missed = float(s.tracking_iou), int(s.tracking_max_missed)
-        if self._tracked_label_set != label_set_id:
-            self._tracker.reset()
-            self._tracked_label_set = label_set_id
-        for region, track_id in zip(objects.regions, self._tracker.update([r.region for r in objects.regions])):
+        if tracks.tracker is None:
+            tracks.tracker = IoUTracker(s.tracking_iou, s.tracking_max_missed)
+        tracker = tracks.tracker
+        tracker.iou_threshold, tracker.max_missed = float(s.tracking_iou), int(s.tracking_max_missed)
+        if tracks.label_set != label_set_id:
+            tracker.reset()
+            tracks.label_set = label_set_id
+        for region, track_id in zip(objects.regions, tracker.update([r.region for r in objects.regions])):
             region.track_id = int(track_id)
+
+
+@dataclass
+class Tracks:
+    """One camera's track state: its IoU tracker and the label set it tracks (`FramePipeline.finish`)."""
+
+    tracker: IoUTracker | None = None
+    label_set: int | None = None

@@ -8,9 +8,12 @@ need an official LSeg checkpoint: add checkpoint:=/path/demo_e200.ckpt.
 
 Arguments (see `ros2 launch lang_seg_ros segment.launch.py --show-args`): image, camera_info,
 use_compressed, labels, checkpoint, device, use_depth, depth, depth_camera_info, params_file,
-namespace, node_name, lifecycle, fastdds_profile. `labels`, `checkpoint`, `device`, `use_compressed` and
-`use_depth` override the params file's values only when given (see lang_seg_ros/ros/launch_args.py);
-`labels` may be a comma-separated string or a list: labels:="[road, car, pedestrian]".
+namespace, node_name, lifecycle, cameras, fastdds_profile. `labels`, `checkpoint`, `device`,
+`use_compressed`, `use_depth` and `cameras` override the params file's values only when given (see
+lang_seg_ros/ros/launch_args.py); `labels` and `cameras` may be a comma-separated string or a list:
+labels:="[road, car, pedestrian]" cameras:="[front, rear]". With cameras, remap each camera's
+topics on the command line (front/image:=..., rear/image:=...); `image` and friends apply to the
+single-camera node.
 
 The Fast DDS profile (config/fastdds_shm.xml, a 16 MiB shared-memory segment) is set through
 FASTRTPS_DEFAULT_PROFILES_FILE for the processes this file starts. Full-size images reach a
@@ -27,7 +30,7 @@ from lang_seg_ros.ros.launch_args import node_overrides, remappings, truthy
 
 PACKAGE = "lang_seg_ros"
 _ARGUMENTS = ("image", "camera_info", "use_compressed", "labels", "checkpoint", "device", "use_depth", "depth",
-              "depth_camera_info", "params_file", "namespace", "node_name", "lifecycle")
+              "depth_camera_info", "params_file", "namespace", "node_name", "lifecycle", "cameras")
 
 
 def _node(context, *args, **kwargs):
@@ -75,6 +78,11 @@ def generate_launch_description() -> LaunchDescription:
                               description="Node parameters (YAML)."),
         DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node and its topics."),
         DeclareLaunchArgument("node_name", default_value="lang_seg", description="Node name."),
+        DeclareLaunchArgument("cameras", default_value="",
+                              description="Several cameras, one model: '[front, rear]' reads front/image, "
+                                          "rear/image, ... and publishes under front/, rear/ (remap each: "
+                                          "front/image:=/robot/front/color/image_raw); empty = the params "
+                                          "file's (default: one camera on image, camera_info, ...)."),
         DeclareLaunchArgument("lifecycle", default_value="false",
                               description="Start the managed (lifecycle) variant; it autostarts unless the "
                                           "params file sets autostart: false."),

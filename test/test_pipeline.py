@@ -164,3 +164,23 @@ def test_a_new_pipeline_after_a_model_reload_continues_the_track_ids(pipeline, i
     second = reloaded.process(image)
     assert [r.track_id for r in second.objects.regions] == [r.track_id for r in first.objects.regions]
     assert reloaded.refer("the road").tag is None  # the adopted last frame answers at once
+
+
+def test_frames_of_several_cameras_in_one_batch_equal_frames_alone(pipeline, image):
+    """`infer_batch` (the node's round of cameras): each frame's result is its own, as if alone,
+    with each camera's colour order; a referring query rides along for all of them."""
+    pipeline.set_expression("the car on the left")  # not a label: the query adds its phrase as a second set
+    frames = [image, np.ascontiguousarray(image[:, ::-1]), np.roll(image, 40, axis=1)]
+    orders = ["rgb", "bgr", "rgb"]  # the rear camera sends BGR: the same picture as RGB reversed
+    alone = [pipeline.infer(np.ascontiguousarray(f[:, :, ::-1]) if o == "bgr" else f, "rgb")
+             for f, o in zip(frames, orders)]
+    batch = pipeline.infer_batch(frames, orders, [None] * 3, ["front", "rear", "side"])
+    assert [b.tag for b in batch] == ["front", "rear", "side"]
+    for a, b in zip(alone, batch):
+        assert len(b.results) == len(a.results) == 2  # the frame's labels and the query's
+        for ra, rb in zip(a.results, b.results):
+            assert (ra.label_map == rb.label_map).mean() > 0.999
+            np.testing.assert_allclose(rb.confidence, ra.confidence, atol=1e-4)
+    for i, j in ((0, 1), (0, 2), (1, 2)):  # three different frames: a mix-up would show
+        assert not np.allclose(alone[i].results[0].confidence, alone[j].results[0].confidence, atol=1e-2)
+    assert pipeline.finish(batch[1]).objects.regions  # each finished on its own

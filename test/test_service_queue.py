@@ -19,8 +19,8 @@ def test_a_job_is_answered_once_the_first_answer_wins():
 def test_queued_jobs_and_the_newest_frame_take_turns():
     order, gate = [], threading.Event()
 
-    def on_frame(item):
-        order.append(("frame", item))
+    def on_frame(items):
+        order.extend(("frame", item) for item in items)
 
     def on_job(job):
         gate.wait(5.0)

@@ -12,19 +12,20 @@ from lang_seg_ros.ros.worker import FrameWorker, Job
 
 class Recorder:
     def __init__(self, frame_seconds: float = 0.0) -> None:
-        self.frames, self.errors = [], []
+        self.frames, self.errors, self.rounds = [], [], []
         self.running = self.most_at_once = 0
         self.lock = threading.Lock()
         self.frame_seconds = frame_seconds
 
-    def frame(self, item) -> None:
+    def frame(self, items) -> None:
         with self.lock:
             self.running += 1
             self.most_at_once = max(self.most_at_once, self.running)
         time.sleep(self.frame_seconds)
         with self.lock:
             self.running -= 1
-            self.frames.append(item)
+            self.rounds.append(list(items))
+            self.frames.extend(items)
 
     def worker(self) -> FrameWorker:
         return FrameWorker(self.frame, lambda job: job.finish(job.payload * 2), lambda: None,
@@ -52,6 +53,24 @@ def test_only_the_newest_waiting_frame_is_processed():
         worker.stop()
 
 
+def test_each_camera_has_its_own_slot_and_a_round_takes_every_waiting_frame():
+    """Two cameras: a newer frame replaces only its own camera's waiting one, and the worker takes
+    both cameras' newest frames in one round (one batched pass), so neither waits a second round."""
+    rec = Recorder(frame_seconds=0.2)
+    worker = rec.worker()
+    worker.start()
+    try:
+        assert not worker.offer("front 1", slot="front")
+        assert wait_for(lambda: rec.running == 1)
+        assert not worker.offer("front 2", slot="front")
+        assert not worker.offer("rear 1", slot="rear")  # another camera: nothing replaced
+        assert worker.offer("front 3", slot="front")  # replaces front 2 only
+        assert wait_for(lambda: len(rec.rounds) == 2)
+        assert rec.rounds == [["front 1"], ["front 3", "rear 1"]]
+    finally:
+        worker.stop()
+
+
 def test_one_worker_at_a_time_whatever_the_transitions():
     """stop() gives up waiting after its timeout while a frame is still running; start() must not
     run a second thread beside it (today's deactivate/activate in quick succession)."""
@@ -71,7 +90,7 @@ def test_one_worker_at_a_time_whatever_the_transitions():
 
 def test_jobs_are_answered_and_cancelled_on_stop_and_errors_do_not_kill_it():
     rec = Recorder()
-    worker = FrameWorker(lambda item: 1 / item, lambda job: job.finish(job.payload * 2), lambda: None,
+    worker = FrameWorker(lambda items: 1 / items[0], lambda job: job.finish(job.payload * 2), lambda: None,
                          lambda exc, job: rec.errors.append(exc), cancel_result="cancelled")
     job = Job(21)
     assert not worker.submit(job)  # not running: refused, not queued
@@ -117,7 +136,7 @@ def test_the_handoff_keeps_order_drops_nothing_and_holds_the_worker_at_most_one_
 
 def test_a_reload_asked_for_while_stopped_runs_at_the_next_start():
     reloads = []
-    worker = FrameWorker(lambda item: None, lambda job: None, lambda: reloads.append(1), lambda exc, job: None)
+    worker = FrameWorker(lambda items: None, lambda job: None, lambda: reloads.append(1), lambda exc, job: None)
     worker.start()
     worker.stop()
     worker.request_reload()  # e.g. `checkpoint` changed on an inactive lifecycle node

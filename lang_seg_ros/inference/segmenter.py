@@ -276,7 +276,6 @@ class Segmenter:
             took[(height, width)] = (time.perf_counter() - t0) * 1e3
         return took
 
-    @torch.inference_mode()
     def segment_sets(self, image: np.ndarray, label_sets: Sequence[Iterable[str] | str | PreparedLabels],
                      color_order: str = "rgb", return_features: bool = False) -> list[SegmentationResult]:
         """One result per label set, from a single pass of the image encoder.
@@ -284,21 +283,42 @@ class Segmenter:
         Labels compete only within their own set, so this equals calling `segment` once per set,
         at the cost of one image encoding (e.g. the frame's labels plus a referring query).
         """
+        return self.segment_sets_batch([image], label_sets, [color_order], return_features)[0]
+
+    @torch.inference_mode()
+    def segment_sets_batch(self, images: Sequence[np.ndarray],
+                           label_sets: Sequence[Iterable[str] | str | PreparedLabels],
+                           color_orders: Sequence[str] | None = None,
+                           return_features: bool = False) -> list[list[SegmentationResult]]:
+        """`segment_sets` of several images of one size (frames of several cameras) in one batched
+        image-encoder pass: per image, one result per label set. Each image has its own colour
+        order (default "rgb"). Multi-scale mode runs the images one after another (its passes are
+        per scale). Timings are each image's share of the batch."""
+        if not images:
+            return []
+        orders = list(color_orders) if color_orders is not None else ["rgb"] * len(images)
+        if len(orders) != len(images):
+            raise ValueError(f"{len(images)} images but {len(orders)} colour orders")
+        if len({image.shape[:2] for image in images}) != 1:
+            raise ValueError(f"segment_sets_batch needs images of one size, got {sorted({i.shape[:2] for i in images})}")
         t0 = time.perf_counter()
         sets = [self.prepare(labels) for labels in label_sets]
-        x = normalize(image, self.model.config.mean, self.model.config.std, self.device, color_order)
+        x = torch.cat([normalize(image, self.model.config.mean, self.model.config.std, self.device, order)
+                       for image, order in zip(images, orders)])
         height, width = x.shape[-2:]
         t1 = time.perf_counter()
-        features = None
+        features = [None] * len(images)
         if self.scales:
             def forward(batch: torch.Tensor) -> torch.Tensor:
                 return upsample_logits(self.backend.logits(batch, sets)).float()
 
-            logits = multiscale_logits(forward, x, self._fill, self.scales, self.flip)
-            t2 = time.perf_counter()
             step = max(1, _CHUNK_ELEMENTS // (height * width))
-            decided = [decide_full(set_logits.split(step, dim=1), lambda chunk: chunk)
-                       for set_logits in logits.split([len(p) for p in sets], dim=1)]
+            decided = []
+            for one in x.split(1):
+                logits = multiscale_logits(forward, one, self._fill, self.scales, self.flip)
+                decided.append([decide_full(set_logits.split(step, dim=1), lambda chunk: chunk)
+                                for set_logits in logits.split([len(p) for p in sets], dim=1)])
+            t2 = time.perf_counter()
         else:
             h, w = working_shape(height, width, self.working_size)
             if (h, w) != (height, width):
@@ -306,24 +326,31 @@ class Segmenter:
             padded = pad_bottom_right(x, round_up(h), round_up(w), self._fill)
             if return_features and self.backend.supports_features:
                 pixels = self.model.scratch.embed(self.backend.decode(padded))
-                features = pixels[0, :, : (h + 1) // 2, : (w + 1) // 2].float().cpu().numpy()
+                features = [one.float().cpu().numpy() for one in pixels[:, :, : (h + 1) // 2, : (w + 1) // 2]]
                 logits = torch.cat([self.model.label_logits(pixels, p.text) for p in sets], dim=1)
             else:
                 logits = self.backend.logits(padded, sets)
             t2 = time.perf_counter()
             with single_cpu_thread(self.device):
-                decided = [decide_stride2(set_logits[0], (h, w), (height, width), exact_below=self.threshold)
-                           for set_logits in logits.split([len(p) for p in sets], dim=1)]
+                decided = [[decide_stride2(set_logits[0], (h, w), (height, width), exact_below=self.threshold)
+                            for set_logits in one.split([len(p) for p in sets], dim=1)]
+                           for one in logits.split(1)]
         results = []
-        for prepared, (label_map, confidence) in zip(sets, decided):
-            if self.threshold > 0:
-                label_map[confidence < self.threshold] = NO_LABEL
-            results.append((prepared, label_map.to(torch.int32).cpu().numpy(), confidence.float().cpu().numpy()))
+        for per_image in decided:
+            results.append([])
+            for prepared, (label_map, confidence) in zip(sets, per_image):
+                if self.threshold > 0:
+                    label_map[confidence < self.threshold] = NO_LABEL
+                results[-1].append((prepared, label_map.to(torch.int32).cpu().numpy(),
+                                    confidence.float().cpu().numpy()))
         t3 = time.perf_counter()
-        timings = {"preprocess": (t1 - t0) * 1e3, "forward": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
-        return [SegmentationResult(p.labels, label_map, confidence, timings, features,
-                                   p.text.cpu().numpy() if return_features else None)
-                for p, label_map, confidence in results]
+        share = len(images)
+        timings = {"preprocess": (t1 - t0) * 1e3 / share, "forward": (t2 - t1) * 1e3 / share,
+                   "postprocess": (t3 - t2) * 1e3 / share}
+        return [[SegmentationResult(p.labels, label_map, confidence, dict(timings), image_features,
+                                    p.text.cpu().numpy() if return_features else None)
+                 for p, label_map, confidence in per_image]
+                for per_image, image_features in zip(results, features)]
 
     @property
     def supports_features(self) -> bool:

@@ -1,6 +1,7 @@
-"""What the node's threads do with a frame: the worker loads the model, brings the pipeline up
-to date with the parameters, label set and expression, decodes the newest frame and runs the
-model (`_process`); the rest of the frame (`_finish`: objects, referring, overlay) and its
+"""What the node's threads do with frames: the worker loads the model, brings the pipeline up
+to date with the parameters, label set and expression, decodes every camera's newest frame and
+runs the model once per frame size, frames of several cameras in one batch (`_process_round`);
+the rest of each frame (`_finish`: objects, referring, overlay) and its
 messages (`_publish`) follow on the finisher thread with `overlap_postprocessing`, else right
 after on the worker. `refer` requests are answered on the worker between frames.
 
@@ -67,7 +68,8 @@ class FramePath:
         spec, label_set_id, expression = self._commands.snapshot()
         # The overlay, obstacle and aligned points are computed only while someone subscribes (as
         # image_transport's lazy publishers do): the dearest outputs after the model, often unwatched.
-        lazy = self._outputs.lazy(s)
+        lazy = tuple(any(flags) for flags in zip(*(c.outputs.lazy(s) for c in self._cameras if c.outputs is not None)))
+        lazy = lazy or (False, False, False)  # (overlay, obstacles, aligned points): any camera's subscriber
         applied = self._applied  # (pipeline, settings dict, lazy outputs): a new dict on every change
         if applied is None or applied[0] is not pipeline or applied[1] is not s or applied[2] != lazy:
             pipeline.configure(replace(pipeline_settings(s), overlay=lazy[0], obstacles=lazy[1], aligned_points=lazy[2]))
@@ -85,71 +87,119 @@ class FramePath:
         return pipeline
 
     # -- per frame (worker thread) --------------------------------------------------------------
-    def _process(self, data: bytes, compressed: bool, depth_hint: Any = None, t_offered: float | None = None) -> None:
+    def _process_round(self, items: list[tuple[Any, ...]]) -> None:
+        """Every camera's newest waiting frame (`_on_frame`'s items): decoded, then the frames of
+        one size in one batched model pass, then each finished and published on its camera."""
+        frames = [frame for frame in (self._decode(*item) for item in items) if frame is not None]
+        if not frames:
+            return
+        if self._pipeline is None:
+            why = "no model loaded" + (f" ({self._model_error})" if self._model_error else " yet")
+            for camera, header, *_ in frames:
+                self._throttle("warning", "no_model", f"{camera.describe(self._frame_name(header))} ignored: {why}",
+                               key=why)
+            return
+        try:
+            pipeline = self._sync_pipeline()
+        except Exception as exc:  # noqa: BLE001 - e.g. CUDA out of memory encoding labels
+            return self._model_failed([f[0] for f in frames], exc, [self._frame_name(f[1]) for f in frames])
+        sizes: dict[tuple[int, int], list] = {}
+        for frame in frames:
+            sizes.setdefault(frame[2].shape[:2], []).append(frame)
+        for group in sizes.values():
+            self._infer_group(pipeline, group)
+
+    def _decode(self, camera: Any, data: bytes, compressed: bool, depth_hint: Any = None,
+                t_offered: float | None = None) -> tuple[Any, ...] | None:
+        """(camera, header, image, colour order, depth, timings) of one frame, or None when refused."""
         s = self._settings
         t0 = time.perf_counter()
         waited = {"wait": (t0 - t_offered) * 1e3} if t_offered is not None else {}  # in the slot, for the model
         try:
             header, image, color_order = decode_frame(data, compressed, s["max_image_pixels"])
         except ImageConversionError as exc:
-            with self._lock:
-                self._stats.rejected += 1
+            self._count(camera, "rejected")
             # throttled on the reason, without the frame's stamp: a flood of one bad image logs once
             reason = exc.__cause__ if isinstance(exc.__cause__, ImageConversionError) else exc
-            return self._refuse("bad_image", str(exc), "image/compressed" if compressed else "image", key=str(reason))
-        frame = f"frame {header.stamp.sec}.{header.stamp.nanosec:09d} ({header.frame_id or 'no frame_id'})"
-        if self._pipeline is None:
-            why = "no model loaded" + (f" ({self._model_error})" if self._model_error else " yet")
-            return self._throttle("warning", "no_model", f"{frame} ignored: {why}", key=why)
-        depth = self._depth_for(header, depth_hint, frame) if s["use_depth"] else None
-        t1 = time.perf_counter()
+            topic = camera.topic("image/compressed" if compressed else "image")
+            return self._refuse("bad_image", str(exc) if not camera.name else f"camera {camera.name}: {exc}", topic,
+                                key=f"{camera.name}:{reason}" if camera.name else str(reason))
+        depth = None
+        if s["use_depth"] and self._pipeline is not None:
+            depth = self._depth_for(camera, header, depth_hint, camera.describe(self._frame_name(header)))
+        return camera, header, image, color_order, depth, {**waited, "decode": (time.perf_counter() - t0) * 1e3}
+
+    @staticmethod
+    def _frame_name(header: Header) -> str:
+        return f"frame {header.stamp.sec}.{header.stamp.nanosec:09d} ({header.frame_id or 'no frame_id'})"
+
+    def _infer_group(self, pipeline: Any, group: list[tuple[Any, ...]]) -> None:
+        """Frames of one size: depth aligned per frame, one model pass for all, then each finished."""
         from ..pipeline import DepthError  # loaded with the model (torch), never at node import
-        try:
-            pipeline = self._sync_pipeline()
+        depths_m = []
+        for i, (camera, header, image, color_order, depth, timings) in enumerate(group):
+            t0 = time.perf_counter()
             try:
-                inference = pipeline.infer(image, color_order, *((depth.values, depth.k, depth.k_shape) if depth else ()),
-                                           tag=(header, depth.header.frame_id if depth is not None else ""))
-            except DepthError as exc:  # raised before the model runs: the frame without 3D
+                depths_m.append(pipeline.align_depth(image.shape[:2], *((depth.values, depth.k, depth.k_shape)
+                                                                         if depth is not None else (None, None))))
+            except DepthError as exc:  # the frame without 3D
+                frame = camera.describe(self._frame_name(header))
                 self._throttle("warning", "bad_depth", f"{frame}: {exc}: no 3D for it", key=str(exc))
-                depth = None
-                inference = pipeline.infer(image, color_order, tag=(header, ""))
-        except Exception as exc:  # noqa: BLE001 - e.g. CUDA out of memory: skip the frame
-            with self._lock:
-                self._stats.model_errors += 1
-            free_accelerator_memory()
-            why = f"the model failed: {type(exc).__name__}: {exc}"
-            return self._throttle("error", "model_error", f"{frame} skipped, {why}", key=why)
+                group[i] = (camera, header, image, color_order, None, timings)
+                depths_m.append(None)
+            if depths_m[-1] is not None:
+                timings["depth"] = (time.perf_counter() - t0) * 1e3
+        try:
+            inferences = pipeline.infer_batch([f[2] for f in group], [f[3] for f in group], depths_m,
+                                              [(f[1], f[4].header.frame_id if f[4] is not None else "") for f in group])
+        except Exception as exc:  # noqa: BLE001 - e.g. CUDA out of memory: skip the frames
+            return self._model_failed([f[0] for f in group], exc, [self._frame_name(f[1]) for f in group])
         if self._worker.stopping or not self._active:
             return
-        item = (pipeline, header, inference, depth, {**waited, "decode": (t1 - t0) * 1e3}, time.perf_counter())
-        if self._overlap:
-            self._finisher.put(item)
-        else:
-            self._finish(item)
+        for (camera, header, _, _, depth, timings), inference in zip(group, inferences):
+            item = (camera, pipeline, header, inference, depth, timings, time.perf_counter())
+            if self._overlap:
+                self._finisher.put(item)
+            else:
+                self._finish(item)
 
-    def _finish(self, item: tuple[Any, Header, Any, DepthFrame | None, dict[str, float], float]) -> None:
+    def _model_failed(self, cameras: list[Any], exc: BaseException, frames: list[str]) -> None:
+        for camera in cameras:
+            self._count(camera, "model_errors")
+        free_accelerator_memory()
+        why = f"the model failed: {type(exc).__name__}: {exc}"
+        for camera, frame in zip(cameras, frames):
+            self._throttle("error", "model_error", f"{camera.describe(frame)} skipped, {why}", key=why)
+
+    def _finish(self, item: tuple[Any, ...]) -> None:
         """The rest of the frame after the model, then its messages (on the finisher thread with
         `overlap_postprocessing`, else right after the model on the worker)."""
-        pipeline, header, inference, depth, timings, t_handed = item
+        camera, pipeline, header, inference, depth, timings, t_handed = item
         timings["handoff"] = (time.perf_counter() - t_handed) * 1e3  # waited for the previous frame's publishing
-        result = pipeline.finish(inference)
+        if camera.tracks is None:
+            from ..pipeline import Tracks
+            camera.tracks = Tracks()
+        result = pipeline.finish(inference, camera.tracks)
         if result.referring_error:
             self._refuse("bad_expression", result.referring_error, "referring_expression")
-        if self._active:
-            self._publish(header, result, depth, timings)
+        if self._active and camera.outputs is not None:
+            self._publish(camera, header, result, depth, timings)
 
-    def _publish(self, header: Header, result: Any, depth: DepthFrame | None, timings: dict[str, float]) -> None:
+    def _publish(self, camera: Any, header: Header, result: Any, depth: DepthFrame | None,
+                 timings: dict[str, float]) -> None:
         with self._lock:
-            self._sequence += 1
-            sequence, dropped, camera_info = self._sequence, self._stats.dropped, self._camera_info
+            camera.sequence += 1
+            sequence, dropped, camera_info = camera.sequence, camera.stats.dropped, camera.camera_info
         latency_ms = self._latency_ms(header.stamp)
-        segmentation = self._outputs.publish_frame(
+        segmentation = camera.outputs.publish_frame(
             header, result, {**timings, **result.timings_ms}, latency_ms, sequence, dropped,
             depth.header if depth is not None and result.has_depth else None, camera_info, self._settings)
         processing_ms = sum(t.duration_ms for t in segmentation.timings if t.stage not in ("wait", "handoff"))
         with self._lock:
-            self._stats.processed += 1
-            self._stats.window.append((time.monotonic(), latency_ms, processing_ms))
+            done = (time.monotonic(), latency_ms, processing_ms)
+            for stats in {id(camera.stats): camera.stats, id(self._stats): self._stats}.values():
+                stats.processed += 1
+                stats.window.append(done)
 
     def _refuse(self, kind: str, text: str, topic: str | None = None, sent: str | list[str] | None = None,
                 key: str | None = None) -> None:
@@ -184,12 +234,12 @@ class FramePath:
         elif rclpy.ok(context=self.context):
             self._throttle("error", "internal", f"frame skipped: {type(exc).__name__}: {exc}")
 
-    def _depth_for(self, header: Header, hint: Any, frame: str) -> DepthFrame | None:
+    def _depth_for(self, camera: Any, header: Header, hint: Any, frame: str) -> DepthFrame | None:
         s = self._settings
         with self._lock:
-            fallback = self._camera_info
-        depth, kind, why = self._depth.match(header, hint, s["depth_slop"], s["max_image_pixels"], fallback,
-                                             self._worker.wait, lambda: self._worker.stopping)
+            fallback = camera.camera_info
+        depth, kind, why = camera.depth.match(header, hint, s["depth_slop"], s["max_image_pixels"], fallback,
+                                              self._worker.wait, lambda: self._worker.stopping)
         if depth is None:
             self._throttle("warning", kind, f"{frame}: {why}: no 3D for it", key=why)
         return depth

@@ -15,7 +15,7 @@ __all__ = ["OVERRIDABLE", "node_overrides", "remappings", "truthy"]
 #: Launch arguments that override the node parameter of the same name when given, and how the
 #: string is read: "text", "bool", or "labels" (a comma-separated string or a YAML list).
 OVERRIDABLE: dict[str, str] = {"labels": "labels", "checkpoint": "text", "device": "text",
-                               "use_compressed": "bool", "use_depth": "bool"}
+                               "use_compressed": "bool", "use_depth": "bool", "cameras": "labels"}
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 

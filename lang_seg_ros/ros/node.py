@@ -12,15 +12,19 @@ The node is wiring: the frame pipeline (`lang_seg_ros.pipeline.FramePipeline`) d
 `frame_path.py` is what they do with a frame, `depth.py` matches depth to colour frames,
 `diagnostics.py` counts and reports, `outputs.py` publishes (messages built by `messages.py` and
 `vision_messages.py`), `services.py` keeps service storms (queue depth, the bounded `refer` queue
-the coroutine `_on_refer` awaits). A camera frame goes: callback -> worker slot -> `_process` (decode,
-`pipeline.infer`: the model) -> finisher thread -> `_finish` (`pipeline.finish`: objects,
-referring, overlay) -> `_publish`, so one frame's post-processing overlaps the next one's model.
+the coroutine `_on_refer` awaits), `cameras.py` holds each camera's state (one camera on today's
+topics, or the `cameras` parameter's, each under its name). A camera frame goes: callback -> the
+camera's worker slot -> `_process_round` (decode every camera's newest frame, `pipeline.infer_batch`:
+one model pass per frame size) -> finisher thread -> `_finish` (`pipeline.finish`: objects,
+referring, overlay) -> `_publish` on that camera's topics, so one frame's post-processing
+overlaps the next one's model.
 Label sets and expressions are checked by the core's one policy in the callback (so a refusal is
 answered at once) and encoded by the worker before the next frame, so each frame sees one label
 set and every output names it.
 """
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -37,13 +41,15 @@ from std_msgs.msg import String
 from lang_seg_ros.srv import Refer, SetLabels
 
 from ..inference.labels import LabelSpec
+from .cameras import Camera
 from .commands import Commands
-from .depth import DEPTH_BUFFER, DepthSync
+from .depth import DEPTH_BUFFER
 from .diagnostics import Stats, Throttle, diagnostic_array
 from .frame_path import FramePath
 from .image_conversion import serialized_stamp_ns
-from .outputs import Outputs
-from .parameters import PARAMETERS, PARAMS_BY_NAME, Param, descriptor, list_overrides, normalise, validate
+from .outputs import FrameOutputs, Outputs
+from .parameters import (PARAMETERS, PARAMS_BY_NAME, Param, cameras_of, descriptor, list_overrides, normalise,
+                         validate)
 from .runner import NODE_NAME, run
 from .services import SERVICE_QOS, PendingRefers
 from .worker import FrameWorker, Handoff
@@ -61,21 +67,19 @@ class _SegmentationMixin(FramePath):
         self._lock = threading.Lock()
         self._settings: dict[str, Any] = {}
         self._commands: Commands | None = None  # the label set and expression as accepted
-        self._camera_info: CameraInfo | None = None
-        self._depth = DepthSync()
         self._pipeline = None  # lang_seg_ros.pipeline.FramePipeline: frames on the worker (and finisher)
         self._overlap = False  # finish frames on the finisher thread (`overlap_postprocessing`)
         self._applied: tuple[Any, dict, tuple[bool, ...]] | None = None  # what the pipeline was last configured with
         self._model_error: str | None = None
-        self._stats = Stats()
+        self._stats = Stats()  # the node's counters, all cameras together
+        self._cameras: list[Camera] = [Camera(stats=self._stats)]  # set from `cameras` with the parameters
         self._refers = PendingRefers()  # `refer` requests the worker has not answered yet
         self._refer_service = None
-        self._sequence = 0
         self._active = False
         self._interfaces: list = []
         self._timers: list = []
         self._outputs: Outputs | None = None  # None: lifecycle node before configure / after cleanup
-        self._worker = FrameWorker(lambda item: self._process(*item), self._answer_refer, self._load_model, self._on_worker_error,
+        self._worker = FrameWorker(self._process_round, self._answer_refer, self._load_model, self._on_worker_error,
                                    cancel_result=(False, "the node stopped before answering", None),
                                    logger=self.get_logger())
         # Objects, overlay and publishing of frame k overlap the model pass of frame k + 1.
@@ -90,17 +94,25 @@ class _SegmentationMixin(FramePath):
         self._finisher.stop()
 
     def _declare_parameters(self, extra: Sequence[Param] = ()) -> None:
-        for p in (*PARAMETERS, *extra):
-            self.declare_parameter(p.name, p.default, descriptor(p))
-        # A list given after a string (-p labels:="[a, b]" after the params file's string) must win.
+        # A list given after a string (-p labels:="[a, b]" after the params file's string) must win;
+        # a read-only one (cameras) cannot be set after it is declared, so it is declared with it.
         lists = list_overrides(sys.argv, self.get_fully_qualified_name(), [p.name for p in PARAMETERS if p.kind])
+        for p in (*PARAMETERS, *extra):
+            if p.read_only and p.name in lists:
+                self.declare_parameter(p.name, lists[p.name], descriptor(p), ignore_override=True)
+            else:
+                self.declare_parameter(p.name, p.default, descriptor(p))
         self.set_parameters([Parameter(name, Parameter.Type.STRING_ARRAY, value) for name, value in lists.items()
-                             if isinstance(self.get_parameter(name).value, str)])
+                             if not PARAMS_BY_NAME[name].read_only and isinstance(self.get_parameter(name).value, str)])
         values = {p.name: normalise(p.name, self.get_parameter(p.name).value) for p in (*PARAMETERS, *extra)}
         error = validate(values, values)
         if error:
             raise ValueError(f"invalid parameter: {error}")
         self._settings = values
+        names = cameras_of(values["cameras"])
+        self._cameras = [Camera(name) for name in names] if names else [Camera(stats=self._stats)]
+        if names:
+            self.get_logger().info(f"cameras: {', '.join(names)} (one model, topics under each name)")
         self._commands = Commands(values["labels"], values)
         self._throttle = Throttle(self.get_logger(), values["log_throttle_period"])
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -114,25 +126,32 @@ class _SegmentationMixin(FramePath):
         info_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
         cmd_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self._outputs = Outputs(self)
-        # Raw (serialised) frames: a frame that a newer one replaces before the worker takes it is
-        # never converted into Python, so a flood costs the callback one copy and a few checks.
-        image_sub = self.create_subscription(
-            CompressedImage if s["use_compressed"] else Image, "image/compressed" if s["use_compressed"] else "image",
-            self._on_frame, sensor_qos, raw=True)
-        self._interfaces = [
-            image_sub, *self._outputs.publishers,
-            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, info_qos),
+        self._interfaces = [*self._outputs.publishers]
+        for camera in self._cameras:
+            camera.outputs = FrameOutputs(self, camera.name)
+            # Raw (serialised) frames: a frame that a newer one replaces before the worker takes it
+            # is never converted into Python, so a flood costs the callback one copy and a few checks.
+            self._interfaces += [
+                self.create_subscription(CompressedImage if s["use_compressed"] else Image,
+                                         camera.topic("image/compressed" if s["use_compressed"] else "image"),
+                                         functools.partial(self._on_frame, camera), sensor_qos, raw=True),
+                *camera.outputs.publishers,
+                self.create_subscription(CameraInfo, camera.topic("camera_info"),
+                                         functools.partial(self._on_camera_info, camera), info_qos)]
+            if s["use_depth"]:
+                depth_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=DEPTH_BUFFER, reliability=reliability,
+                                       durability=DurabilityPolicy.VOLATILE)
+                self._interfaces += [
+                    self.create_subscription(Image, camera.topic("depth"), functools.partial(self._on_depth, camera),
+                                             depth_qos),
+                    self.create_subscription(CameraInfo, camera.topic("depth/camera_info"), camera.depth.set_info,
+                                             info_qos)]
+        self._interfaces += [
             self.create_subscription(String, "labels", self._on_labels_topic, cmd_qos),
             self.create_subscription(String, "referring_expression", self._on_expression, cmd_qos),
             self.create_service(SetLabels, "set_labels", self._on_set_labels, qos_profile=SERVICE_QOS),
             self._refer_service or self._create_refer_service(),
         ]
-        if s["use_depth"]:
-            depth_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=DEPTH_BUFFER, reliability=reliability,
-                                   durability=DurabilityPolicy.VOLATILE)
-            self._interfaces += [self.create_subscription(Image, "depth", self._on_depth, depth_qos),
-                                 self.create_subscription(CameraInfo, "depth/camera_info", self._depth.set_info,
-                                                          info_qos)]
         self._timers = [self.create_timer(s["diagnostics_period"], self._publish_diagnostics),
                         self.create_timer(1.0, lambda: self._refers.expire(self._worker.withdraw))]
         self._publish_label_set()
@@ -156,29 +175,36 @@ class _SegmentationMixin(FramePath):
                 self._refer_service = None
             destroy[type(entity).__name__](entity)
         self._timers, self._interfaces, self._outputs = [], [], None
-        self._depth.clear()
+        for camera in self._cameras:
+            camera.outputs = None
+            camera.depth.clear()
 
     # -- callbacks (executor thread): check, hand over, return ----------------------------------
-    def _on_frame(self, data: bytes) -> None:
-        """A serialised Image / CompressedImage: counted, handed to the worker's one-frame slot."""
-        with self._lock:
-            self._stats.received += 1
-            if not self._active:
-                return
+    def _on_frame(self, camera: Camera, data: bytes) -> None:
+        """A serialised Image / CompressedImage: counted, handed to the camera's one-frame slot."""
+        self._count(camera, "received")
+        if not self._active:
+            return
         # The best depth frame now: by the time the worker gets to this frame, it may have left
         # the buffer (the worker looks again and keeps the nearer of the two).
         compressed = self._settings["use_compressed"]
-        hint = self._depth.nearest(serialized_stamp_ns(data)) if self._settings["use_depth"] else None
-        if self._worker.offer((data, compressed, hint[0] if hint is not None else None, time.perf_counter())):
-            with self._lock:
-                self._stats.dropped += 1
+        hint = camera.depth.nearest(serialized_stamp_ns(data)) if self._settings["use_depth"] else None
+        if self._worker.offer((camera, data, compressed, hint[0] if hint is not None else None, time.perf_counter()),
+                              slot=camera.name):
+            self._count(camera, "dropped")
 
-    def _on_camera_info(self, msg: CameraInfo) -> None:
+    def _count(self, camera: Camera, counter: str) -> None:
+        """One more of `counter` for the camera and the node (the same counters for a single camera)."""
         with self._lock:
-            self._camera_info = msg
+            for stats in {id(camera.stats): camera.stats, id(self._stats): self._stats}.values():
+                setattr(stats, counter, getattr(stats, counter) + 1)
 
-    def _on_depth(self, msg: Image) -> None:
-        self._depth.add(msg)
+    def _on_camera_info(self, camera: Camera, msg: CameraInfo) -> None:
+        with self._lock:
+            camera.camera_info = msg
+
+    def _on_depth(self, camera: Camera, msg: Image) -> None:
+        camera.depth.add(msg)
         self._worker.notify()
 
     def _apply_labels(self, entries: str | list[str] | None, source: str, topic: str | None = None) -> tuple[bool, str]:
@@ -282,14 +308,21 @@ class _SegmentationMixin(FramePath):
 
     # -- diagnostics ----------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
+        """One status for the node (all cameras) and, with several cameras, one per camera."""
         with self._lock:
-            window, counts = list(self._stats.window), self._stats.counts()
+            windows = [(f"{self.get_fully_qualified_name()}: segmentation", list(self._stats.window),
+                        self._stats.counts())]
+            windows += [(f"{self.get_fully_qualified_name()}: camera {c.name}", list(c.stats.window), c.stats.counts())
+                        for c in self._cameras if c.name]
         labels = len(self._commands.spec.labels)
         pipeline = self._pipeline
-        self._outputs.publish_diagnostics(diagnostic_array(
-            f"{self.get_fully_qualified_name()}: segmentation", self.get_clock().now().to_msg(), window, counts, labels,
-            str(pipeline.segmenter.device) if pipeline is not None else "none", pipeline is not None,
-            self._model_error, self._active, self._settings["diagnostics_period"]))
+        stamp = self.get_clock().now().to_msg()
+        arrays = [diagnostic_array(name, stamp, window, counts, labels,
+                                   str(pipeline.segmenter.device) if pipeline is not None else "none",
+                                   pipeline is not None, self._model_error, self._active,
+                                   self._settings["diagnostics_period"]) for name, window, counts in windows]
+        arrays[0].status = [status for array in arrays for status in array.status]
+        self._outputs.publish_diagnostics(arrays[0])
 
 
 class SegmentationNode(_SegmentationMixin, Node):

@@ -29,7 +29,7 @@ from ..inference.labels import LabelSpec
 from . import feedback, messages, vision_messages
 from .image_conversion import numpy_to_image
 
-__all__ = ["FRAME_TOPICS", "Outputs", "frame_messages"]
+__all__ = ["FRAME_TOPICS", "FrameOutputs", "Outputs", "frame_messages"]
 
 #: Topic -> type of everything published per frame (reliable, depth 2).
 FRAME_TOPICS: dict[str, type] = {
@@ -125,19 +125,17 @@ def _depth_messages(header: Header, result: Any, frame_id: str, marker_lifetime:
     return out
 
 
-class Outputs:
-    """The publishers of one node (created with it, destroyed with its interfaces)."""
+class FrameOutputs:
+    """One camera's per-frame publishers (`FRAME_TOPICS`, under `prefix`/ when the node serves
+    several cameras), created with the node's interfaces."""
 
-    def __init__(self, node: Any) -> None:
-        self._pubs = {name: node.create_publisher(kind, name, _OUT_QOS) for name, kind in FRAME_TOPICS.items()}
-        self._labels = node.create_publisher(LabelSet, "current_labels", _LATCHED_QOS)
-        self._label_info = node.create_publisher(LabelInfo, "label_info", _LATCHED_QOS)
-        self._diagnostics = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._status = node.create_publisher(DiagnosticStatus, feedback.STATUS_TOPIC, _STATUS_QOS)
+    def __init__(self, node: Any, prefix: str = "") -> None:
+        self._pubs = {name: node.create_publisher(kind, f"{prefix}/{name}" if prefix else name, _OUT_QOS)
+                      for name, kind in FRAME_TOPICS.items()}
 
     @property
     def publishers(self) -> list[Any]:
-        return [*self._pubs.values(), self._labels, self._label_info, self._diagnostics, self._status]
+        return list(self._pubs.values())
 
     def subscribed(self, topic: str) -> bool:
         return self._pubs[topic].get_subscription_count() > 0
@@ -162,6 +160,21 @@ class Outputs:
         for topic, msg in out.items():
             self._pubs[topic].publish(msg)
         return out["segmentation"]
+
+
+class Outputs:
+    """The node's own publishers (label set, diagnostics, status), created with its interfaces;
+    each camera's frame outputs are a `FrameOutputs`."""
+
+    def __init__(self, node: Any) -> None:
+        self._labels = node.create_publisher(LabelSet, "current_labels", _LATCHED_QOS)
+        self._label_info = node.create_publisher(LabelInfo, "label_info", _LATCHED_QOS)
+        self._diagnostics = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._status = node.create_publisher(DiagnosticStatus, feedback.STATUS_TOPIC, _STATUS_QOS)
+
+    @property
+    def publishers(self) -> list[Any]:
+        return [self._labels, self._label_info, self._diagnostics, self._status]
 
     def publish_labels(self, spec: LabelSpec, label_set_id: int, stamp: Any, threshold: float) -> None:
         """The active label set on `current_labels` and `label_info` (both latched): sent when a set is

@@ -18,7 +18,7 @@ from ..device_spec import DEVICE_CHOICES, check_device
 from ..inference.labels import (MAX_EXPRESSION_CHARS, MAX_LABEL_CHARS, MAX_LABELS, clean_labels, parse_label_spec,
                                 parse_labels)
 
-__all__ = ["MAX_SCALES", "PARAMETERS", "PARAMS_BY_NAME", "Param", "build_pipeline", "descriptor", "list_overrides",
+__all__ = ["MAX_CAMERAS", "MAX_SCALES", "PARAMETERS", "cameras_of", "PARAMS_BY_NAME", "Param", "build_pipeline", "descriptor", "list_overrides",
            "normalise",
            "pipeline_settings", "scales_of", "traversable_of", "validate", "warmup_sizes_of"]
 
@@ -87,6 +87,10 @@ PARAMETERS: tuple[Param, ...] = (
           "second thread while the model runs on the next one: 'on', 'off', or 'auto' = on when the model runs on "
           "a GPU (on a CPU the two threads compete for the cores the model uses; docs/ros.md).", read_only=True,
           choices=("auto", "on", "off")),
+    Param("cameras", "", "Several cameras served by one model: names, e.g. '[front, rear]' (each a ROS name "
+          "token). Camera NAME reads NAME/image (or NAME/image/compressed), NAME/camera_info, NAME/depth and "
+          "NAME/depth/camera_info and publishes every output under NAME/ (NAME/segmentation, ...); one label set and "
+          "expression for all. Empty = one camera on today's topic names.", read_only=True, kind="labels"),
     Param("use_compressed", False, "Subscribe sensor_msgs/CompressedImage on 'image/compressed' instead of "
            "'image'.", read_only=True),
     Param("reliability", "best_effort", "QoS reliability of the image subscription: best_effort (like "
@@ -223,6 +227,11 @@ def validate(values: dict[str, Any], current: dict[str, Any]) -> str | None:
             traversable_of(merged["traversable_labels"])
         except ValueError as exc:
             return f"traversable_labels: {exc}"
+    if "cameras" in values:
+        try:
+            cameras_of(values["cameras"])
+        except ValueError as exc:
+            return f"cameras: {exc}"
     for name in ("publish_cloud", "publish_aligned_points"):
         if merged.get(name) and not merged.get("use_depth"):
             return f"{name} needs depth: set use_depth (a start-up parameter) to true"
@@ -308,6 +317,27 @@ def warmup_sizes_of(text: str) -> list[tuple[int, int]]:
     if len(sizes) > 8:
         raise ValueError(f"at most 8 sizes, got {len(sizes)}")
     return sizes
+
+
+#: Cameras one node serves at most (each adds its subscriptions, publishers and a frame per round).
+MAX_CAMERAS = 16
+_CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
+
+def cameras_of(value: str | Sequence[str]) -> tuple[str, ...]:
+    """The `cameras` parameter as a tuple of names; () when blank (one camera, today's topics).
+    ValueError for a name that is not a ROS name token, a repeated name or more than MAX_CAMERAS."""
+    entries = parse_labels(value) if isinstance(value, str) else list(value)
+    names = tuple(e.strip() for e in entries if isinstance(e, str) and e.strip())
+    for name in names:
+        if not _CAMERA_NAME.fullmatch(name):
+            raise ValueError(f"camera name {name[:40]!r} is not a ROS name token (a letter, then letters, "
+                             "digits or '_', at most 64)")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a camera is named twice in {list(names)}")
+    if len(names) > MAX_CAMERAS:
+        raise ValueError(f"at most {MAX_CAMERAS} cameras, got {len(names)}")
+    return names
 
 
 def traversable_of(value: str | Sequence[str]) -> tuple[str, ...]:

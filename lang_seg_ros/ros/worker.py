@@ -2,10 +2,12 @@
 model reloads) and the hand-off to the thread that finishes and publishes each frame.
 
 Callbacks hand work over and return; one thread does it, in this order: a pending reload, then
-queued `refer` jobs and the newest frame in turn (while jobs wait, a waiting frame is taken after
-each job, so a storm of requests delays frames by at most one job each). A frame offered while
-another waits replaces it (never a queue: the node always segments the newest frame; replaced
-frames are counted as dropped).
+queued `refer` jobs and the newest frames in turn (while jobs wait, waiting frames are taken after
+each job, so a storm of requests delays frames by at most one job each). Each camera has its own
+one-frame slot: a frame offered while another of the same camera waits replaces it (never a
+queue: the node always segments each camera's newest frame; replaced frames are counted as
+dropped), and the worker takes every camera's waiting frame at once (one batched model pass for
+frames of one size), so no camera waits more than one round and none starves.
 At most one worker thread runs at a time, whatever the lifecycle transitions: `start` waits
 for a previous thread that has not yet finished its frame.
 """
@@ -54,20 +56,21 @@ def _join(thread: threading.Thread | None, timeout: float) -> bool:
 
 
 class FrameWorker:
-    """Runs `on_frame(item)`, `on_job(job)` and `on_reload()` on one thread.
+    """Runs `on_frames(items)` (every camera's waiting frame, in the order the cameras first
+    offered one), `on_job(job)` and `on_reload()` on one thread.
 
     on_error(exc, job) is called when a handler raises (the thread keeps going); cancelled jobs
     get `cancel_result`.
     """
 
-    def __init__(self, on_frame: Callable[[Any], None], on_job: Callable[[Job], None],
+    def __init__(self, on_frames: Callable[[list[Any]], None], on_job: Callable[[Job], None],
                  on_reload: Callable[[], None], on_error: Callable[[BaseException, Job | None], None],
                  cancel_result: Any = None, logger: Any = None) -> None:
-        self._on_frame, self._on_job, self._on_reload, self._on_error = on_frame, on_job, on_reload, on_error
+        self._on_frames, self._on_job, self._on_reload, self._on_error = on_frames, on_job, on_reload, on_error
         self._cancel_result = cancel_result
         self._logger = logger
         self._wake = threading.Condition()
-        self._pending: Any = None
+        self._pending: dict[Any, Any] = {}  # camera -> its newest waiting frame
         self._jobs: deque[Job] = deque()
         self._reload = False
         self._job_last = False  # the last thing done was a job: a waiting frame goes next
@@ -101,7 +104,7 @@ class FrameWorker:
         progress finishes; `start` waits for it if it takes longer)."""
         self._stop.set()
         with self._wake:
-            self._pending = None
+            self._pending = {}
             jobs, self._jobs = list(self._jobs), deque()
             self._wake.notify_all()
         for job in jobs:
@@ -109,11 +112,12 @@ class FrameWorker:
         if _join(self._thread, timeout):
             self._thread = None
 
-    def offer(self, item: Any) -> bool:
-        """Hand over a frame; True when it replaced one that was still waiting (a dropped frame)."""
+    def offer(self, item: Any, slot: Any = None) -> bool:
+        """Hand over a frame of camera `slot`; True when it replaced one of that camera that was
+        still waiting (a dropped frame)."""
         with self._wake:
-            replaced = self._pending is not None
-            self._pending = item
+            replaced = slot in self._pending
+            self._pending[slot] = item
             self._wake.notify()
         return replaced
 
@@ -157,14 +161,14 @@ class FrameWorker:
     def _loop(self) -> None:
         while not self._stop.is_set():
             with self._wake:
-                while self._pending is None and not self._jobs and not self._reload and not self._stop.is_set():
+                while not self._pending and not self._jobs and not self._reload and not self._stop.is_set():
                     self._wake.wait(0.5)
                 reload, self._reload = self._reload, False
-                frame_turn = self._pending is not None and (self._job_last or not self._jobs)
+                frame_turn = bool(self._pending) and (self._job_last or not self._jobs)
                 job = self._jobs.popleft() if self._jobs and not reload and not frame_turn else None
-                item = None
+                items = []
                 if job is None and not reload:
-                    item, self._pending = self._pending, None
+                    items, self._pending = list(self._pending.values()), {}
                 self._job_last = job is not None
             if self._stop.is_set():
                 if job is not None:
@@ -175,8 +179,8 @@ class FrameWorker:
                     self._on_reload()
                 elif job is not None:
                     self._on_job(job)
-                elif item is not None:
-                    self._on_frame(item)
+                elif items:
+                    self._on_frames(items)
             except Exception as exc:  # noqa: BLE001 - the worker must survive anything
                 self._on_error(exc, job)
                 if job is not None and not job.done.is_set():

@@ -25,7 +25,7 @@ class _FailingSegmenter:
     device = "cuda:0"
     working_size, scales, flip, threshold = 480, None, False, 0.0
 
-    def segment_sets(self, *args, **kwargs):
+    def segment_sets_batch(self, *args, **kwargs):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
 
@@ -43,20 +43,25 @@ def test_a_failing_frame_is_skipped_with_a_log_line_and_the_next_one_served(ros,
             time.sleep(0.05)
         pipeline = node._pipeline
         assert pipeline is not None, "the model did not load"
-        node._process(serialize_message(make_image(node)), False)
+        camera = node._cameras[0]  # the single camera of a node without `cameras`
+
+        def process_one() -> None:  # one round of the worker with this camera's frame
+            node._process_round([(camera, serialize_message(make_image(node)), False)])
+
+        process_one()
         assert node._finisher.drain()
-        assert node._sequence == 1 and node._stats.processed == 1
+        assert camera.sequence == 1 and node._stats.processed == 1
 
         model, pipeline.segmenter = pipeline.segmenter, _FailingSegmenter()
-        node._process(serialize_message(make_image(node)), False)
+        process_one()
         assert node._finisher.drain()
-        assert node._stats.model_errors == 1 and node._sequence == 1
+        assert node._stats.model_errors == 1 and camera.sequence == 1
         assert "[model_error]" in capfd.readouterr().err
 
         pipeline.segmenter = model
-        node._process(serialize_message(make_image(node)), False)
+        process_one()
         assert node._finisher.drain()
-        assert node._sequence == 2 and node._stats.processed == 2
+        assert camera.sequence == 2 and node._stats.processed == 2
     finally:
         node.destroy_node()
 

@@ -145,6 +145,10 @@ def test_launch_file_builds_the_node_it_documents(monkeypatch):
     assert node.kwargs["parameters"][1]["checkpoint"] == "/models/lseg.ckpt"
     assert "labels" not in node.kwargs["parameters"][1]
 
+    context.update(lifecycle="false", cameras="[front, rear]")  # several cameras, one node
+    (node,) = opaque.kwargs["function"](context)
+    assert node.kwargs["parameters"][1]["cameras"] == ["front", "rear"]
+
 
 def test_launch_arguments_override_the_params_file_only_when_given():
     """A params file with device: cpu, use_compressed: true keeps them unless the user says otherwise."""
@@ -157,6 +161,7 @@ def test_launch_arguments_override_the_params_file_only_when_given():
     assert given == {"device": "cuda:1", "use_compressed": False, "use_depth": True,
                      "labels": ["road", "sky", "sign, symbol"]}  # a YAML list stays a list of labels
     assert node_overrides({"labels": "road, sky"}) == {"labels": "road, sky"}
+    assert node_overrides({"cameras": "[front, rear]"}) == {"cameras": ["front", "rear"]}
     with pytest.raises(ValueError, match="use_depth"):
         node_overrides({"use_depth": "maybe"})
     remaps = dict(remappings({"image": "/cam/image/", "camera_info": "/cam/info", "depth": "/d",
