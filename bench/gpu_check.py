@@ -573,6 +573,10 @@ def use_prepared_embeddings(path: Path) -> None:
     onnx_export.build_text_encoder = build
 
 
+#: Cameras of the multi-camera round (`4cam FPS`), as `bench_node.py --cameras 4` on a CPU.
+CAMERAS = 4
+
+
 @dataclasses.dataclass
 class Row:
     model: str
@@ -588,21 +592,25 @@ class Row:
     agree: float = float("nan")
     ratio: float = float("nan")
     setup_s: float = float("nan")
+    cameras_ms: float = float("nan")  # one round of CAMERAS cameras (infer_batch + finish each), NaN: unsupported
 
     def line(self) -> str:
         head = f"{self.model:<8} {PATH_NAMES[self.path]:<14} {self.precision:<5} {self.labels:6d}"
         if self.status != "ok":
             return f"{head}  {self.status}: {self.reason}"
         return (f"{head} {self.model_ms:9.2f} {1e3 / self.model_ms:9.1f} {self.model_p95:9.2f} {self.ratio:9.2f} "
-                f"{self.agree:8.2f} {1e3 / self.node_ms:8.1f} {self.node_p95:8.1f} {self.setup_s:7.1f}")
+                f"{self.agree:8.2f} {1e3 / self.node_ms:8.1f} {self.node_p95:8.1f} "
+                f"{CAMERAS * 1e3 / self.cameras_ms:9.1f} {self.setup_s:7.1f}")
 
 
 HEADER = (f"{'model':<8} {'path':<14} {'prec':<5} {'labels':>6} {'model ms':>9} {'model FPS':>9} {'model p95':>9} "
-          f"{'x eager32':>9} {'agree %':>8} {'node FPS':>8} {'node p95':>8} {'setup s':>7}")
+          f"{'x eager32':>9} {'agree %':>8} {'node FPS':>8} {'node p95':>8} {'4cam FPS':>9} {'setup s':>7}")
 NOTE = ("model: Segmenter.segment (label decision included), synchronised, median / p95 ms; x eager32: eager fp32 "
         "of the same model and label count / this; agree: label map = eager fp32's, % of pixels; node: "
         "FramePipeline.process in-process (the ROS-free per-frame pipeline the node runs: model, label decision, "
-        "regions), no ROS transport; setup: load + export / compile / engine build + warm-up")
+        "regions), no ROS transport; 4cam: frames per second in total of 4 cameras, one round = "
+        "FramePipeline.infer_batch of their frames + finish of each (the multi-camera node's path; nan where "
+        "the path takes no batch); setup: load + export / compile / engine build + warm-up")
 
 
 class Runner:
@@ -699,6 +707,7 @@ class Runner:
             pipeline = FramePipeline(segmenter, PipelineSettings(working_size=max(self.height, self.width)))
             pipeline.set_labels(labels(count))
             node_ms = self.timed(lambda: pipeline.process(self.frame), self.args.iters)
+            cameras_ms = self.cameras_round_ms(pipeline)
             pipeline = None  # it holds the segmenter
             key = (case.model, count)
             if (case.path, case.precision) == ("eager", "fp32"):
@@ -709,7 +718,27 @@ class Runner:
                      else float("nan"))
             yield Row(case.model, case.path, case.precision, count, "ok", model_ms=median, model_p95=_p95(model_ms),
                       node_ms=statistics.median(node_ms), node_p95=_p95(node_ms), agree=agree,
-                      ratio=self.base_ms.get(key, float("nan")) / median, setup_s=setup_s)
+                      ratio=self.base_ms.get(key, float("nan")) / median, setup_s=setup_s, cameras_ms=cameras_ms)
+
+    def cameras_round_ms(self, pipeline) -> float:
+        """Median ms of one multi-camera round: CAMERAS frames in one batched pass, each finished
+        with its own tracks; NaN when the path takes no batch (e.g. an engine built for batch 1)."""
+        from lang_seg_ros.pipeline import Tracks
+
+        tracks = [Tracks() for _ in range(CAMERAS)]
+
+        def one_round() -> None:
+            frames = [self.frame] * CAMERAS
+            for inference, own in zip(pipeline.infer_batch(frames, ["rgb"] * CAMERAS, [None] * CAMERAS,
+                                                           [None] * CAMERAS), tracks):
+                pipeline.finish(inference, own)
+
+        try:
+            one_round()
+        except Exception as exc:  # noqa: BLE001 - reported as nan, the row stands
+            print(f"  (4 cameras: {type(exc).__name__}: {str(exc)[:120]})", flush=True)
+            return float("nan")
+        return statistics.median(self.timed(one_round, max(3, self.args.iters // 2)))
 
     def free(self) -> None:
         gc.collect()

@@ -202,3 +202,18 @@ def test_camera_names_are_ros_name_tokens_given_once():
     for bad in ("front/left", "1st", "front, front", "a b", [f"c{i}" for i in range(MAX_CAMERAS + 1)]):
         with pytest.raises(ValueError):
             cameras_of(bad)
+
+
+def test_the_lifecycle_variant_serves_several_cameras(ros, node_checkpoint, tmp_path_factory):
+    proc = start_node(tmp_path_factory, node_checkpoint, f"/lcams{os.getpid()}_{random.randint(0, 99999)}",
+                      module="lang_seg_ros.ros.lifecycle_node", cameras=["left", "right"])  # autostart from the YAML
+    clients = {name: Client(ros, CameraView(proc, name)) for name in ("left", "right")}
+    try:
+        for name, client in clients.items():
+            client.wait_ready()
+            seg = client.send(client.make_image(frame_id=f"{name}_optical"))
+            assert seg is not None and seg.header.frame_id == f"{name}_optical"
+    finally:
+        for client in clients.values():
+            client.close()
+        assert proc.stop() == 0, proc.log()[-3000:]
