@@ -24,7 +24,11 @@ from .parameters import build_pipeline, pipeline_settings
 from .runner import free_accelerator_memory
 from .worker import Job
 
-__all__ = ["FramePath"]
+__all__ = ["BATCH_PIXELS", "FramePath"]
+
+#: Input pixels of one batched model pass over several cameras' frames (four 1920x1080 frames):
+#: more frames of that size go through further passes.
+BATCH_PIXELS = 4 * 1920 * 1080
 
 
 class FramePath:
@@ -106,8 +110,11 @@ class FramePath:
         sizes: dict[tuple[int, int], list] = {}
         for frame in frames:
             sizes.setdefault(frame[2].shape[:2], []).append(frame)
-        for group in sizes.values():
-            self._infer_group(pipeline, group)
+        for (height, width), group in sizes.items():
+            # a pass holds the frames as float tensors at full size before resizing: bounded
+            per_pass = max(1, BATCH_PIXELS // max(1, height * width))
+            for start in range(0, len(group), per_pass):
+                self._infer_group(pipeline, group[start:start + per_pass])
 
     def _decode(self, camera: Any, data: bytes, compressed: bool, depth_hint: Any = None,
                 t_offered: float | None = None) -> tuple[Any, ...] | None:

@@ -275,14 +275,19 @@ class Client:
         self.spin_until(lambda: all(self.out.by_stamp(t, header) for t in topics), timeout)
         return {t: (self.out.by_stamp(t, header) or [None])[0] for t in topics}
 
-    def call(self, srv_type, name: str, request, timeout: float = 10.0):
+    def call(self, srv_type, name: str, request, timeout: float = 10.0, attempts: int = 1):
+        """Call a service and wait for its answer. `attempts` > 1 asks again when no answer comes
+        within timeout / attempts, for requests that are safe to repeat (queries): Fast DDS may
+        drop a response sent before the server matched the asking client (the node then logs
+        "failed to send response (timeout)"), as seen once in a loaded full run."""
         client = self.node.create_client(srv_type, name)
         try:
             assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
-            future = client.call_async(request)
-            self.spin_until(future.done, timeout)
-            assert future.done(), f"service {name} did not answer"
-            return future.result()
+            for _ in range(attempts):
+                future = client.call_async(request)
+                if self.spin_until(future.done, timeout / attempts):
+                    return future.result()
+            raise AssertionError(f"service {name} did not answer")
         finally:
             self.node.destroy_client(client)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 
 import numpy as np
 import pytest
@@ -217,3 +218,40 @@ def test_the_lifecycle_variant_serves_several_cameras(ros, node_checkpoint, tmp_
         for client in clients.values():
             client.close()
         assert proc.stop() == 0, proc.log()[-3000:]
+
+
+def test_a_round_of_large_frames_is_split_into_bounded_passes(ros, node_checkpoint, monkeypatch):
+    """In this process (the pipeline is watched): three cameras' frames of one size, with a pass
+    allowed one frame's pixels, go through three passes; each camera still gets its output."""
+    from rclpy.parameter import Parameter
+    from rclpy.serialization import serialize_message
+
+    from harness import make_image
+    from lang_seg_ros.ros import frame_path
+    from lang_seg_ros.ros.node import SegmentationNode
+
+    overrides = [Parameter("checkpoint", value=str(node_checkpoint)), Parameter("device", value="cpu"),
+                 Parameter("cpu_threads", value=1), Parameter("working_size", value=128),
+                 Parameter("cameras", value=list(CAMERAS))]
+    node = SegmentationNode("lang_seg", namespace=f"/inproc_cams{os.getpid()}_{random.randint(0, 99999)}",
+                            context=ros.context, parameter_overrides=overrides)
+    try:
+        assert [c.name for c in node._cameras] == list(CAMERAS)
+        deadline = time.monotonic() + 60
+        while node._pipeline is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        passes = []
+        infer_batch = node._pipeline.infer_batch
+        monkeypatch.setattr(node._pipeline, "infer_batch", lambda images, *a: passes.append(len(images))
+                            or infer_batch(images, *a))
+        monkeypatch.setattr(frame_path, "BATCH_PIXELS", 120 * 160)
+        node._process_round([(camera, serialize_message(make_image(node)), False) for camera in node._cameras])
+        assert node._finisher.drain()
+        assert passes == [1, 1, 1]
+        assert [c.sequence for c in node._cameras] == [1, 1, 1]
+        monkeypatch.setattr(frame_path, "BATCH_PIXELS", 2 * 120 * 160)
+        node._process_round([(camera, serialize_message(make_image(node)), False) for camera in node._cameras])
+        assert node._finisher.drain()
+        assert passes[3:] == [2, 1] and [c.sequence for c in node._cameras] == [2, 2, 2]
+    finally:
+        node.destroy_node()

@@ -32,16 +32,9 @@ def managed(ros, node_checkpoint, tmp_path_factory):
 
 
 def state(client) -> int:
-    """The node's lifecycle state. Asked again when no answer comes: Fast DDS may drop a response
-    sent before it has matched the asking client ("failed to send response (timeout)" in the node's
-    log, seen once in a loaded full run); get_state is safe to repeat."""
-    for attempt in range(3):
-        try:
-            return client.call(GetState, f"{client.proc.fqn}/get_state", GetState.Request(),
-                               timeout=20.0).current_state.id
-        except AssertionError:
-            if attempt == 2:
-                raise
+    """The node's lifecycle state (a query: asked again if DDS loses the answer, `Client.call`)."""
+    return client.call(GetState, f"{client.proc.fqn}/get_state", GetState.Request(), timeout=60.0,
+                       attempts=3).current_state.id
 
 
 def transition(client, transition_id: int) -> bool:
@@ -107,7 +100,8 @@ def test_declared_parameters_match_the_yaml(managed):
     """Every parameter the running node declares is in config/segment.yaml and vice versa."""
     from rcl_interfaces.srv import ListParameters
 
-    response = managed.call(ListParameters, f"{managed.proc.fqn}/list_parameters", ListParameters.Request())
+    response = managed.call(ListParameters, f"{managed.proc.fqn}/list_parameters", ListParameters.Request(),
+                            timeout=30.0, attempts=3)
     builtin = {"use_sim_time", "start_type_description_service"}  # rclpy's own
     declared = set(response.result.names) - builtin
     config = yaml.safe_load((ROOT / "config" / "segment.yaml").read_text())["/**"]["ros__parameters"]
