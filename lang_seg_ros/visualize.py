@@ -7,7 +7,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .objects.regions import label_pixel_counts
+from .objects.regions import label_bytes, label_pixel_counts
 
 NO_LABEL_COLOR = (0, 0, 0)
 
@@ -28,12 +28,13 @@ def colorize(label_map: np.ndarray, count: int, colors: np.ndarray | None = None
     colors: `palette(count)` computed beforehand (once per label set, not per frame), or None."""
     colors = palette(count) if colors is None else np.asarray(colors, np.uint8)
     label_map = np.asarray(label_map)
-    if count < 255 and label_map.size and int(label_map.min()) >= -1 and int(label_map.max()) < count:
-        # One byte per pixel (-1 wraps to 255) through OpenCV's table lookup: 5x faster than indexing.
+    index = label_bytes(label_map, count)
+    if index is not None:
+        # One byte per pixel (-1 wraps to 255) through OpenCV's table lookup: 5x faster than indexing;
+        # values in [count, 255) get the no-label colour too (as they would by indexing: no label)
         table = np.zeros((256, 1, 3), np.uint8)
+        table[:, 0] = NO_LABEL_COLOR
         table[:count, 0] = colors
-        table[255, 0] = NO_LABEL_COLOR
-        index = np.ascontiguousarray(label_map.astype(np.uint8))
         return cv2.LUT(cv2.merge([index, index, index]), table)
     lut = np.concatenate([colors, np.asarray([NO_LABEL_COLOR], dtype=np.uint8)])
     return lut[label_map]  # index -1 is the last row: the no-label colour
