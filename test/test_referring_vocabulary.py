@@ -42,6 +42,13 @@ def test_each_model_brings_its_vocabulary(tiny_model, tiny_checkpoint, tmp_path)
     named = tmp_path / "named.safetensors"
     save_file(tensors, str(named), metadata={**meta, VOCABULARY_KEY: json.dumps(["floor", "mug", "table"])})
     assert model_vocabulary(tiny_model, named) == ("floor", "mug", "table")
+    # what save_checkpoint(labels=) writes (the trainer: its training names) is what is read
+    from lang_seg_ros.model import save_checkpoint
+    from lang_seg_ros.model.checkpoint import LABELS_KEY
+
+    assert LABELS_KEY == VOCABULARY_KEY
+    saved = save_checkpoint(tiny_model, tmp_path / "saved.safetensors", labels=["sky", "mug"])
+    assert model_vocabulary(tiny_model, saved) == ("sky", "mug")
 
 
 def test_query_labels_add_the_vocabulary_and_the_phrase_once():

@@ -131,10 +131,15 @@ def test_validation_is_the_segmenter_path_and_training_resumes(tmp_path):
 def test_best_checkpoint_loads_with_core(tmp_path):
     from lang_seg_ros.model import load_checkpoint
 
+    from lang_seg_ros.referring.vocabulary import checkpoint_vocabulary
+
     cfg = _tiny_cfg(tmp_path, iterations=2, val_every=2, checkpoint_every=2)
-    Trainer(cfg, progress=False).fit()
+    trainer = Trainer(cfg, progress=False)
+    trainer.fit()
     model = load_checkpoint(tmp_path / "run" / "best.safetensors")
     assert not model.training
+    # the training names go into the file: the referring vocabulary of the model it becomes
+    assert checkpoint_vocabulary(tmp_path / "run" / "best.safetensors") == tuple(trainer.sets[0].names)
 
 
 def test_two_datasets_with_their_own_label_lists(tmp_path):

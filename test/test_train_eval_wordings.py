@@ -41,6 +41,25 @@ def test_each_wording_set_gets_its_own_miou(tmp_path, tiny_checkpoint, capsys, w
     assert res["wording_sets_mean_miou"] == pytest.approx((sets["plain"]["miou"] + sets["other"]["miou"]) / 2)
     out = capsys.readouterr().out
     assert "wording set mIoU" in out and "other" in out
+    # which wording took which class, by the --names class, each as the confusion matrix says
+    for name, words in (("plain", ["background", "red box", "blue disc"]),
+                        ("other", ["grass", "crimson square", "navy circle"])):
+        for entry in sets[name]["swallowed"]:
+            assert entry["wording"] in words and entry["class"] == build_dataset("synthetic").names[
+                words.index(entry["wording"])] and 0.15 <= entry["share"] <= 1
+    assert "swallowed classes" in out
+
+
+def test_swallowed_names_the_label_that_took_a_class():
+    from lang_seg_ros.train.metrics import swallowed
+
+    conf = [[90, 10, 0],  # road: 10 % as footpath (under the 15 % bar)
+            [60, 40, 0],  # pavement: 60 % taken by road
+            [0, 20, 80]]  # car: 20 % as footpath
+    assert swallowed(conf, ["road", "footpath", "car"]) == [
+        {"class": "footpath", "as": "road", "share": 0.6}, {"class": "car", "as": "footpath", "share": 0.2}]
+    assert swallowed(conf, ["road", "footpath", "car"], min_share=0.7) == []
+    assert swallowed([[0, 0], [0, 5]], ["a", "b"]) == []  # a class with no pixels takes nothing
 
 
 def test_a_wording_set_must_name_every_class(tmp_path, tiny_checkpoint, write_synthetic):

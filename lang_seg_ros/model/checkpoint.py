@@ -15,7 +15,7 @@ import pickle
 import re
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from safetensors import safe_open
@@ -285,11 +285,18 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     return model.to(resolve_device(device)).eval()
 
 
-def save_checkpoint(model: LSeg, path: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+#: safetensors metadata key of the label names a checkpoint was trained with (JSON list of str):
+#: the referring vocabulary (`referring.vocabulary`) reads it.
+LABELS_KEY = "lang_seg_ros.labels"
+
+
+def save_checkpoint(model: LSeg, path: str | os.PathLike, dtype: torch.dtype | None = None,
+                    labels: Sequence[str] | None = None) -> Path:
     """Write our own format: safetensors weights with the config JSON in the metadata.
 
     `dtype` (e.g. torch.float16) casts floating-point tensors to halve the file; integer buffers
-    such as BatchNorm's `num_batches_tracked` keep their type.
+    such as BatchNorm's `num_batches_tracked` keep their type. `labels`: the names the model was
+    trained with, stored under `LABELS_KEY` (the trainer passes its training names).
     """
     state = {}
     for key, value in model.checkpoint_state_dict().items():
@@ -300,6 +307,8 @@ def save_checkpoint(model: LSeg, path: str | os.PathLike, dtype: torch.dtype | N
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {FORMAT_KEY: FORMAT_VERSION, CONFIG_KEY: json.dumps(model.config.to_dict())}
+    if labels:
+        meta[LABELS_KEY] = json.dumps([str(label) for label in labels])
     save_file(state, str(path), metadata=meta)
     return path
 

@@ -23,7 +23,9 @@ from typing import Any
 __all__ = ["VOCABULARY_KEY", "checkpoint_vocabulary", "is_training_vocabulary", "load_vocabulary", "model_vocabulary",
            "vocabulary_names"]
 
-#: safetensors metadata key under which a checkpoint may store its label names (JSON list of str).
+#: safetensors metadata key under which a checkpoint stores its label names (JSON list of str;
+#: `model.checkpoint.LABELS_KEY`, written by `save_checkpoint(..., labels=)`, which the trainer
+#: calls with its training names; kept here too so that reading it imports no torch).
 VOCABULARY_KEY = "lang_seg_ros.labels"
 
 _DIR = Path(__file__).resolve().parent / "vocabularies"

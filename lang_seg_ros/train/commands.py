@@ -84,7 +84,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from ..cli_options import segmenter_from_args
     from ..data import FolderSegDataset
-    from .metrics import plot_confusion_matrix
+    from .metrics import plot_confusion_matrix, swallowed
     from .trainer import evaluate_model
 
     names = parse_names(args.names)
@@ -128,6 +128,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                desc=f"eval ({set_name})")
             metrics["wording_sets"][set_name] = {k: m[k] for k in ("miou", "per_class_iou", "pixel_accuracy")}
             metrics["wording_sets"][set_name]["names"] = words
+            # reported by the --names class each wording stands for, so the sets compare
+            metrics["wording_sets"][set_name]["swallowed"] = [
+                {**e, "class": names[words.index(e["class"])], "wording": e["class"]}
+                for e in swallowed(m["confusion_matrix"], words)]
         mious = [v["miou"] for v in metrics["wording_sets"].values() if v["miou"] is not None]
         metrics["wording_sets_mean_miou"] = sum(mious) / len(mious) if mious else None
     out = Path(args.json)
@@ -149,6 +153,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
             worst = min(((v, k) for k, v in res["per_class_iou"].items() if v is not None), default=(0.0, "-"))
             print(f"  {set_name:<{w}}  {100 * (res['miou'] or 0):6.2f}   (weakest: {worst[1]} {100 * worst[0]:.1f})")
         print(f"  {'mean':<{w}}  {100 * (metrics['wording_sets_mean_miou'] or 0):6.2f}")
+        print("\nswallowed classes (a label won >= 15 % of a class's pixels; the failure a mean hides):")
+        for set_name, res in [("--names", {"swallowed": [{**e, "wording": e["class"]} for e in
+                                                          swallowed(metrics["confusion_matrix"], names)]}),
+                              *metrics["wording_sets"].items()]:
+            lines = [f"'{e['wording']}' ({e['class']}) -> {100 * e['share']:.0f} % '{e['as']}'"
+                     for e in res["swallowed"]]
+            print(f"  {set_name:<{w}}  {'; '.join(lines) if lines else 'none'}")
     return 0
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "per_class_iou",
     "pixel_accuracy",
     "plot_confusion_matrix",
+    "swallowed",
     "summarize",
 ]
 
@@ -117,6 +118,21 @@ def summarize(conf: np.ndarray, names: Sequence[str], background: int | Sequence
         "confusion_matrix": np.asarray(conf).tolist(),
         "pixels": int(gt.sum()),
     }
+
+
+def swallowed(conf: np.ndarray, names: Sequence[str], min_share: float = 0.15) -> list[dict]:
+    """Which label took a class's pixels: every (class, label) pair where the label won at least
+    `min_share` of the class's ground-truth pixels, largest share first, as {"class": names[i],
+    "as": names[j], "share": fraction}. The failure a user cannot see in a mean: a wording that
+    swallows a neighbouring class ("footpath" taking the road) leaves a plausible-looking map.
+    conf: rows ground truth, columns prediction."""
+    conf = np.asarray(conf, np.float64)
+    rows = conf.sum(1)
+    out = []
+    for i, j in zip(*np.nonzero(conf >= min_share * np.maximum(rows, 1)[:, None])):
+        if i != j and rows[i] > 0:
+            out.append({"class": names[i], "as": names[j], "share": float(conf[i, j] / rows[i])})
+    return sorted(out, key=lambda e: -e["share"])
 
 
 def plot_confusion_matrix(conf: np.ndarray, names: Sequence[str], path: str | None = None, cell: int = 44) -> np.ndarray:

@@ -323,11 +323,13 @@ class Trainer:
         from ..model import save_checkpoint
 
         model = self.model.to(memory_format=torch.contiguous_format)
-        save_checkpoint(model, self.out_dir / "best.safetensors")
+        # the training names, first data set first, each once: what the model knows (its referring vocabulary)
+        names = list(dict.fromkeys(name for s in self.sets for name in s.names))
+        save_checkpoint(model, self.out_dir / "best.safetensors", labels=names)
         if self.cfg.export:
             dtype = getattr(torch, self.cfg.export_dtype)
             Path(self.cfg.export).parent.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(model, self.cfg.export, dtype=dtype)
+            save_checkpoint(model, self.cfg.export, dtype=dtype, labels=names)
         if self.cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
         (self.out_dir / "best_metrics.json").write_text(json.dumps(metrics, indent=2))
