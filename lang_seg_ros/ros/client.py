@@ -6,7 +6,7 @@ set-up has rclpy but no `ros2`; with a ROS install it works too: `python3 -m lan
     lang-seg-ros refer "the car on the left" [--json] # refer service: the answer on the latest frame
     lang-seg-ros expression "the car on the left"     # `referring_expression` topic ("" clears)
     lang-seg-ros param threshold [0.3]                # get / set a parameter (VALUE read as YAML)
-    lang-seg-ros echo segmentation|labels|referring|status [--once] [--count N]
+    lang-seg-ros echo segmentation|labels|referring|status [--once] [--count N] [--camera NAME]
     lang-seg-ros status                               # the node's /diagnostics, labels, last refusals
 
 `--namespace NS` (default /) is the node's namespace, its topics are `NS/labels` etc.; `--node
@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=ECHO_TOPICS)
     p.add_argument("--once", action="store_true", help="one message, then exit (1 if none within --timeout)")
     p.add_argument("--count", type=int, metavar="N", help="N messages, then exit")
+    p.add_argument("--camera", metavar="NAME", help="a node with several cameras (`cameras`): this camera's "
+                   "segmentation / referring")
 
     sub.add_parser("status", parents=[common], help="the node's diagnostics, active labels and last refusals")
     return parser
@@ -453,6 +455,8 @@ def cmd_echo(session: _Session, args) -> int:
         "referring": ("referring/region", ReferringRegion, False, referring_line),
         "status": (STATUS_TOPIC, DiagnosticStatus, True, status_line),
     }[args.what]
+    if getattr(args, "camera", None) and args.what in ("segmentation", "referring"):
+        topic = f"{args.camera}/{topic}"  # per-camera outputs live under the camera's name
     name = session.topic(topic)
     received = session.subscribe(msg_type, name, latched=latched)
     count = 1 if args.once else args.count

@@ -197,6 +197,28 @@ def test_diagnostics_report_each_camera(cameras):
     assert int(node["frames_processed"]) >= sum(int(v["frames_processed"]) for v in per_camera) - 3
 
 
+def test_the_client_echoes_one_cameras_segmentation(cameras):
+    """`lang-seg-ros echo segmentation --camera rear`: the rear camera's frames, not the front's."""
+    import subprocess
+    import sys
+
+    rear, front = cameras["rear"], cameras["front"]
+    proc = subprocess.Popen([sys.executable, "-m", "lang_seg_ros.ros.client", "--namespace", rear.proc.namespace,
+                             "--timeout", "30", "echo", "segmentation", "--camera", "rear", "--once"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:  # until the client has subscribed
+            front.send(front.make_image(frame_id="front_optical"), retries=1, timeout=0.5)
+            rear.send(rear.make_image(frame_id="rear_optical"), retries=1, timeout=0.5)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "rear_optical" in out and "front_optical" not in out
+
+
 def test_camera_names_are_ros_name_tokens_given_once():
     assert cameras_of("") == () and cameras_of("front, rear") == ("front", "rear")
     assert cameras_of(["left_1", "right_1"]) == ("left_1", "right_1")
