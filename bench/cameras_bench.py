@@ -10,7 +10,6 @@ peak RSS summed over the node processes. Default model and the node's other sett
 from __future__ import annotations
 
 import argparse
-import statistics
 import threading
 import time
 from pathlib import Path
