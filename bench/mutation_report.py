@@ -37,8 +37,8 @@ EQUIVALENT_FILE = ROOT / "bench" / "mutation_equivalent.yaml"
 MODULES: dict[str, list[str]] = {
     "inference/decide.py": ["test/test_decide.py", "test/test_decide_chunks.py"],
     "inference/labels.py": ["test/test_labels.py", "test/test_label_text_bounds.py"],
-    "inference/preprocess.py": ["test/test_preprocess.py"],
-    "objects/regions.py": ["test/test_regions.py", "test/test_regions_rules.py"],
+    "inference/preprocess.py": ["test/test_preprocess.py", "test/test_fast_frame_paths.py"],
+    "objects/regions.py": ["test/test_regions.py", "test/test_regions_rules.py", "test/test_fast_frame_paths.py"],
     "objects/geometry.py": ["test/test_geometry.py", "test/test_geometry_rule.py",
                             "test/test_panoptic_geometry_tracking.py"],
     "objects/navigation.py": ["test/test_navigation.py", "test/test_navigation_rules.py", "test/test_geometry_rule.py"],

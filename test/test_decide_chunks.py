@@ -104,3 +104,28 @@ def test_the_multiscale_segmenter_decides_many_labels_in_chunks_with_the_same_re
     assert (whole.label_map >= 2).any(), "the test needs a winner outside the first chunk"
     np.testing.assert_array_equal(chunked.label_map, whole.label_map)
     np.testing.assert_allclose(chunked.confidence, whole.confidence, rtol=1e-5)
+
+
+def test_the_softmax_normaliser_in_many_blocks_equals_one_block(monkeypatch):
+    """`_log_best_probability` runs in row blocks through one buffer: blocks of 3 rows (the last
+    one short) give what one block gives, and both are -log(sum(exp(logits - max)))."""
+    import lang_seg_ros.inference.decide as decide
+
+    logits = torch.randn(7, 9, 11, generator=torch.Generator().manual_seed(4)) * 4
+    one_label, one_conf = decide.decide_stride2(logits, (17, 21), (30, 40))
+    table = logits.permute(1, 2, 0).reshape(-1, 7)
+    best = table.max(1).values
+    whole = decide._log_best_probability(table, best)
+    torch.testing.assert_close(whole, best - torch.logsumexp(table, 1))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every block writes where it should: no output is resized
+        monkeypatch.setattr(decide, "_BLOCK_ELEMENTS", 3 * 7)  # 99 rows: 33 blocks of 3
+        torch.testing.assert_close(decide._log_best_probability(table * 2, best * 2),
+                                   best * 2 - torch.logsumexp(table * 2, 1))
+        monkeypatch.setattr(decide, "_BLOCK_ELEMENTS", 4 * 7)  # 24 blocks of 4 and a last one of 3
+        torch.testing.assert_close(decide._log_best_probability(table, best), whole)
+        blocks_label, blocks_conf = decide.decide_stride2(logits, (17, 21), (30, 40))
+    assert torch.equal(blocks_label, one_label)
+    torch.testing.assert_close(blocks_conf, one_conf)

@@ -81,9 +81,24 @@ def test_more_labels_than_a_byte_holds_take_the_general_path():
 
 
 def test_pixel_counts_ignore_values_outside_the_label_set():
-    label_map = np.array([[-1, 0, 1, 2], [2, 2, 7, -5]], np.int32)
-    assert label_pixel_counts(label_map, 3).tolist() == [1, 1, 3]
-    assert label_pixel_counts(np.zeros((0, 0), np.int32), 2).tolist() == [0, 0]
+    label_map = np.array([[-1, 0, 1, 2], [2, 2, 7, -5]], np.int32)  # -5: not one byte, the general path
+    for counts, want in ((label_pixel_counts(label_map, 3), [1, 1, 3]),
+                         (label_pixel_counts(label_map, 5), [1, 1, 3, 0, 0]),  # the absent ones too
+                         (label_pixel_counts(label_map[:, :3], 5), [1, 1, 2, 0, 0]),  # the byte path
+                         (label_pixel_counts(np.zeros((0, 0), np.int32), 2), [0, 0])):
+        assert counts.dtype == np.int64 and counts.tolist() == want
+    # -3 as a byte would be 253, a real label of a 254-label set: such a map is not read as bytes
+    assert label_pixel_counts(np.array([[-3, 0]], np.int32), 254)[253] == 0
+
+
+def test_a_label_of_exactly_min_area_pixels_is_a_region_scored_1_without_confidence():
+    label_map = np.full((6, 8), -1, np.int32)
+    label_map[1:3, 1:4] = 0  # 6 pixels
+    label_map[4:6, 5:8] = 1  # 6 pixels
+    for stuff in ((), (1,)):
+        regions = extract_regions(label_map, None, ["a", "b"], min_area=6, stuff=stuff)
+        assert [(r.label_index, r.area, r.score) for r in regions] == [(0, 6, 1.0), (1, 6, 1.0)]
+    assert extract_regions(label_map, None, ["a", "b"], min_area=7) == []
 
 
 def test_frame_objects_region_map_is_built_from_the_regions_on_first_use():
