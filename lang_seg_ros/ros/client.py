@@ -182,10 +182,14 @@ class _Session:
             raise Refused(f"nobody subscribes to {topic} within {self.timeout:g} s (is the node running? --namespace?)")
         pub.publish(msg)
 
-    def latched_history(self, msg_type, topic: str, settle: float = 0.3) -> list:
-        """Subscribe to a latched topic and wait until its publisher matched and its history came."""
+    def latched_history(self, msg_type, topic: str, settle: float = 0.3, at_least: int = 0) -> list:
+        """Subscribe to a latched topic and wait until its publisher matched and its history came:
+        at least `at_least` messages (a topic the node always latches, e.g. current_labels: on a
+        busy machine the history can take longer than `settle`), then `settle` s for the rest."""
         received = self.subscribe(msg_type, topic, latched=True)
         self.spin_until(lambda: self.node.count_publishers(topic) > 0, self.timeout)
+        if at_least:
+            self.spin_until(lambda: len(received) >= at_least, self.timeout)
         self.spin_for(settle)
         return received
 
@@ -237,7 +241,8 @@ def cmd_labels(session: _Session, args) -> int:
     from lang_seg_ros.srv import SetLabels
 
     if args.topic:
-        current = session.latched_history(LabelSet, session.topic("current_labels"))
+        # the node latches its label set from the start: wait for it, or a late history reads as "accepted"
+        current = session.latched_history(LabelSet, session.topic("current_labels"), at_least=1)
         before = current[-1].label_set_id if current else 0
         new = _send_on_topic(session, "labels", args.text,
                              accepted=lambda: [m for m in current if m.label_set_id > before])
