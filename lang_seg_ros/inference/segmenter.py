@@ -217,47 +217,20 @@ class Segmenter:
             labels = self._active
         return self.segment_sets(image, [labels], color_order, return_features)[0]
 
-    @torch.inference_mode()
     def segment_batch(self, images: Sequence[np.ndarray], color_order: str = "rgb",
                       labels: Iterable[str] | str | PreparedLabels | None = None) -> list[SegmentationResult]:
         """`segment` of several same-sized images (frames of one camera, or of several cameras) in
-        one model pass: better throughput on a GPU or a batched engine. Single scale only."""
+        one model pass: better throughput on a GPU or a batched engine. Single scale only
+        (`segment_sets_batch` with one label set)."""
         if not images:
             return []
         if self.scales:
             raise ValueError("segment_batch is single-scale only (scales=None)")
-        shapes = {image.shape[:2] for image in images}
-        if len(shapes) != 1:
-            raise ValueError(f"segment_batch needs images of one size, got {sorted(shapes)}")
         if labels is None:
             if self._active is None:
                 raise RuntimeError("no label set: call set_labels([...]) first or pass labels=")
             labels = self._active
-        prepared = self.prepare(labels)
-        t0 = time.perf_counter()
-        x = torch.cat([normalize(image, self.model.config.mean, self.model.config.std, self.device, color_order)
-                       for image in images])
-        height, width = x.shape[-2:]
-        h, w = working_shape(height, width, self.working_size)
-        if (h, w) != (height, width):
-            x = F.interpolate(x, (h, w), mode="bilinear", align_corners=False, antialias=True)
-        t1 = time.perf_counter()
-        logits = self.backend.logits(pad_bottom_right(x, round_up(h), round_up(w), self._fill), [prepared])
-        t2 = time.perf_counter()
-        results = []
-        with single_cpu_thread(self.device):
-            for one in logits:
-                label_map, confidence = decide_stride2(one, (h, w), (height, width), exact_below=self.threshold)
-                if self.threshold > 0:
-                    label_map[confidence < self.threshold] = NO_LABEL
-                results.append(SegmentationResult(prepared.labels, label_map.to(torch.int32).cpu().numpy(),
-                                                  confidence.float().cpu().numpy()))
-        t3 = time.perf_counter()
-        share = len(images)
-        for r in results:  # each frame's share of the batch
-            r.timings_ms.update(preprocess=(t1 - t0) * 1e3 / share, forward=(t2 - t1) * 1e3 / share,
-                                postprocess=(t3 - t2) * 1e3 / share)
-        return results
+        return [results[0] for results in self.segment_sets_batch(images, [labels], [color_order] * len(images))]
 
     def warmup(self, sizes: Iterable[tuple[int, int]], batch: int = 1) -> dict[tuple[int, int], float]:
         """Run one black frame (or batch) of each (height, width) so the first real frame of that size
