@@ -19,7 +19,7 @@ except ImportError:  # the test modules skip themselves with the reason (pytest.
 if rclpy is not None:
     from rclpy.executors import SingleThreadedExecutor
 
-    from harness import Client, start_node
+    from harness import serving
 
 
 class _Ros:
@@ -62,14 +62,6 @@ def seg(ros, node_checkpoint, tmp_path_factory):
 
     Frames are finished on the finisher thread (`overlap_postprocessing: on`, what a GPU gets by
     default); the lifecycle, start-up and replay tests run the CPU default (off)."""
-    proc = start_node(tmp_path_factory, node_checkpoint, f"/t{os.getpid()}_{random.randint(0, 99999)}",
-                      overlap_postprocessing="on")
-    client = Client(ros, proc)
-    try:
-        client.wait_ready()
+    with serving(ros, tmp_path_factory, node_checkpoint, f"/t{os.getpid()}_{random.randint(0, 99999)}",
+                 overlap_postprocessing="on") as client:
         yield client
-    finally:
-        client.close()
-        code = proc.stop()
-        if code != 0:
-            print(proc.log()[-4000:])

@@ -6,6 +6,8 @@ Isolation: a random ROS_DOMAIN_ID per test session, discovery limited to this ho
 """
 from __future__ import annotations
 
+import contextlib
+
 import os
 import random
 import re
@@ -315,6 +317,21 @@ TEST_LABELS = "red thing, green thing, blue thing, white box"
 # fp32: the same outputs on every CPU (auto would pick bf16 where it is native).
 FAST_PARAMS = {"device": "cpu", "precision": "fp32", "cpu_threads": 1, "working_size": 128, "log_throttle_period": 0.0, "labels": TEST_LABELS,
                "min_region_area": 20, "reliability": "best_effort"}
+
+
+@contextlib.contextmanager
+def serving(ros, tmp_path_factory, checkpoint, namespace: str, **params):
+    """A node in its own process with a ready client (model loaded, connections matched); closed
+    and stopped with SIGINT after (its log's tail printed when it exits non-zero)."""
+    proc = start_node(tmp_path_factory, checkpoint, namespace, **params)
+    client = Client(ros, proc)
+    try:
+        client.wait_ready()
+        yield client
+    finally:
+        client.close()
+        if proc.stop() != 0:
+            print(proc.log()[-4000:])
 
 
 def start_node(tmp_path_factory, checkpoint, namespace: str, module: str = "lang_seg_ros.ros.node",

@@ -25,7 +25,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
-from harness import RELIABLE, ROOT, TEST_LABELS, Client, spin_for, start_node  # noqa: E402
+from harness import RELIABLE, ROOT, TEST_LABELS, serving, spin_for  # noqa: E402
 
 THROTTLE = 30.0  # s: every test here runs well within one throttle period
 STATUS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -34,17 +34,9 @@ STATUS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durabi
 @pytest.fixture(scope="module")
 def node(ros, node_checkpoint, tmp_path_factory):
     """One node for this module, with a real log throttle period (the other modules use 0)."""
-    proc = start_node(tmp_path_factory, node_checkpoint, f"/cli{os.getpid()}_{random.randint(0, 99999)}",
-                      log_throttle_period=THROTTLE)
-    client = Client(ros, proc)
-    try:
-        client.wait_ready()
+    with serving(ros, tmp_path_factory, node_checkpoint, f"/cli{os.getpid()}_{random.randint(0, 99999)}",
+                 log_throttle_period=THROTTLE) as client:
         yield client
-    finally:
-        client.close()
-        code = proc.stop()
-        if code != 0:
-            print(proc.log()[-4000:])
 
 
 @pytest.fixture(scope="module")
