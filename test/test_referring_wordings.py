@@ -14,6 +14,7 @@ from lang_seg_ros.referring.aliases import PhraseReader, PhraseRule, choose_phra
 from lang_seg_ros.referring.lexicon import CAMVID_ANCHORS, LabelLexicon, find_wordnet, head_words
 from lang_seg_ros.referring.wordings import (CAMVID_DEV, CAMVID_DEV_ABSENT, CAMVID_KNOWN, CAMVID_NEGATIVES,
                                              CAMVID_WORDED, CAMVID_WORDED_ABSENT)
+from wordnet_db import write_wordnet
 
 REPO = Path(__file__).resolve().parents[1]
 CAMVID_LABELS = tuple(CAMVID_KNOWN)
@@ -52,33 +53,6 @@ def test_known_wordings_are_the_models_training_wordings():
     held_out = (REPO / "configs/wordings/camvid/heldout.txt").read_text().splitlines()
     held_out = {line.strip() for line in held_out if line.strip() and not line.startswith("#")}
     assert not held_out & _words(CAMVID_DEV.values())  # the model's held-out wordings never chose the rule
-
-
-def write_wordnet(folder: Path, synsets: dict[str, tuple[list[str], list[str], int]],
-                  index: dict[str, tuple[list[str], int]]) -> Path:
-    """A WordNet database in the real file format: synsets name -> (lemmas, hypernym names, is
-    instance); index lemma -> (synset names in sense order, tagged sense count)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    header = "  1 a constructed test database\n"
-    offsets, position = {}, len(header.encode())
-    # offsets are byte positions: fix the line width so that they are known before writing
-    width = 200
-    for i, name in enumerate(synsets):
-        offsets[name] = position + i * (width + 1)
-    body = []
-    for name, (lemmas, parents, instance) in synsets.items():
-        words = " ".join(f"{w} 0" for w in lemmas)
-        pointers = " ".join(f"{'@i' if instance else '@'} {offsets[p]:08d} n 0000" for p in parents)
-        line = f"{offsets[name]:08d} 03 n {len(lemmas):02x} {words} {len(parents):03d} {pointers} | {name}"
-        body.append(line.ljust(width))
-    (folder / "data.noun").write_text(header + "\n".join(body) + "\n")
-    rows = [f"{lemma} n {len(names)} 1 @ {len(names)} {tagged} " + " ".join(f"{offsets[n]:08d}" for n in names)
-            for lemma, (names, tagged) in sorted(index.items())]
-    (folder / "index.noun").write_text(header + "\n".join(rows) + "\n")
-    (folder / "noun.exc").write_text("men man\n")
-    (folder / "index.adj").write_text("red a 1 0 1 0 00000000\n")
-    (folder / "index.verb").write_text("walk v 1 0 1 0 00000000\n")
-    return folder
 
 
 @pytest.fixture

@@ -122,13 +122,14 @@ def test_shipped_camvid_wording_sets():
     train = load_class_wordings(WORDINGS / "camvid" / "train_wordings.yaml", CAMVID_NAMES)
     trained = {w.lower() for ws in train for w in ws}
     sets = {p.stem: read_word_list(p) for p in (WORDINGS / "camvid").glob("*.txt")}
-    assert set(sets) == {"training_names", "common_synonyms", "rare_wordings", "heldout"}
+    assert set(sets) == {"training_names", "common_synonyms", "rare_wordings", "heldout", "heldout_b"}
     assert sets["training_names"] == CAMVID_NAMES
     for name, words in sets.items():
         assert len(words) == 11, name  # one wording per class, in class order
     for i, ws in enumerate(train):  # the common and rare sets use each class's own training wordings
         assert sets["common_synonyms"][i] in ws and sets["rare_wordings"][i] in ws
-    assert not {w.lower() for w in sets["heldout"]} & trained  # held out = never trained
+    for held_out in ("heldout", "heldout_b"):
+        assert not {w.lower() for w in sets[held_out]} & trained  # held out = never trained
     negatives = read_word_list(WORDINGS / "negatives.txt")
     assert len(negatives) >= 200 and not set(negatives) & trained
 

@@ -55,6 +55,27 @@ class TextEncoderConfig:
     embed_dim: int = 0
     text_cfg: dict[str, Any] = field(default_factory=dict)
     vision_cfg: dict[str, Any] = field(default_factory=dict)
+    # The wordings the image branch was trained with, grouped by the class they name (the trainer
+    # writes them): a label outside them is read through the ones WordNet puts it under
+    # (`model.grounding`). Empty = none known (official checkpoints): labels are encoded as they are.
+    vocabulary: tuple[tuple[str, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        # A checkpoint's metadata is untrusted: only lists of short strings, of bounded size.
+        groups = self.vocabulary
+        if not isinstance(groups, (list, tuple)) or not all(
+                isinstance(g, (list, tuple)) and all(isinstance(w, str) and len(w) <= MAX_WORDING_CHARS for w in g)
+                for g in groups):
+            raise ValueError(f"text_encoder.vocabulary must be lists of strings of <= {MAX_WORDING_CHARS} "
+                             f"characters, one list per class")
+        if sum(len(g) for g in groups) > MAX_VOCABULARY:
+            raise ValueError(f"text_encoder.vocabulary holds more than {MAX_VOCABULARY} wordings")
+        self.vocabulary = tuple(tuple(g) for g in groups)
+
+
+#: Bounds of a trained vocabulary (`TextEncoderConfig.vocabulary`) read from a checkpoint.
+MAX_VOCABULARY = 20_000
+MAX_WORDING_CHARS = 200
 
 
 @dataclass

@@ -15,6 +15,7 @@ from torch import nn
 
 from .config import LOGIT_SCALE, LSegConfig
 from .fusion import LSegDecoder
+from .grounding import encode_labels
 from .image_encoders import build_image_encoder
 from .spatial_regularization import SpatialRegularization
 from .text_encoders import build_text_encoder
@@ -61,10 +62,9 @@ class LSeg(nn.Module):
 
     @torch.no_grad()
     def encode_text(self, labels: list[str]) -> torch.Tensor:
-        """(N, C) L2-normalised label embeddings, on the model's device, in fp32."""
-        if not labels:
-            raise ValueError("at least one label is needed")
-        return self.text_encoder.encode_labels(list(labels))
+        """(N, C) L2-normalised label embeddings, on the model's device, in fp32; labels outside
+        the trained vocabulary are grounded (`model.grounding`)."""
+        return encode_labels(self.text_encoder, labels, self.config.text_encoder.vocabulary)
 
     def decode(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised images -> fused decoder features (B, F, H/2, W/2), before the head."""

@@ -85,7 +85,11 @@ class FramePath:
                                    f"backend; {what}")
         if pipeline.labels is None or pipeline.labels.id != label_set_id:
             pipeline.set_labels(spec, label_set_id=label_set_id)
-            self.get_logger().info(f"labels encoded (set {label_set_id}): {', '.join(spec.labels)}")
+            from ..model.grounding import grounded  # torch is loaded by now; the node's import stays light
+
+            read = grounded(pipeline.segmenter.model.config.text_encoder.vocabulary, spec.labels)
+            self.get_logger().info(f"labels encoded (set {label_set_id}): {', '.join(spec.labels)}"
+                                   + (f"; read through WordNet: {'; '.join(map(str, read))}" if read else ""))
         if pipeline.expression != expression:
             pipeline.set_expression(expression)
         return pipeline

@@ -167,6 +167,9 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
 
         self.sets = [build_train_set(d) for d in cfg.datasets]
+        # Training encodes every name and wording as it is (the image branch learns those vectors);
+        # the vocabulary set below only grounds unseen labels at validation and in the saved file.
+        self.model.config.text_encoder.vocabulary = ()
         # Frozen text encoder: label embeddings (and every sampled wording's) once per data set.
         for i, (s, dcfg) in enumerate(zip(self.sets, cfg.datasets)):
             with torch.no_grad():
@@ -183,6 +186,10 @@ class Trainer:
                         "class_wordings": dict(zip(s.names, bank.class_wordings)), "templates": bank.templates,
                         "negatives": bank.negatives, "dropped_negatives": bank.dropped_negatives,
                         "negatives_per_step": bank.negatives_per_step, "prompts": len(bank.prompts)}, indent=1))
+        # What the image branch learns from: each class's name and wordings (`model.grounding`).
+        self.model.config.text_encoder.vocabulary = tuple(
+            tuple(words) for s in self.sets
+            for words in (s.wording_bank.class_wordings if s.wording_bank is not None else [[n] for n in s.names]))
         self.val_set = _make_dataset(cfg.val, cache=True) if cfg.val is not None else None
 
         backbone = [p for p in self.model.pretrained.parameters() if p.requires_grad]

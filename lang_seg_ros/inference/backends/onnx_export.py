@@ -31,6 +31,7 @@ import torch.nn as nn
 from ...model import LSeg, load_checkpoint
 from ...model._registry import config_with_overrides
 from ...model.config import LSegConfig
+from ...model.grounding import encode_labels
 from ...model.text_encoders import build_text_encoder
 
 _LOG = logging.getLogger(__name__)
@@ -187,10 +188,8 @@ class TextModel(nn.Module):
 
     @torch.no_grad()
     def encode_text(self, labels: list[str]) -> torch.Tensor:
-        """(N, C) L2-normalised label embeddings, fp32, as `LSeg.encode_text`."""
-        if not labels:
-            raise ValueError("at least one label is needed")
-        return self.text_encoder.encode_labels(list(labels))
+        """(N, C) L2-normalised label embeddings, fp32, as `LSeg.encode_text` (grounded alike)."""
+        return encode_labels(self.text_encoder, labels, self.config.text_encoder.vocabulary)
 
 
 def text_model_for(info: OnnxInfo) -> TextModel:

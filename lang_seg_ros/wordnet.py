@@ -1,0 +1,179 @@
+"""WordNet 3.0's noun database, read directly from its files (no NLTK).
+
+Debian/Ubuntu ship it as `wordnet-base` (`apt-get install -y --no-install-recommends
+wordnet-base`, under /usr/share/wordnet); NLTK's `wordnet` corpus folder holds the same files.
+Read here: `index.noun` (lemma -> synsets, most frequent sense first), `data.noun` (each
+synset's lemmas and hypernym pointers, at the byte offset the index gives) and `noun.exc`
+(irregular plurals). Two readers use it: referring (`referring.lexicon`: which label a phrase's
+head noun falls under) and label grounding (`model.grounding`: which trained wordings a label
+the model never saw falls under). Without the files `find_wordnet()` is None and both say so.
+"""
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable
+
+__all__ = ["WordNet", "find_wordnet", "head_words", "open_wordnet", "spellings"]
+
+#: Where WordNet's database may be: $WNSEARCHDIR, Debian's wordnet-base, NLTK's corpus folders.
+_SEARCH = ("/usr/share/wordnet", "/usr/local/share/wordnet", "/usr/share/nltk_data/corpora/wordnet",
+           "/usr/local/share/nltk_data/corpora/wordnet", "~/nltk_data/corpora/wordnet")
+
+
+def find_wordnet(paths: Iterable[str] | None = None) -> Path | None:
+    """The folder holding WordNet's `index.noun` and `data.noun` among `paths` (default:
+    $WNSEARCHDIR, then the usual install places), or None."""
+    if paths is not None:
+        candidates = list(paths)
+    else:
+        candidates = ([os.environ["WNSEARCHDIR"]] if os.environ.get("WNSEARCHDIR") else []) + list(_SEARCH)
+    for candidate in candidates:
+        folder = Path(candidate).expanduser()
+        if (folder / "index.noun").is_file() and (folder / "data.noun").is_file():
+            return folder
+    return None
+
+
+class WordNet:
+    """WordNet's noun database, read lazily: the index once (about 0.3 s), synsets on demand."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        self._index: dict[str, tuple[int, ...]] = {}
+        self._tagged: dict[str, int] = {}  # how many leading senses are ordered by corpus frequency
+        with open(self.folder / "index.noun", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith(" "):
+                    continue  # the licence header
+                parts = line.split()
+                # lemma pos synset_cnt p_cnt [ptr_symbol]*p_cnt sense_cnt tagsense_cnt synset_offset*
+                synsets = int(parts[2])
+                self._index[parts[0]] = tuple(int(o) for o in parts[-synsets:])
+                self._tagged[parts[0]] = int(parts[-synsets - 1])
+        self._exceptions: dict[str, str] = {}
+        exc = self.folder / "noun.exc"
+        if exc.is_file():
+            for line in exc.read_text(encoding="utf-8", errors="replace").splitlines():
+                parts = line.split()
+                if len(parts) >= 2:
+                    self._exceptions.setdefault(parts[0], parts[1])
+        self._data = open(self.folder / "data.noun", "rb")  # noqa: SIM115 - kept open, read by offset
+        self._synsets: dict[int, tuple[tuple[str, ...], tuple[int, ...]]] = {}
+        self._other: set[str] | None = None  # adjective, verb and adverb lemmas, read when first needed
+
+    def lemmas(self, word: str) -> list[str]:
+        """The index forms of `word`: itself, its irregular singular, regular singulars (morphy)."""
+        word = word.lower().strip().replace(" ", "_")
+        forms = [self._exceptions[word], word] if word in self._exceptions else [word]  # "men": man first
+        for suffix, ending in (("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"),
+                               ("men", "man"), ("ies", "y"), ("s", "")):
+            if word.endswith(suffix) and len(word) > len(suffix):
+                forms.append(word[: -len(suffix)] + ending)
+        return [f for f in dict.fromkeys(forms) if f in self._index]
+
+    def knows(self, word: str) -> bool:
+        """Whether `word` is in WordNet as any part of speech (a noun, or an adjective, verb or
+        adverb, inflected forms included: "parked", "jogging")."""
+        word = word.lower()
+        if self.lemmas(word):
+            return True
+        if self._other is None:
+            self._other = set()
+            for pos in ("adj", "verb", "adv"):
+                path = self.folder / f"index.{pos}"
+                if path.is_file():
+                    with open(path, encoding="utf-8", errors="replace") as f:
+                        self._other.update(line.split(" ", 1)[0] for line in f if not line.startswith(" "))
+        forms = {word}
+        for suffix in ("ing", "ed", "es", "s", "ly"):
+            if word.endswith(suffix) and len(word) > len(suffix) + 1:
+                stem = word[: -len(suffix)]
+                forms |= {stem, stem + "e"} | ({stem[:-1]} if len(stem) > 2 and stem[-1] == stem[-2] else set())
+        return bool(forms & self._other)
+
+    def senses(self, word: str) -> tuple[int, ...]:
+        """Synset offsets of `word`'s noun senses, most frequent first ((): not a noun WordNet knows)."""
+        forms = self.lemmas(word)
+        return self._index[forms[0]] if forms else ()
+
+    def tagged(self, word: str) -> int:
+        """How many of `word`'s first senses were seen in WordNet's sense-tagged corpus (those are
+        ordered by frequency; the rest, and all senses of a word with 0, in no reliable order)."""
+        forms = self.lemmas(word)
+        return self._tagged.get(forms[0], 0) if forms else 0
+
+    def synset(self, lemma: str, sense: int) -> int:
+        """The offset of NLTK's "<lemma>.n.<sense>" (KeyError when there is none)."""
+        senses = self._index[lemma]
+        if not 1 <= sense <= len(senses):
+            raise KeyError(f"{lemma}.n.{sense:02d}")
+        return senses[sense - 1]
+
+    def _read(self, offset: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        if offset not in self._synsets:
+            self._data.seek(offset)
+            parts = self._data.readline().decode("utf-8", "replace").split("|")[0].split()
+            count = int(parts[3], 16)
+            words = tuple(parts[4 + 2 * i] for i in range(count))
+            at = 4 + 2 * count
+            pointers = int(parts[at])
+            hypernyms = tuple(int(parts[at + 2 + 4 * i]) for i in range(pointers)
+                              if parts[at + 1 + 4 * i] in ("@", "@i"))
+            self._synsets[offset] = (words, hypernyms)
+        return self._synsets[offset]
+
+    def words(self, offset: int) -> tuple[str, ...]:
+        return self._read(offset)[0]
+
+    def hypernyms(self, offset: int) -> tuple[int, ...]:
+        return self._read(offset)[1]
+
+    def ancestors(self, offset: int) -> dict[int, int]:
+        """Every hypernym of the synset (itself included) -> its distance in hypernym steps."""
+        depth, frontier, step = {offset: 0}, [offset], 0
+        while frontier:
+            step += 1
+            nxt = []
+            for node in frontier:
+                for parent in self.hypernyms(node):
+                    if parent not in depth:
+                        depth[parent] = step
+                        nxt.append(parent)
+            frontier = nxt
+        return depth
+
+
+@lru_cache(maxsize=4)
+def open_wordnet(folder: str) -> WordNet:
+    """The database in `folder`, read once per process (it is read-only)."""
+    return WordNet(folder)
+
+
+#: Words that join a head noun to what follows it ("person *on* a bicycle", "man *with* a dog").
+_POST = {"on", "in", "at", "with", "of", "by", "from", "near", "beside", "behind", "under", "over", "riding",
+         "wearing", "carrying", "pushing", "holding", "walking", "crossing", "standing", "sitting", "who", "that",
+         "which", "is", "are", "in front of", "next", "to", "into", "onto", "along", "across", "astride", "atop"}
+_ARTICLES = {"the", "a", "an", "this", "that", "his", "her", "their", "its", "some", "one", "two"}
+
+
+def spellings(word: str) -> list[str]:
+    """A word and its hyphen variants as WordNet may spell them ("grown-up": grownup; "e-bike":
+    its last part, bike)."""
+    if "-" not in word:
+        return [word]
+    return list(dict.fromkeys([word, word.replace("-", ""), word.replace("-", "_"), word.split("-")[-1]]))
+
+
+def head_words(phrase: str) -> tuple[list[str], list[str]]:
+    """(the words of the head noun group, the words after it): "red hatchback on the right" ->
+    (["red", "hatchback"], ["on", "the", "right"]); "person walking" -> (["person"], ["walking"])."""
+    words = [w for w in re.split(r"[^a-z0-9'\-]+", phrase.lower()) if w]
+    while words and words[0] in _ARTICLES:
+        words = words[1:]
+    for i, word in enumerate(words):
+        if i > 0 and word in _POST:
+            return words[:i], words[i:]
+    return words, []
