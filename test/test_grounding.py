@@ -112,8 +112,10 @@ def test_the_shipped_model_knows_its_trained_wordings_and_no_held_out_one():
     from lang_seg_ros.model import load_checkpoint
     from lang_seg_ros.model.checkpoint import default_checkpoint_path
 
-    vocabulary = load_checkpoint(default_checkpoint_path()).config.text_encoder.vocabulary
+    config = load_checkpoint(default_checkpoint_path()).config
+    vocabulary = config.text_encoder.vocabulary
     assert [group[0] for group in vocabulary] == _wording_set("training_names")
+    assert config.summary()["text_encoder"]["vocabulary"].startswith("127 trained wordings of 11 classes: sky, ")
     assert "roadway" in vocabulary[3] and "sidewalk" in vocabulary[4]
     words = {w.lower() for group in vocabulary for w in group}
     for held_out in ("heldout", "heldout_b"):

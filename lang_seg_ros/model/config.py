@@ -138,6 +138,12 @@ class LSegConfig:
         out["image_encoder"] = {k: v for k, v in out["image_encoder"].items() if k == "type" or k in used}
         if self.text_encoder.type != "clip" or not (self.text_encoder.text_cfg or self.text_encoder.vision_cfg):
             out["text_encoder"] = {k: out["text_encoder"][k] for k in ("type", "name")}
+        vocabulary = self.text_encoder.vocabulary
+        out["text_encoder"].pop("vocabulary", None)
+        if vocabulary:  # the names, not all ~100 wordings: grounding uses them (model.grounding)
+            out["text_encoder"]["vocabulary"] = (f"{sum(map(len, vocabulary))} trained wordings of "
+                                                 f"{len(vocabulary)} classes: "
+                                                 + ", ".join(group[0] for group in vocabulary if group))
         if self.block_type is None:
             del out["block_depth"], out["block_activation"]
         return out
