@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
@@ -38,7 +39,8 @@ def find_wordnet(paths: Iterable[str] | None = None) -> Path | None:
 
 
 class WordNet:
-    """WordNet's noun database, read lazily: the index once (about 0.3 s), synsets on demand."""
+    """WordNet's noun database, read lazily: the index once (about 0.3 s), synsets on demand.
+    Safe to share between threads (a node's worker and a library user's)."""
 
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
@@ -61,6 +63,7 @@ class WordNet:
                 if len(parts) >= 2:
                     self._exceptions.setdefault(parts[0], parts[1])
         self._data = open(self.folder / "data.noun", "rb")  # noqa: SIM115 - kept open, read by offset
+        self._lock = threading.Lock()  # one file position: a seek and its read go together
         self._synsets: dict[int, tuple[tuple[str, ...], tuple[int, ...]]] = {}
         self._other: set[str] | None = None  # adjective, verb and adverb lemmas, read when first needed
 
@@ -114,8 +117,10 @@ class WordNet:
 
     def _read(self, offset: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
         if offset not in self._synsets:
-            self._data.seek(offset)
-            parts = self._data.readline().decode("utf-8", "replace").split("|")[0].split()
+            with self._lock:
+                self._data.seek(offset)
+                line = self._data.readline()
+            parts = line.decode("utf-8", "replace").split("|")[0].split()
             count = int(parts[3], 16)
             words = tuple(parts[4 + 2 * i] for i in range(count))
             at = 4 + 2 * count

@@ -3,6 +3,7 @@ puts it under ("carriageway" is a kind of roadway), on a constructed WordNet dat
 wordnet-base is installed, on the real one with the shipped model."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from wordnet_db import write_wordnet
 
-from lang_seg_ros.model.grounding import LabelGrounding, encode_labels, grounded, grounding_for
+from lang_seg_ros.model import TextEncoderConfig
+from lang_seg_ros.model.grounding import (LabelGrounding, encode_labels, grounded, grounding_for,
+                                         wordnet_missing)
 from lang_seg_ros.wordnet import WordNet, find_wordnet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +59,7 @@ def test_a_wordings_class_picks_its_sense(street_wordnet):
     """"pavement" beside "sidewalk" means the walk, not the paving material blacktop is a kind of."""
     wordnet = WordNet(street_wordnet)
     assert LabelGrounding(VOCABULARY, wordnet).ground("blacktop").wordings == ()
-    alone = tuple((word,) for group in VOCABULARY for word in group)  # no class to say which sense
+    alone = (("pavement", "pavements"), ("sidewalk",), ("walkway",))  # no other wording to say which sense
     assert LabelGrounding(alone, wordnet).ground("blacktop").wordings == ("pavement", "pavements")
 
 
@@ -82,25 +85,98 @@ def test_grounded_embedding_is_the_mean_of_the_label_and_its_wordings(street_wor
     torch.testing.assert_close(out.norm(dim=1), torch.ones(4))
 
 
-def test_without_wordnet_or_vocabulary_labels_are_encoded_as_they_are(street_wordnet, monkeypatch):
-    assert LabelGrounding(VOCABULARY, None).ground("carriageway").wordings == ()
+class Encoder(torch.nn.Module):
+    """A frozen text encoder (`fixed_vector` per string)."""
 
-    class Encoder(torch.nn.Module):
-        def encode_labels(self, labels):
-            return encode(labels)
+    def encode_labels(self, labels):
+        return encode(labels)
 
-    raw = Encoder().encode_labels(["carriageway", "road"])
-    torch.testing.assert_close(encode_labels(Encoder(), ["carriageway", "road"], ()), raw)  # official checkpoints
-    monkeypatch.setenv("WNSEARCHDIR", str(street_wordnet))
-    grounding_for.cache_clear()
-    try:
-        assert not torch.allclose(encode_labels(Encoder(), ["carriageway", "road"], VOCABULARY), raw)
-        assert [str(g) for g in grounded(VOCABULARY, ["carriageway", "road"])] == [
-            "'carriageway' as 'roadway' (WordNet: hypernym)"]
-    finally:
+
+@pytest.fixture
+def use_wordnet(monkeypatch):
+    """Point WordNet lookups at a folder (None: no WordNet installed); grounding re-reads it."""
+    def use(folder):
+        monkeypatch.setenv("WNSEARCHDIR", str(folder) if folder else "")
+        monkeypatch.setattr("lang_seg_ros.wordnet._SEARCH", () if folder is None else (str(folder),))
         grounding_for.cache_clear()
+    yield use
+    grounding_for.cache_clear()
+
+
+def test_without_wordnet_or_vocabulary_labels_are_encoded_as_they_are(street_wordnet, use_wordnet, caplog):
+    labels = ["carriageway", "road"]
+    raw = Encoder().encode_labels(labels)
+    official = TextEncoderConfig(type="sentence_transformers")
+    street = TextEncoderConfig(type="sentence_transformers", vocabulary=VOCABULARY)
+    use_wordnet(street_wordnet)
+    torch.testing.assert_close(encode_labels(Encoder(), labels, official), raw)  # no vocabulary: as before
+    assert not torch.allclose(encode_labels(Encoder(), labels, street), raw)
+    assert [str(g) for g in grounded(street, labels)] == ["'carriageway' as 'roadway' (WordNet: hypernym)"]
+    assert not wordnet_missing(street) and not wordnet_missing(official)
+    use_wordnet(None)  # no WordNet on this machine: a warning, and labels as they are
+    assert find_wordnet() is None
+    with caplog.at_level("WARNING", logger="lang_seg_ros.model.grounding"):
+        torch.testing.assert_close(encode_labels(Encoder(), labels, street), raw)
+    assert "WordNet not found" in caplog.text and "11 trained wordings" in caplog.text
+    assert wordnet_missing(street) and grounded(street, labels) == []
     with pytest.raises(ValueError, match="at least one label"):
-        encode_labels(Encoder(), [], VOCABULARY)
+        encode_labels(Encoder(), [], street)
+
+
+def test_negatives_stay_as_they_are_and_untagged_senses_must_agree(tmp_path):
+    synsets = {
+        "entity": (["entity"], [], 0), "person": (["person"], ["entity"], 0),
+        "fierce_person": (["tiger"], ["person"], 0), "cat": (["big_cat"], ["entity"], 0),
+        "tiger_cat": (["tiger"], ["cat"], 0), "road": (["road"], ["entity"], 0),
+        # "hatch": a car (untagged senses that agree) or a door (no trained wording: no vote)
+        "car": (["car"], ["entity"], 0), "hatch_car": (["hatch"], ["car"], 0), "door": (["door"], ["entity"], 0),
+        "hatch_door": (["hatch"], ["door"], 0),
+        # "lane": a road or a person's name (untagged senses that disagree)
+        "lane_road": (["lane"], ["road"], 0), "lane_person": (["lane"], ["person"], 0),
+        "bike": (["bike"], ["entity"], 0),
+    }
+    index = {"tiger": (["fierce_person", "tiger_cat"], 1), "person": (["person"], 1), "road": (["road"], 1),
+             "car": (["car"], 1), "hatch": (["hatch_door", "hatch_car"], 0), "door": (["door"], 1),
+             "lane": (["lane_road", "lane_person"], 0), "bike": (["bike"], 1), "big_cat": (["cat"], 1)}
+    wordnet = WordNet(write_wordnet(tmp_path / "wn", synsets, index))
+    vocabulary = (("road",), ("person",), ("car",), ("bike",))
+    assert LabelGrounding(vocabulary, wordnet).ground("tiger").wordings == ("person",)  # its first sense
+    assert LabelGrounding(vocabulary, wordnet, negatives=["Tiger"]).ground("tiger").wordings == ()
+    grounding = LabelGrounding(vocabulary, wordnet)
+    assert grounding.ground("hatch").wordings == ("car",)
+    assert grounding.ground("lane").wordings == ()  # a road or a person: WordNet cannot say which
+    assert grounding.ground("e-bike").wordings == ("bike",)  # a hyphenated word's last part
+
+
+def test_grounding_a_large_class_is_linear(tmp_path):
+    """A class with many wordings (a hostile file may hold 256 per class) is set up in well under a
+    second: each wording's senses are checked against the class's once, not against every wording."""
+    synsets = {"entity": (["entity"], [], 0)}
+    synsets.update({f"s{i}": ([f"w{i}"], ["entity"], 0) for i in range(256)})
+    index = {f"w{i}": ([f"s{i}"], 1) for i in range(256)}
+    wordnet = WordNet(write_wordnet(tmp_path / "wn", synsets, index))
+    groups = [[f"w{i}" for i in range(256)]] * 40
+    start = time.perf_counter()
+    LabelGrounding(groups, wordnet)
+    assert time.perf_counter() - start < 2.0
+
+
+def test_exported_models_read_labels_as_the_torch_model(tmp_path, street_wordnet, use_wordnet):
+    pytest.importorskip("onnx")
+    from lang_seg_ros.inference.backends.onnx_export import export_onnx, read_onnx_info, text_model_for
+    from lang_seg_ros.model import build_model
+
+    model = build_model("lseg_tiny").eval()
+    model.config.text_encoder = TextEncoderConfig(**{**model.config.text_encoder.__dict__,
+                                                     "vocabulary": VOCABULARY, "negatives": ("dog",)})
+    info = export_onnx(model, tmp_path / "tiny.onnx", height=64, width=64, check=False)
+    exported = text_model_for(read_onnx_info(info.path))
+    assert exported.config.text_encoder.vocabulary == VOCABULARY
+    assert exported.config.text_encoder.negatives == ("dog",)
+    use_wordnet(street_wordnet)
+    labels = ["carriageway", "road", "dog"]
+    torch.testing.assert_close(exported.encode_text(labels), model.encode_text(labels))
+    assert not torch.allclose(model.encode_text(labels)[0], model.text_encoder.encode_labels(labels)[0])
 
 
 def _wording_set(name: str) -> list[str]:
@@ -127,8 +203,8 @@ def test_the_real_wordnet_grounds_the_held_out_wordings_of_the_shipped_model():
     from lang_seg_ros.model import load_checkpoint
     from lang_seg_ros.model.checkpoint import default_checkpoint_path
 
-    vocabulary = load_checkpoint(default_checkpoint_path()).config.text_encoder.vocabulary
-    read = {g.label: g.wordings for g in grounded(vocabulary, _wording_set("heldout"))}
+    text_config = load_checkpoint(default_checkpoint_path()).config.text_encoder
+    read = {g.label: g.wordings for g in grounded(text_config, _wording_set("heldout"))}
     assert read["carriageway"] == ("roadway",)  # was 96 % swallowed by "footpath"
     assert "pedestrian" in read["passer-by"]  # was 76 % swallowed by "bike rider"
     assert "car" in read["hatchback"]
@@ -141,3 +217,14 @@ def test_a_checkpoint_vocabulary_that_is_not_short_strings_is_refused(vocabulary
 
     with pytest.raises(ValueError, match="vocabulary"):
         TextEncoderConfig(vocabulary=vocabulary)
+
+
+def test_files_without_a_vocabulary_look_as_before():
+    """An official-style config writes no grounding fields (older versions read it), and reads back."""
+    from lang_seg_ros.model import LSegConfig
+
+    config = LSegConfig()
+    assert "vocabulary" not in config.to_dict()["text_encoder"] and "negatives" not in config.to_dict()["text_encoder"]
+    street = config.replace(text_encoder=TextEncoderConfig(vocabulary=(("road", "street"),), negatives=("dog",)))
+    assert LSegConfig.from_dict(street.to_dict()) == street
+    assert LSegConfig.from_dict(config.to_dict()) == config

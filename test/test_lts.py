@@ -175,6 +175,16 @@ def test_checkpoint_refuses_another_lseg_or_another_format(tmp_path, tiny_checkp
         load_lts(tiny_checkpoint, wider)
 
 
+def test_a_trained_vocabulary_is_not_another_text_encoder(tmp_path):
+    """How an LSeg model grounds labels (its trained vocabulary) leaves its text encoder the same: an
+    LTS head trained before the model had one still loads, and reads sentences as they are."""
+    path = save_lts(make_lts().eval(), tmp_path / "lts.safetensors")
+    lseg = lseg_tiny(0)
+    lseg.config.text_encoder = dataclasses.replace(lseg.config.text_encoder, vocabulary=(("car",),), negatives=("dog",))
+    loaded = load_lts(path, lseg)
+    torch.testing.assert_close(loaded._encode_text(SENTENCES[:1]), lseg.text_encoder.encode_labels(SENTENCES[:1]))
+
+
 @pytest.mark.parametrize("name, data_type", [("lts_refcoco.yaml", "refcoco"), ("lts_synthetic.yaml", "synthetic")])
 def test_example_configs_parse(name, data_type):
     from pathlib import Path

@@ -3,6 +3,7 @@ a few steps reducing the loss on a tiny synthetic set, resuming."""
 
 import copy
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -176,3 +177,42 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
     assert resumed.iteration == straight.iteration == 4 and resumed.cursors == straight.cursors
     for (k, p), q in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         torch.testing.assert_close(p, q, msg=k)
+
+
+def test_the_trainer_encodes_wordings_as_they_are_and_saves_what_it_trained_on(tmp_path, monkeypatch):
+    """Training targets are the frozen encoder's own vectors even when the starting checkpoint can
+    ground labels; the saved file carries the run's names, wordings and negatives (model.grounding)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from wordnet_db import write_wordnet
+
+    from lang_seg_ros.model import build_model, load_checkpoint, save_checkpoint
+    from lang_seg_ros.model.grounding import grounding_for
+    from lang_seg_ros.train.wordings import WordingConfig
+
+    # a WordNet in which a "red cube" is a kind of "box": a model knowing "box" would ground it
+    synsets = {"entity": (["entity"], [], 0), "box": (["box"], ["entity"], 0), "cube": (["red_cube"], ["box"], 0)}
+    index = {"box": (["box"], 1), "red_cube": (["cube"], 1)}
+    monkeypatch.setenv("WNSEARCHDIR", str(write_wordnet(tmp_path / "wn", synsets, index)))
+    grounding_for.cache_clear()
+    init = build_model("lseg_tiny")
+    init.config.text_encoder = replace(init.config.text_encoder, vocabulary=(("box",),))
+    assert not torch.allclose(init.encode_text(["red cube"]), init.text_encoder.encode_labels(["red cube"]))
+    save_checkpoint(init, tmp_path / "init.safetensors")
+
+    cfg = _tiny_cfg(tmp_path, iterations=2, val_every=2, checkpoint_every=2,
+                    init_checkpoint=str(tmp_path / "init.safetensors"))
+    cfg.datasets[0].wordings = WordingConfig(wordings={"red box": ["red cube"]}, negatives=["teapot", "violin"],
+                                             negatives_per_step=1, max_similarity=1.01)
+    try:
+        trainer = Trainer(cfg, progress=False)
+        bank = trainer.sets[0].wording_bank
+        torch.testing.assert_close(bank.features, trainer.model.text_encoder.encode_labels(bank.prompts))
+        trainer.fit()
+    finally:
+        grounding_for.cache_clear()
+    saved = load_checkpoint(tmp_path / "run" / "best.safetensors").config.text_encoder
+    assert saved.vocabulary == (("background",), ("red box", "red cube"), ("blue disc",))
+    assert saved.negatives == ("teapot", "violin")

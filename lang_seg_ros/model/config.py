@@ -59,23 +59,38 @@ class TextEncoderConfig:
     # writes them): a label outside them is read through the ones WordNet puts it under
     # (`model.grounding`). Empty = none known (official checkpoints): labels are encoded as they are.
     vocabulary: tuple[tuple[str, ...], ...] = ()
+    # Words trained as labels with no pixels (the trainer's negatives): known, so never grounded.
+    negatives: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        # A checkpoint's metadata is untrusted: only lists of short strings, of bounded size.
+        # A checkpoint's metadata is untrusted: only short strings, in bounded numbers.
         groups = self.vocabulary
         if not isinstance(groups, (list, tuple)) or not all(
-                isinstance(g, (list, tuple)) and all(isinstance(w, str) and len(w) <= MAX_WORDING_CHARS for w in g)
+                isinstance(g, (list, tuple)) and 0 < len(g) <= MAX_CLASS_WORDINGS and all(map(_short_text, g))
                 for g in groups):
-            raise ValueError(f"text_encoder.vocabulary must be lists of strings of <= {MAX_WORDING_CHARS} "
-                             f"characters, one list per class")
-        if sum(len(g) for g in groups) > MAX_VOCABULARY:
-            raise ValueError(f"text_encoder.vocabulary holds more than {MAX_VOCABULARY} wordings")
+            raise ValueError(f"text_encoder.vocabulary must be lists of 1 to {MAX_CLASS_WORDINGS} strings of <= "
+                             f"{MAX_WORDING_CHARS} characters, one list per class")
+        if not isinstance(self.negatives, (list, tuple)) or not all(map(_short_text, self.negatives)):
+            raise ValueError(f"text_encoder.negatives must be a list of strings of <= {MAX_WORDING_CHARS} characters")
+        if sum(len(g) for g in groups) + len(self.negatives) > MAX_VOCABULARY:
+            raise ValueError(f"text_encoder.vocabulary and negatives hold more than {MAX_VOCABULARY} wordings")
         self.vocabulary = tuple(tuple(g) for g in groups)
+        self.negatives = tuple(self.negatives)
 
 
-#: Bounds of a trained vocabulary (`TextEncoderConfig.vocabulary`) read from a checkpoint.
+#: Bounds of a trained vocabulary (`TextEncoderConfig.vocabulary` and `.negatives`) read from a
+#: checkpoint: grounding's set-up grows with a class's wordings, so a hostile file cannot stall it.
 MAX_VOCABULARY = 20_000
+MAX_CLASS_WORDINGS = 256
 MAX_WORDING_CHARS = 200
+#: Fields of the text-encoder config that say how labels are read, not which encoder: absent from
+#: a file when empty (files stay readable by versions without them), ignored where encoders are
+#: compared (an LTS model trained on the same encoder).
+GROUNDING_FIELDS = ("vocabulary", "negatives")
+
+
+def _short_text(value: object) -> bool:
+    return isinstance(value, str) and len(value) <= MAX_WORDING_CHARS
 
 
 @dataclass
@@ -127,7 +142,11 @@ class LSegConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        for key in GROUNDING_FIELDS:  # empty: left out, as files written before these fields
+            if not out["text_encoder"][key]:
+                del out["text_encoder"][key]
+        return out
 
     def summary(self) -> dict[str, Any]:
         """`to_dict` without the fields the architecture does not use (a CNN has no patch size,
@@ -139,7 +158,8 @@ class LSegConfig:
         if self.text_encoder.type != "clip" or not (self.text_encoder.text_cfg or self.text_encoder.vision_cfg):
             out["text_encoder"] = {k: out["text_encoder"][k] for k in ("type", "name")}
         vocabulary = self.text_encoder.vocabulary
-        out["text_encoder"].pop("vocabulary", None)
+        for key in GROUNDING_FIELDS:
+            out["text_encoder"].pop(key, None)
         if vocabulary:  # the names, not all ~100 wordings: grounding uses them (model.grounding)
             out["text_encoder"]["vocabulary"] = (f"{sum(map(len, vocabulary))} trained wordings of "
                                                  f"{len(vocabulary)} classes: "

@@ -64,7 +64,7 @@ class LSeg(nn.Module):
     def encode_text(self, labels: list[str]) -> torch.Tensor:
         """(N, C) L2-normalised label embeddings, on the model's device, in fp32; labels outside
         the trained vocabulary are grounded (`model.grounding`)."""
-        return encode_labels(self.text_encoder, labels, self.config.text_encoder.vocabulary)
+        return encode_labels(self.text_encoder, labels, self.config.text_encoder)
 
     def decode(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised images -> fused decoder features (B, F, H/2, W/2), before the head."""

@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import GROUNDING_FIELDS
+
 __all__ = [
     "ASPP", "CrossModalFusion", "LTSConfig", "LocateThenSegment", "PositionPrior", "SegmentationModule",
     "coord_maps", "load_lts", "lts_config", "lts_loss", "prior_target", "save_lts",
@@ -244,7 +246,9 @@ class LocateThenSegment(nn.Module):
         self.config = cfg
         self.lseg_config = lseg_model.config
         self.encoder = lseg_model.pretrained
-        self._encode_text = lseg_model.encode_text  # bound method: not registered as a submodule
+        # Sentences as the frozen encoder gives them (never grounded: `model.grounding` reads labels);
+        # a bound method, not registered as a submodule.
+        self._encode_text = lseg_model.text_encoder.encode_labels
         self._cache: dict[str, torch.Tensor] = {}
         self._cache_size = cache_size
         text_dim = lseg_model.config.embed_dim
@@ -376,6 +380,9 @@ def load_lts(path: str | os.PathLike, lseg_model: nn.Module, device: str | torch
         raise ValueError(f"{path} is not an LTS checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})")
     trained_on = json.loads(meta["lseg_config"])
     current = lseg_model.config.to_dict()
+    for key in ("text_encoder",):  # how labels are read (grounding) is not which encoder reads them
+        current[key], trained_on[key] = ({k: v for k, v in d[key].items() if k not in GROUNDING_FIELDS}
+                                         for d in (current, trained_on))
     for key in ("image_encoder", "text_encoder", "embed_dim"):
         if json.loads(json.dumps(current[key])) != trained_on[key]:
             raise ValueError(f"{path} was trained on an LSeg model with another {key}: {trained_on[key]}")

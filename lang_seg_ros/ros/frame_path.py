@@ -85,11 +85,15 @@ class FramePath:
                                    f"backend; {what}")
         if pipeline.labels is None or pipeline.labels.id != label_set_id:
             pipeline.set_labels(spec, label_set_id=label_set_id)
-            from ..model.grounding import grounded  # torch is loaded by now; the node's import stays light
+            from ..model.grounding import grounded, wordnet_missing  # torch is loaded by now
 
-            read = grounded(pipeline.segmenter.model.config.text_encoder.vocabulary, spec.labels)
+            text_config = pipeline.segmenter.model.config.text_encoder
+            read = grounded(text_config, spec.labels)
             self.get_logger().info(f"labels encoded (set {label_set_id}): {', '.join(spec.labels)}"
                                    + (f"; read through WordNet: {'; '.join(map(str, read))}" if read else ""))
+            if wordnet_missing(text_config):
+                self._throttle("warning", "wordnet", "WordNet is not installed (apt-get install wordnet-base): labels "
+                               "the model never trained on are encoded as they are (~20 mIoU lower on unseen wordings)")
         if pipeline.expression != expression:
             pipeline.set_expression(expression)
         return pipeline

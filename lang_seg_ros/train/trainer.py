@@ -9,13 +9,14 @@ deterministic batches (the batch of iteration ``i`` depends only on ``seed`` and
 
 from __future__ import annotations
 
+
 import json
 import logging
 import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +170,7 @@ class Trainer:
         self.sets = [build_train_set(d) for d in cfg.datasets]
         # Training encodes every name and wording as it is (the image branch learns those vectors);
         # the vocabulary set below only grounds unseen labels at validation and in the saved file.
-        self.model.config.text_encoder.vocabulary = ()
+        self.model.config.text_encoder = replace(self.model.config.text_encoder, vocabulary=(), negatives=())
         # Frozen text encoder: label embeddings (and every sampled wording's) once per data set.
         for i, (s, dcfg) in enumerate(zip(self.sets, cfg.datasets)):
             with torch.no_grad():
@@ -186,10 +187,14 @@ class Trainer:
                         "class_wordings": dict(zip(s.names, bank.class_wordings)), "templates": bank.templates,
                         "negatives": bank.negatives, "dropped_negatives": bank.dropped_negatives,
                         "negatives_per_step": bank.negatives_per_step, "prompts": len(bank.prompts)}, indent=1))
-        # What the image branch learns from: each class's name and wordings (`model.grounding`).
-        self.model.config.text_encoder.vocabulary = tuple(
-            tuple(words) for s in self.sets
-            for words in (s.wording_bank.class_wordings if s.wording_bank is not None else [[n] for n in s.names]))
+        # What the image branch learns from, saved with it (`model.grounding`): each class's name and
+        # wordings, and the negatives it learnt to give no pixels. Checked now, not when saving.
+        self.model.config.text_encoder = replace(
+            self.model.config.text_encoder,
+            vocabulary=tuple(tuple(words) for s in self.sets for words in (
+                s.wording_bank.class_wordings if s.wording_bank is not None else [[n] for n in s.names])),
+            negatives=tuple(dict.fromkeys(n for s in self.sets if s.wording_bank is not None
+                                          for n in s.wording_bank.negatives)))
         self.val_set = _make_dataset(cfg.val, cache=True) if cfg.val is not None else None
 
         backbone = [p for p in self.model.pretrained.parameters() if p.requires_grad]

@@ -189,7 +189,7 @@ class TextModel(nn.Module):
     @torch.no_grad()
     def encode_text(self, labels: list[str]) -> torch.Tensor:
         """(N, C) L2-normalised label embeddings, fp32, as `LSeg.encode_text` (grounded alike)."""
-        return encode_labels(self.text_encoder, labels, self.config.text_encoder.vocabulary)
+        return encode_labels(self.text_encoder, labels, self.config.text_encoder)
 
 
 def text_model_for(info: OnnxInfo) -> TextModel:
