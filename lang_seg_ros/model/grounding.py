@@ -1,6 +1,6 @@
 """Labels a model never trained on, read through the wordings it did train on.
 
-A model trained from a wording list (the default street model: ~150 wordings of 11 classes)
+A model trained from a wording list (the default street model: 127 wordings of 11 classes)
 knows "roadway", "pedestrian" and "car" but not "carriageway", "passer-by" or "hatchback", and
 the frozen text encoder places such words wherever its own training put them: MiniLM sets
 "carriageway" beside "footway", so a label set with both "carriageway" and "footpath" gave the
@@ -13,8 +13,9 @@ its hypernyms, else its hypernyms' hypernyms (nearest level only), and for a phr
 lacks ("bike rider"), its head noun itself when trained, else that noun's synonyms and
 hypernyms. Its embedding is then the mean of its own and the mean of theirs, L2-normalised:
 the label keeps its own meaning and moves towards what the image branch learnt for its kind.
-Labels the model trained on, labels WordNet cannot place and models without a vocabulary (the
-official CLIP checkpoints) are encoded as they are. This runs when a label set is prepared, never
+Labels the model trained on (its wordings, and the negatives it learnt to give no pixels),
+labels WordNet cannot place and models without a vocabulary (the official CLIP checkpoints) are
+encoded as they are. This runs when a label set is prepared, never
 per frame. Measured on CamVid val (`lang_seg_ros/weights/MODEL_CARD.md`): the held-out wordings
 47.0 -> 68.0 mIoU, the training names unchanged.
 """
