@@ -339,3 +339,21 @@ def test_the_embedded_model_loads_without_the_text_weights_its_package_provides(
     model = load_checkpoint(path)
     assert not model.text_encoder.weights_in_checkpoint
     assert set(model.checkpoint_state_dict()) < set(model.state_dict())
+
+
+def test_a_header_whose_length_starts_like_a_pickle_is_still_our_format(tmp_path):
+    """A safetensors file begins with its header's length, little-endian: a 45,440-byte header (a
+    trained vocabulary in the config) starts with 0x80, a pickle's first byte. It is read as what
+    it is, whatever its name, and a real pickle named .safetensors is still refused unexecuted."""
+    model = build_model("lseg_tiny").eval()
+    for pad in range(256):  # labels long enough to put 0x80 in the header length's low byte
+        path = save_checkpoint(model, tmp_path / "model.bin", labels=["x" * pad])
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    loaded = load_checkpoint(path)
+    torch.testing.assert_close(loaded.state_dict()["scratch.head1.weight"], model.state_dict()["scratch.head1.weight"])
+    disguised = tmp_path / "pickle.safetensors"
+    disguised.write_bytes(pickle.dumps({"state_dict": {}}, protocol=2))
+    with pytest.raises(ValueError, match="not a lang-seg checkpoint, or a damaged one"):
+        load_checkpoint(disguised)

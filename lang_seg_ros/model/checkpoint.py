@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ._registry import IMAGENET_MEAN, IMAGENET_STD, config_with_overrides
@@ -101,7 +101,8 @@ def read_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]
     """Tensors of a lang-seg Lightning checkpoint, `net.` prefix removed; nothing in it is executed."""
     try:
         obj = torch.load(path, map_location="cpu", pickle_module=_SAFE_PICKLE, weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, TypeError, KeyError) as exc:
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, TypeError, KeyError, SafetensorError) as exc:
+        # (torch.load hands a *.safetensors name to safetensors, whatever the bytes are)
         raise ValueError(f"{path}: not a lang-seg checkpoint, or a damaged one ({exc})") from exc
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict):
@@ -251,11 +252,15 @@ def build_model(name_or_config: str | LSegConfig | dict[str, Any], **overrides: 
 
 
 def _is_own_format(path: Path) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then the JSON header. Its first
+    byte is the length's low byte, which may be 0x80 like a pickle's (a 45,440-byte header)."""
     with open(path, "rb") as fp:
-        head = fp.read(8)
+        head = fp.read(9)
+    if len(head) == 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= path.stat().st_size:
+        return True
     if head[:2] == b"PK" or head[:1] == b"\x80":  # zip (torch >= 1.6) or a raw pickle
         return False
-    return path.suffix == ".safetensors" or len(head) == 8
+    return path.suffix == ".safetensors" or len(head) >= 8
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu", **overrides: Any) -> LSeg:
