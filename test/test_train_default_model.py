@@ -80,14 +80,14 @@ def default_segmenter():
 
 
 # mIoU on the first 4 CamVid val frames (0016E5_07959 ...), 360x480 single scale. Measured:
-# v2 (shipped) 70.1 / 67.0 / 48.9; v1 64.4 / 45.7 / 39.2. The floors sit a few points under
-# v2, so broken weights, a wrong preprocessing or the old eleven-word model fail. With WordNet
-# the held-out wordings are grounded (`model.grounding`): 68.7 and 46.6 (second set; 42.0 v2 without).
+# v3 (shipped) 71.5 / 68.2 / 71.6 / 48.4 (held out without WordNet: 50.3 / 43.7); v2 70.1 / 67.0 /
+# 68.7 / 46.6 (48.9 / 41.5 without); v1 64.4 / 45.7 / 39.2 / -. The floors sit a few points under v3,
+# so broken weights, a wrong preprocessing, lost grounding or an older model fail.
 @pytest.mark.skipif(not CAMVID.is_dir(), reason="CamVid not present")
 @pytest.mark.parametrize("wording_set, floor", [
-    ("training_names", 0.66), ("common_synonyms", 0.60),
-    ("heldout", 0.44 if find_wordnet() is None else 0.64),
-    ("heldout_b", 0.38 if find_wordnet() is None else 0.43)])
+    ("training_names", 0.69), ("common_synonyms", 0.65),
+    ("heldout", 0.47 if find_wordnet() is None else 0.69),
+    ("heldout_b", 0.41 if find_wordnet() is None else 0.465)])
 def test_default_segmenter_scores_camvid_val_in_the_users_words(default_segmenter, wording_set, floor):
     from lang_seg_ros.data import build_dataset, read_names
     from lang_seg_ros.train import evaluate_model
