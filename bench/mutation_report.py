@@ -71,7 +71,9 @@ def write_config(sandbox: Path, module: str, tests: list[str]) -> None:
              # the test order is mutmut's (slowest tests last); pytest-randomly would shuffle it
              "pytest_add_cli_args=", "    -p", "    no:randomly", "    -p", "    no:cacheprovider",
              # torch is not fork-safe once it has run: fork the workers from a clean server process
-             "process_isolation=forkserver", "use_git_change_detection=false", ""]
+             "process_isolation=forkserver", "use_git_change_detection=false",
+             # data files some tests read (wording sets: model/grounding.py's tests)
+             "also_copy=", "    configs", ""]
     (sandbox / "setup.cfg").write_text("\n".join(lines))
 
 

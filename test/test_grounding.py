@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from wordnet_db import write_wordnet
 
 from lang_seg_ros.model import TextEncoderConfig
-from lang_seg_ros.model.grounding import (LabelGrounding, encode_labels, grounded, grounding_for,
+from lang_seg_ros.model.grounding import (Grounding, LabelGrounding, encode_labels, grounded, grounding_for,
                                          wordnet_missing)
 from lang_seg_ros.wordnet import WordNet, find_wordnet
 
@@ -228,3 +228,43 @@ def test_files_without_a_vocabulary_look_as_before():
     street = config.replace(text_encoder=TextEncoderConfig(vocabulary=(("road", "street"),), negatives=("dog",)))
     assert LSegConfig.from_dict(street.to_dict()) == street
     assert LSegConfig.from_dict(config.to_dict()) == config
+
+
+def test_how_far_a_label_is_read_and_where_the_walk_stops(tmp_path):
+    """Each level says how it was read; three hypernym steps are too far to say which class; a
+    phrase's head noun is read through WordNet up to one step; a tagged word's first sense decides."""
+    synsets = {
+        "entity": (["entity"], [], 0), "road": (["road"], ["entity"], 0), "roadway": (["roadway"], ["road"], 0),
+        "carriageway": (["carriageway"], ["roadway"], 0), "lane": (["fast_lane"], ["carriageway"], 0),
+        "slow": (["slow_lane"], ["lane"], 0), "route": (["route"], ["road"], 0),
+        "person": (["person"], ["entity"], 0), "car": (["car"], ["entity"], 0),
+        "jack_car": (["jack"], ["car"], 0), "jack_person": (["jack"], ["person"], 0),
+        # "walk": an activity first, the path second; "sidewalk" (trained with it) is a kind of path
+        "activity": (["activity"], ["entity"], 0), "walk_activity": (["walk"], ["activity"], 0),
+        "stroll": (["stroll"], ["walk_activity"], 0), "walk_path": (["walk", "walkway"], ["entity"], 0),
+        "sidewalk": (["sidewalk"], ["walk_path"], 0), "footpath": (["footpath"], ["walk_path"], 0),
+    }
+    index = {lemma: ([name], 1) for name, (lemmas, _, _) in synsets.items() for lemma in lemmas}
+    index["jack"] = (["jack_car", "jack_person"], 1)  # tagged: its first sense (a car) is the usual one
+    index["walk"] = (["walk_activity", "walk_path"], 1)
+    wordnet = WordNet(write_wordnet(tmp_path / "wn", synsets, index))
+    grounding = LabelGrounding((("road",), ("person",), ("car",), ("walk", "sidewalk")), wordnet)
+    assert grounding.ground("route") == Grounding("route", ("road",), "hypernym")
+    assert grounding.ground("roadway") == Grounding("roadway", ("road",), "hypernym")
+    assert grounding.ground("carriageway") == Grounding("carriageway", ("road",), "hypernym, 2 steps")
+    assert grounding.ground("fast lane") == Grounding("fast lane")  # three steps up: too far
+    assert grounding.ground("walkway") == Grounding("walkway", ("walk",), "synonym")
+    assert grounding.ground("jack") == Grounding("jack", ("car",), "hypernym")
+    # "walk" beside "sidewalk" is the path (a sense above another wording's), not the activity
+    assert grounding.ground("stroll") == Grounding("stroll")
+    assert grounding.ground("footpath") == Grounding("footpath", ("walk",), "hypernym")
+    # a phrase WordNet lacks: its head noun, through WordNet, at most one step up
+    assert grounding.ground("busy roadway") == Grounding("busy roadway", ("road",), "head noun's hypernym")
+    assert grounding.ground("wide carriageway") == Grounding("wide carriageway")  # two steps: no
+    assert grounding.ground("old walkway") == Grounding("old walkway", ("walk",), "head noun's synonym")
+
+
+def test_the_models_negatives_reach_the_grounding(street_wordnet, use_wordnet):
+    use_wordnet(street_wordnet)
+    config = TextEncoderConfig(vocabulary=VOCABULARY, negatives=("carriageway",))
+    assert grounded(config, ["carriageway", "passer-by"]) == [Grounding("passer-by", ("pedestrian",), "hypernym")]
