@@ -243,12 +243,16 @@ def test_how_far_a_label_is_read_and_where_the_walk_stops(tmp_path):
         "activity": (["activity"], ["entity"], 0), "walk_activity": (["walk"], ["activity"], 0),
         "stroll": (["stroll"], ["walk_activity"], 0), "walk_path": (["walk", "walkway"], ["entity"], 0),
         "sidewalk": (["sidewalk"], ["walk_path"], 0), "footpath": (["footpath"], ["walk_path"], 0),
+        # "trail": an animal's track first, a path second (under "walk", trained with it)
+        "trail_track": (["trail"], ["entity"], 0), "trail_path": (["trail"], ["walk_path"], 0),
+        "spoor": (["spoor"], ["trail_track"], 0),
     }
     index = {lemma: ([name], 1) for name, (lemmas, _, _) in synsets.items() for lemma in lemmas}
     index["jack"] = (["jack_car", "jack_person"], 1)  # tagged: its first sense (a car) is the usual one
     index["walk"] = (["walk_activity", "walk_path"], 1)
+    index["trail"] = (["trail_track", "trail_path"], 1)
     wordnet = WordNet(write_wordnet(tmp_path / "wn", synsets, index))
-    grounding = LabelGrounding((("road",), ("person",), ("car",), ("walk", "sidewalk")), wordnet)
+    grounding = LabelGrounding((("road",), ("person",), ("car",), ("walk", "sidewalk", "trail")), wordnet)
     assert grounding.ground("route") == Grounding("route", ("road",), "hypernym")
     assert grounding.ground("roadway") == Grounding("roadway", ("road",), "hypernym")
     assert grounding.ground("carriageway") == Grounding("carriageway", ("road",), "hypernym, 2 steps")
@@ -258,6 +262,8 @@ def test_how_far_a_label_is_read_and_where_the_walk_stops(tmp_path):
     # "walk" beside "sidewalk" is the path (a sense above another wording's), not the activity
     assert grounding.ground("stroll") == Grounding("stroll")
     assert grounding.ground("footpath") == Grounding("footpath", ("walk",), "hypernym")
+    assert grounding.ground("spoor") == Grounding("spoor")  # "trail" beside "walk" is the path, below it
+    assert grounding.ground("the") == Grounding("the")  # no head noun at all
     # a phrase WordNet lacks: its head noun, through WordNet, at most one step up
     assert grounding.ground("busy roadway") == Grounding("busy roadway", ("road",), "head noun's hypernym")
     assert grounding.ground("wide carriageway") == Grounding("wide carriageway")  # two steps: no
