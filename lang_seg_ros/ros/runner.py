@@ -48,6 +48,11 @@ def run(node_factory, args: Sequence[str] | None = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RCLError:
+        # SIGINT shut the context down while the executor was building its next wait set (two
+        # signals 0.1 s apart, as `ros2 launch` sends them): a normal stop, not a crash.
+        if rclpy.ok():
+            raise
     except (ValueError, ParameterException) as exc:  # invalid parameters at start-up
         print(f"{NODE_NAME}: {type(exc).__name__}: {exc}", file=sys.stderr)
         code = 2
