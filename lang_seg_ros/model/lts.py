@@ -380,9 +380,8 @@ def load_lts(path: str | os.PathLike, lseg_model: nn.Module, device: str | torch
         raise ValueError(f"{path} is not an LTS checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})")
     trained_on = json.loads(meta["lseg_config"])
     current = lseg_model.config.to_dict()
-    for key in ("text_encoder",):  # how labels are read (grounding) is not which encoder reads them
-        current[key], trained_on[key] = ({k: v for k, v in d[key].items() if k not in GROUNDING_FIELDS}
-                                         for d in (current, trained_on))
+    for d in (current, trained_on):  # how labels are read (grounding) is not which encoder reads them
+        d["text_encoder"] = {k: v for k, v in d["text_encoder"].items() if k not in GROUNDING_FIELDS}
     for key in ("image_encoder", "text_encoder", "embed_dim"):
         if json.loads(json.dumps(current[key])) != trained_on[key]:
             raise ValueError(f"{path} was trained on an LSeg model with another {key}: {trained_on[key]}")
