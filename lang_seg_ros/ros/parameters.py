@@ -38,7 +38,8 @@ class Param:
     float_range: tuple[float, float] | None = None
     choices: tuple[str, ...] | None = None
     # "labels": a comma-separated string or a string array (YAML list, -p name:="[a, b]");
-    # "numbers": a number or a number array. Both declared with dynamic typing.
+    # "numbers": a number or a number array; "switch": one of `choices`, where YAML's booleans
+    # (-p name:=on reaches the node as true) read as "on" / "off". All declared with dynamic typing.
     kind: str = ""
 
 
@@ -86,7 +87,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("overlap_postprocessing", "auto", "Finish and publish each frame (regions, overlay, messages) on a "
           "second thread while the model runs on the next one: 'on', 'off', or 'auto' = on when the model runs on "
           "a GPU (on a CPU the two threads compete for the cores the model uses; docs/ros.md).", read_only=True,
-          choices=("auto", "on", "off")),
+          choices=("auto", "on", "off"), kind="switch"),
     Param("cameras", "", "Several cameras served by one model: names, e.g. '[front, rear]' (each a ROS name "
           "token). Camera NAME reads NAME/image (or NAME/image/compressed), NAME/camera_info, NAME/depth and "
           "NAME/depth/camera_info and publishes every output under NAME/ (NAME/segmentation, ...); one label set and "
@@ -175,6 +176,12 @@ def normalise(name: str, value: Any) -> Any:
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             return list(value)
         raise ValueError(f"{name} must be a comma-separated string or a string array, got {value!r:.80}")
+    if kind == "switch":
+        if isinstance(value, bool):  # YAML 1.1 (rcl, params files) reads on/off as booleans
+            return "on" if value else "off"
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"{name} must be one of {', '.join(p.choices or ())}, got {value!r:.80}")
     if kind == "numbers":
         values = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
         if (isinstance(values, (list, tuple)) or hasattr(values, "tolist")) and all(
@@ -194,9 +201,11 @@ def validate(values: dict[str, Any], current: dict[str, Any]) -> str | None:
             continue
         if p.kind:
             try:
-                normalise(name, value)
+                value = normalise(name, value)
             except ValueError as exc:
                 return str(exc)
+            if p.choices and value not in p.choices:
+                return f"{name} must be one of {', '.join(p.choices)}, got {value!r:.80}"
             continue
         if p.default is not None and type(value) is not type(p.default) and not (
                 isinstance(p.default, float) and isinstance(value, int) and not isinstance(value, bool)):

@@ -25,6 +25,8 @@ def _namespace(prefix: str) -> str:
     (None, {"scales": [1.0] * 10_000}, "scales must hold 1 to 8 values"),
     (None, {"scales": [1.0, 9.0]}, "scales must be values in [0.1, 4.0]"),
     (None, {"device": "cuda:\u00b2"}, "device must be auto, cpu, cuda, cuda:N or mps"),
+    (None, {"overlap_postprocessing": "maybe"}, "overlap_postprocessing must be one of auto, on, off"),
+    (None, {"overlap_postprocessing": 1}, "overlap_postprocessing must be one of auto, on, off"),
 ])
 def test_invalid_parameters_stop_the_node_with_a_message(tmp_path_factory, checkpoint, params, message):
     proc = start_node(tmp_path_factory, checkpoint, _namespace("s"), **params)
@@ -48,6 +50,23 @@ def test_labels_as_a_string_array_at_start_up_win_over_the_params_file(ros, node
         assert list(out.labels) == ["road", "sky", "sign, symbol"] and list(out.label_is_stuff) == [False, True, False]
         current = client.spin_until(lambda: client.out.get("current_labels"), 5.0)
         assert list(current[-1].labels) == ["road", "sky", "sign, symbol"]
+    finally:
+        client.close()
+        assert proc.stop() == 0, proc.log()[-3000:]
+
+
+@pytest.mark.parametrize("switch", [True, False])
+def test_overlap_postprocessing_on_or_off_as_yaml_reads_them_starts_the_node(ros, node_checkpoint, tmp_path_factory,
+                                                                            switch):
+    """`-p overlap_postprocessing:=on` (the documented value) reaches the node as the boolean true:
+    rcl reads parameters as YAML 1.1. It means "on", it does not stop the node."""
+    proc = start_node(tmp_path_factory, node_checkpoint, _namespace("o"), overlap_postprocessing=switch)
+    client = Client(ros, proc)
+    try:
+        client.wait_ready()
+        assert client.send(client.make_image()) is not None
+        settings = client.spin_until(lambda: client.out.get("current_labels"), 5.0)
+        assert settings and proc.proc.poll() is None
     finally:
         client.close()
         assert proc.stop() == 0, proc.log()[-3000:]
