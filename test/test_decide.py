@@ -71,9 +71,11 @@ def test_below_the_threshold_confidence_is_exact_so_no_pixel_is_dropped_by_the_a
 def test_labels_last_logits_are_read_without_a_copy_and_give_the_same_answer():
     logits = smooth_logits(12, 30, 40, seed=3)
     labels_last = logits.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # as LSeg.decoded_logits returns them
-    a = decide_stride2(logits, (60, 80), (60, 80))
-    b = decide_stride2(labels_last, (60, 80), (60, 80))
-    assert torch.equal(a[0], b[0]) and torch.allclose(a[1], b[1])
+    rows_first = logits.permute(1, 0, 2).contiguous().permute(1, 0, 2)  # neither layout: torch's strided copy
+    a = decide_stride2(logits, (60, 80), (60, 80))  # an exported graph's (N, h, w): OpenCV's transpose
+    for other in (labels_last, rows_first):
+        b = decide_stride2(other, (60, 80), (60, 80))
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
 @pytest.mark.skipif(not CAMVID_VAL.is_dir(), reason="CamVid val is not in ../shared/datasets")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 from typing import Callable, Iterable
 
+import cv2
 import torch
 import torch.nn.functional as F
 
@@ -69,6 +70,20 @@ def _log_best_probability(logits: torch.Tensor, best: torch.Tensor) -> torch.Ten
     return out.log_().neg_()
 
 
+def _labels_last(logits: torch.Tensor) -> torch.Tensor:
+    """(N, h, w) -> (h, w, N) contiguous. Free for the torch backend's logits (LSeg.decoded_logits
+    lays them out labels-last); an exported graph's (N, h, w) on the CPU is transposed by OpenCV's
+    blocked transpose, 2-3x faster than torch's strided copy (480x360, one core: 20 labels 1.8 ->
+    0.5 ms, 150 labels 20 -> 7.5 ms)."""
+    cells = logits.permute(1, 2, 0)
+    if cells.is_contiguous():
+        return cells
+    n, h, w = logits.shape
+    if logits.device.type == "cpu" and logits.dtype == torch.float32 and logits.is_contiguous():
+        return torch.from_numpy(cv2.transpose(logits.view(n, h * w).numpy())).view(h, w, n)
+    return cells.contiguous()
+
+
 def _resample(grid: torch.Tensor, iy: torch.Tensor, wy: torch.Tensor, ix: torch.Tensor,
               wx: torch.Tensor) -> torch.Tensor:
     """(h2, w2) float grid -> (W, H), transposed: the weighted taps along y, then along x. Both
@@ -104,9 +119,8 @@ def decide_stride2(logits: torch.Tensor, work_hw: tuple[int, int], out_hw: tuple
         return label, torch.ones((height, width), device=logits.device)
     iy, wy = (t.to(logits.device) for t in _taps(height, work_hw[0], h2))
     ix, wx = (t.to(logits.device) for t in _taps(width, work_hw[1], w2))
-    # (h2, w2, N), labels last: free for the torch backend's logits (LSeg.decoded_logits); one copy
-    # for an exported graph's (N, h2, w2), after which every per-cell reduction reads contiguous rows
-    cells = logits.permute(1, 2, 0).contiguous()
+    # (h2, w2, N), labels last: every per-cell reduction below then reads contiguous rows
+    cells = _labels_last(logits)
     table = cells.view(h2 * w2, n)  # a label vector per grid cell
     best_grid, label_grid = cells.max(dim=2)
     # log of the best label's softmax probability per cell; interpolated, then exp: the confidence
