@@ -6,12 +6,15 @@
 The model runs once per frame beforehand (not timed); then, per frame, the median of
 --repeats runs of each stage: `decide` (label map and confidence from the logits, as the
 Segmenter does after the forward pass), `objects` (regions: connected components, scores,
-boxes, centroids, masks), `instances` (the same with watershed-split instances), `overlay`, `messages` (the node's messages for the frame, needs the
+boxes, centroids, masks), `instances` (the same with watershed-split instances, every label a
+thing), `inst+stuff` (the same with Cityscapes' stuff classes, road ... sky, marked stuff as a
+panoptic set-up marks them: stuff is never split), `overlay`, `messages` (the node's messages for the frame, needs the
 ROS wheels; skipped without them) and `+standard` (what the standard outputs add to a frame
 with a synthetic ground-plane depth: the organised points aligned with the mask and the
 confidence, aligned_points, detections and detections_3d messages). Prints the machine first,
 then "after" (objects + messages: everything after the label decision, with and without
-instances) and each label count's decision time as a ratio of the smallest count's.
+instances, and with instances and stuff) and each label count's decision time as a ratio of the
+smallest count's.
 """
 from __future__ import annotations
 
@@ -38,6 +41,8 @@ from lang_seg_ros.visualize import palette, render_overlay  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ["road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
          "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle", "other"]
+#: Cityscapes' stuff classes (road ... sky): WORDS[:11].
+STUFF = frozenset(range(11))
 
 
 def machine() -> str:
@@ -113,8 +118,8 @@ def main() -> int:
           f"{args.repeats} runs per frame, then the median over frames (ms)")
     segmenter = Segmenter(device="cpu")
     depth_mm, k = ground_plane_depth(height, width)
-    print(f"{'labels':>6} {'decide':>8} {'objects':>8} {'instances':>9} {'overlay':>8} {'messages':>9} "
-          f"{'+standard':>10} {'after':>6} {'after+inst':>10}")
+    print(f"{'labels':>6} {'decide':>8} {'objects':>8} {'instances':>9} {'inst+stuff':>10} {'overlay':>8} "
+          f"{'messages':>9} {'+standard':>10} {'after':>6} {'after+inst':>10} {'after+inst+stuff':>16}")
     decisions: dict[int, float] = {}
     for count in args.labels:
         labels = (WORDS + [f"object {i}" for i in range(count)])[:count]
@@ -139,6 +144,8 @@ def main() -> int:
                                                              max_regions=256), args.repeats)
             t_instances, _ = timed(lambda: frame_objects(label_map, confidence, labels, min_area=50, max_regions=256,
                                                          split=True), args.repeats)
+            t_stuff, _ = timed(lambda: frame_objects(label_map, confidence, labels, stuff=STUFF, min_area=50,
+                                                     max_regions=256, split=True), args.repeats)
             colours = palette(count)
             rgb = np.ascontiguousarray(frame[:, :, ::-1])
             t_overlay, _ = timed(lambda: render_overlay(rgb, objects.label_map, labels, colors=colours), args.repeats)
@@ -148,14 +155,15 @@ def main() -> int:
                 t_messages, _ = timed(lambda: messages.frame_messages(Header(frame_id="cam"), result, {}, 0.0, 1, 0),
                                       args.repeats)
                 t_standard = standard_outputs_cost(pipeline, frame, depth_mm, k, Header, args.repeats)
-            rows.append((t_decide, t_objects, t_instances, t_overlay, t_messages, t_standard))
+            rows.append((t_decide, t_objects, t_instances, t_stuff, t_overlay, t_messages, t_standard))
         med = [statistics.median(column) for column in zip(*rows)]
-        messages_ms = med[4] if not np.isnan(med[4]) else 0.0
+        messages_ms = med[5] if not np.isnan(med[5]) else 0.0
         decisions[count] = med[0]
-        print(f"{count:>6} {med[0]:>8.1f} {med[1]:>8.1f} {med[2]:>9.1f} {med[3]:>8.1f} {med[4]:>9.1f} {med[5]:>10.1f} "
-              f"{med[1] + messages_ms:>6.1f} {med[2] + messages_ms:>10.1f}")
+        print(f"{count:>6} {med[0]:>8.1f} {med[1]:>8.1f} {med[2]:>9.1f} {med[3]:>10.1f} {med[4]:>8.1f} {med[5]:>9.1f} "
+              f"{med[6]:>10.1f} {med[1] + messages_ms:>6.1f} {med[2] + messages_ms:>10.1f} "
+              f"{med[3] + messages_ms:>16.1f}")
     print("after = objects + messages (everything after the label decision), after+inst = the same with "
-          "watershed instances")
+          "watershed instances (every label a thing), after+inst+stuff = with Cityscapes' stuff classes stuff")
     if len(decisions) > 1:
         base = min(decisions)
         print("label decision vs the " + f"{base}-label one: " + ", ".join(

@@ -52,29 +52,35 @@ def _components(shifted: np.ndarray, stuff: set[int]) -> _Components:
     """Components of `shifted` = label + 1 (0 = no label): a stuff label is one component (all its
     pixels), a thing label one per 8-connected piece.
 
-    Each label is labelled inside its own bounding box: one cheap pass per label's extent instead of
-    a whole-frame comparison and labelling per label.
+    Each label is labelled inside its own bounding box, with OpenCV's statistics: areas and boxes
+    come with the labelling, not from `np.bincount` / `find_objects` passes over the frame.
     """
     counts = np.bincount(shifted.ravel())
     label_boxes = ndimage.find_objects(shifted)
     ids = np.zeros(shifted.shape, np.int32)
-    labels, is_stuff = [-1], [False]
-    for value in np.flatnonzero(counts[1:]) + 1:
+    labels, is_stuff, areas, boxes = [-1], [False], [int(counts[0])], []
+    for value in (np.flatnonzero(counts[1:]) + 1).tolist():
         box = label_boxes[value - 1]
         mask = shifted[box] == value
-        label = int(value) - 1
+        label = value - 1
         if label in stuff:
             np.copyto(ids[box], len(labels), where=mask)
             labels.append(label)
             is_stuff.append(True)
+            areas.append(int(counts[value]))
+            boxes.append(box)
             continue
-        count, pieces = cv2.connectedComponents(mask.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+        count, pieces, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8,
+                                                                   ltype=cv2.CV_32S)
         np.add(pieces, len(labels) - 1, out=ids[box], where=mask)
+        top, left = box[0].start, box[1].start
+        for x, y, w, h, area in stats[1:].tolist():
+            boxes.append((slice(top + y, top + y + h), slice(left + x, left + x + w)))
+            areas.append(area)
         labels.extend([label] * (count - 1))
         is_stuff.extend([False] * (count - 1))
-    n = len(labels) - 1
-    return _Components(ids, np.asarray(labels, np.int64), np.bincount(ids.ravel(), minlength=n + 1),
-                       ndimage.find_objects(ids, max_label=n), np.asarray(is_stuff, bool), label_boxes)
+    return _Components(ids, np.asarray(labels, np.int64), np.asarray(areas, np.int64), boxes,
+                       np.asarray(is_stuff, bool), label_boxes)
 
 
 def _distances(shifted: np.ndarray, label_boxes: list, thing_labels: list[int]) -> np.ndarray:
