@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from typing import Iterator
 
 import torch
 
 from ..device_spec import DEVICE_CHOICES, check_device, cpu_has_native_bf16
 
-__all__ = ["DEVICE_CHOICES", "PRECISION_CHOICES", "resolve_device", "resolve_precision"]
+__all__ = ["DEVICE_CHOICES", "PRECISION_CHOICES", "cpu_cores", "resolve_device", "resolve_precision"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -78,6 +79,15 @@ _EMULATED = {
                      "kernels): it is emulated, measured 33x slower than fp32 on an AVX2 CPU; use fp32 or auto",
     ("cpu", "fp16"): "%s on %s is emulated and partly unsupported, much slower than fp32; use fp32 or auto",
 }
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on: its CPU affinity (a container's or `taskset`'s limit),
+    `os.cpu_count()` where the platform has no affinity call."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 @contextlib.contextmanager

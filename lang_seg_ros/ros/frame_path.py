@@ -52,13 +52,24 @@ class FramePath:
             return False
         pipeline.adopt(self._pipeline)  # track ids and the frame `refer` answers on carry over
         self._pipeline, self._model_error = pipeline, None
+        import torch
+
+        from ..model.device import cpu_cores
+
+        # The finisher needs a core the model does not use: a GPU's host thread leaves them all, a
+        # CPU model does when cpu_threads is below the core count (else both threads would compete).
+        threads = torch.get_num_threads()
+        on_cpu = pipeline.segmenter.device.type == "cpu"
         overlap = s["overlap_postprocessing"]
-        self._overlap = overlap == "on" or (overlap == "auto" and pipeline.segmenter.device.type != "cpu")
+        self._overlap = overlap == "on" or (overlap == "auto" and (not on_cpu or threads < cpu_cores()))
         free_accelerator_memory()
-        self.get_logger().info(f"model loaded from {s['checkpoint'] or 'the embedded default'} on "
-                               f"{pipeline.segmenter.device} ({pipeline.segmenter.precision}, backend {s['backend']}) in "
-                               f"{time.perf_counter() - t0:.1f} s" + (f", warmed up for {s['warmup_sizes']}"
-                                                                     if s["warmup_sizes"].strip() else ""))
+        self.get_logger().info(
+            f"model loaded from {s['checkpoint'] or 'the embedded default'} on {pipeline.segmenter.device} "
+            f"({pipeline.segmenter.precision}, backend {s['backend']}"
+            + (f", {threads} CPU thread{'s' if threads > 1 else ''} of {cpu_cores()} cores" if on_cpu else "")
+            + f") in {time.perf_counter() - t0:.1f} s" + (f", warmed up for {s['warmup_sizes']}"
+                                                          if s["warmup_sizes"].strip() else "")
+            + ("; frames are finished on a second thread (overlap_postprocessing)" if self._overlap else ""))
         return True
 
     def _unload_model(self) -> None:

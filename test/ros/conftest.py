@@ -61,7 +61,7 @@ def seg(ros, node_checkpoint, tmp_path_factory):
     """The plain node, started once per test module, with a ready client; stopped (SIGINT) after.
 
     Frames are finished on the finisher thread (`overlap_postprocessing: on`, what a GPU gets by
-    default); the lifecycle, start-up and replay tests run the CPU default (off)."""
+    default); the lifecycle, start-up and replay tests finish them on the worker (off)."""
     with serving(ros, tmp_path_factory, node_checkpoint, f"/t{os.getpid()}_{random.randint(0, 99999)}",
                  overlap_postprocessing="on") as client:
         yield client

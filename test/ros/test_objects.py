@@ -37,7 +37,7 @@ def obj(ros, node_checkpoint, tmp_path_factory):
                       labels=", ".join(LABELS), instances=True, tracking=True, publish_panoptic=True,
                       use_depth=True, publish_cloud=True, publish_overlay=False,
                       traversable_labels=["Floor", "road"], obstacle_max_range=20.0, marker_lifetime=0.5,
-                      region_embeddings=True, overlap_postprocessing="on")  # the finisher thread (off by default on a CPU)
+                      region_embeddings=True, overlap_postprocessing="on")  # the finisher thread
     client = Client(ros, proc)
     try:
         client.wait_ready()
