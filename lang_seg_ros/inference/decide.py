@@ -80,7 +80,7 @@ def _labels_last(logits: torch.Tensor) -> torch.Tensor:
         return cells
     n, h, w = logits.shape
     if logits.device.type == "cpu" and logits.dtype == torch.float32 and logits.is_contiguous():
-        return torch.from_numpy(cv2.transpose(logits.view(n, h * w).numpy())).view(h, w, n)
+        return torch.from_numpy(cv2.transpose(logits.detach().view(n, h * w).numpy())).view(h, w, n)
     return cells.contiguous()
 
 

@@ -57,11 +57,13 @@ class FramePath:
         from ..model.device import cpu_cores
 
         # The finisher needs a core the model does not use: a GPU's host thread leaves them all, a
-        # CPU model does when cpu_threads is below the core count (else both threads would compete).
+        # CPU model when cpu_threads is set below the core count (torch's own default may be the
+        # physical cores of a hyperthreaded CPU: left as it was, measured on no such machine).
         threads = torch.get_num_threads()
         on_cpu = pipeline.segmenter.device.type == "cpu"
+        spare_core = 0 < s["cpu_threads"] < cpu_cores()
         overlap = s["overlap_postprocessing"]
-        self._overlap = overlap == "on" or (overlap == "auto" and (not on_cpu or threads < cpu_cores()))
+        self._overlap = overlap == "on" or (overlap == "auto" and (not on_cpu or spare_core))
         free_accelerator_memory()
         self.get_logger().info(
             f"model loaded from {s['checkpoint'] or 'the embedded default'} on {pipeline.segmenter.device} "

@@ -86,8 +86,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("overlay_alpha", 0.5, "Opacity of the label colours in the overlay.", float_range=(0.0, 1.0)),
     Param("overlap_postprocessing", "auto", "Finish and publish each frame (regions, overlay, messages) on a "
           "second thread while the model runs on the next one: 'on', 'off', or 'auto' = on when the model runs on "
-          "a GPU, or on a CPU when cpu_threads leaves a core free (else the two threads compete for the cores the "
-          "model uses; docs/ros.md).", read_only=True,
+          "a GPU, or on a CPU when cpu_threads is set below the core count (else the two threads compete for the "
+          "cores the model uses; docs/ros.md).", read_only=True,
           choices=("auto", "on", "off"), kind="switch"),
     Param("cameras", "", "Several cameras served by one model: names, e.g. '[front, rear]' (each a ROS name "
           "token). Camera NAME reads NAME/image (or NAME/image/compressed), NAME/camera_info, NAME/depth and "

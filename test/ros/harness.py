@@ -315,7 +315,7 @@ class Client:
 
 TEST_LABELS = "red thing, green thing, blue thing, white box"
 # fp32: the same outputs on every CPU (auto would pick bf16 where it is native). Frames finished
-# on the worker (overlap off; auto would turn it on where cpu_threads 1 leaves a core free): the
+# on the worker (overlap off; auto would turn it on where cpu_threads 1 is below the cores): the
 # tests that want the finisher thread ask for it.
 FAST_PARAMS = {"device": "cpu", "precision": "fp32", "cpu_threads": 1, "working_size": 128, "log_throttle_period": 0.0, "labels": TEST_LABELS,
                "min_region_area": 20, "reliability": "best_effort", "overlap_postprocessing": "off"}
