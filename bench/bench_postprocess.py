@@ -163,7 +163,7 @@ def main() -> int:
               f"{med[6]:>10.1f} {med[1] + messages_ms:>6.1f} {med[2] + messages_ms:>10.1f} "
               f"{med[3] + messages_ms:>16.1f}")
     print("after = objects + messages (everything after the label decision), after+inst = the same with "
-          "watershed instances (every label a thing), after+inst+stuff = with Cityscapes' stuff classes stuff")
+          "watershed instances (every label a thing), after+inst+stuff = with Cityscapes' stuff classes marked stuff")
     if len(decisions) > 1:
         base = min(decisions)
         print("label decision vs the " + f"{base}-label one: " + ", ".join(

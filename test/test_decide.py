@@ -68,11 +68,17 @@ def test_below_the_threshold_confidence_is_exact_so_no_pixel_is_dropped_by_the_a
     assert torch.equal(low, exact_confidence < 0.5) or int((low != (exact_confidence < 0.5)).sum()) <= 2
 
 
-def test_labels_last_logits_are_read_without_a_copy_and_give_the_same_answer():
+def test_labels_last_logits_are_read_without_a_copy_and_give_the_same_answer(monkeypatch):
+    from lang_seg_ros.inference import decide
+
     logits = smooth_logits(12, 30, 40, seed=3)
     labels_last = logits.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # as LSeg.decoded_logits returns them
     rows_first = logits.permute(1, 0, 2).contiguous().permute(1, 0, 2)  # neither layout: torch's strided copy
+    assert decide._labels_last(labels_last).data_ptr() == labels_last.data_ptr()  # no copy
+    transposed = []
+    monkeypatch.setattr(decide.cv2, "transpose", lambda a: transposed.append(a.shape) or a.T.copy())
     a = decide_stride2(logits, (60, 80), (60, 80))  # an exported graph's (N, h, w): OpenCV's transpose
+    assert transposed == [(12, 30 * 40)]
     for other in (labels_last, rows_first):
         b = decide_stride2(other, (60, 80), (60, 80))
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

@@ -41,8 +41,14 @@ class FramePath:
         on_worker = self._worker.on_thread
         if on_worker:  # frames of the old model still being finished go out first, in order
             self._finisher.drain()
+        import torch
+
+        from ..model.device import cpu_cores
+
+        if self._torch_threads is None:  # before any cpu_threads: what cpu_threads 0 means
+            self._torch_threads = torch.get_num_threads()
         try:
-            pipeline = build_pipeline(s)
+            pipeline = build_pipeline(s, self._torch_threads)
         except Exception as exc:  # noqa: BLE001 - a bad checkpoint must not kill the node
             keep = " (keeping the previous model)" if self._pipeline is not None else ""
             self._model_error = str(exc)
@@ -52,23 +58,20 @@ class FramePath:
             return False
         pipeline.adopt(self._pipeline)  # track ids and the frame `refer` answers on carry over
         self._pipeline, self._model_error = pipeline, None
-        import torch
-
-        from ..model.device import cpu_cores
-
         # The finisher needs a core the model does not use: a GPU's host thread leaves them all, a
         # CPU model when cpu_threads is set below the core count (torch's own default may be the
         # physical cores of a hyperthreaded CPU: left as it was, measured on no such machine).
-        threads = torch.get_num_threads()
+        threads, cores = torch.get_num_threads(), cpu_cores()
         on_cpu = pipeline.segmenter.device.type == "cpu"
-        spare_core = 0 < s["cpu_threads"] < cpu_cores()
+        spare_core = 0 < s["cpu_threads"] < cores
         overlap = s["overlap_postprocessing"]
         self._overlap = overlap == "on" or (overlap == "auto" and (not on_cpu or spare_core))
         free_accelerator_memory()
         self.get_logger().info(
             f"model loaded from {s['checkpoint'] or 'the embedded default'} on {pipeline.segmenter.device} "
             f"({pipeline.segmenter.precision}, backend {s['backend']}"
-            + (f", {threads} CPU thread{'s' if threads > 1 else ''} of {cpu_cores()} cores" if on_cpu else "")
+            + (f", {threads} CPU thread{'s' if threads > 1 else ''} of {cores} core{'s' if cores > 1 else ''}"
+               if on_cpu else "")
             + f") in {time.perf_counter() - t0:.1f} s" + (f", warmed up for {s['warmup_sizes']}"
                                                           if s["warmup_sizes"].strip() else "")
             + ("; frames are finished on a second thread (overlap_postprocessing)" if self._overlap else ""))

@@ -69,6 +69,7 @@ class _SegmentationMixin(FramePath):
         self._commands: Commands | None = None  # the label set and expression as accepted
         self._pipeline = None  # lang_seg_ros.pipeline.FramePipeline: frames on the worker (and finisher)
         self._overlap = False  # finish frames on the finisher thread (`overlap_postprocessing`)
+        self._torch_threads: int | None = None  # torch's own CPU thread count, restored for cpu_threads 0
         self._applied: tuple[Any, dict, tuple[bool, ...]] | None = None  # what the pipeline was last configured with
         self._model_error: str | None = None
         self._stats = Stats()  # the node's counters, all cameras together
@@ -96,14 +97,17 @@ class _SegmentationMixin(FramePath):
     def _declare_parameters(self, extra: Sequence[Param] = ()) -> None:
         # A list given after a string (-p labels:="[a, b]" after the params file's string) must win;
         # a read-only one (cameras) cannot be set after it is declared, so it is declared with it.
-        lists = list_overrides(sys.argv, self.get_fully_qualified_name(), [p.name for p in PARAMETERS if p.kind])
+        # So must a YAML boolean given before a string (overlap_postprocessing: off, then :=auto).
+        lists = list_overrides(sys.argv, self.get_fully_qualified_name(), [p.name for p in PARAMETERS if p.kind],
+                               any_type=[p.name for p in PARAMETERS if p.kind == "switch"])
         for p in (*PARAMETERS, *extra):
             if p.read_only and p.name in lists:
                 self.declare_parameter(p.name, lists[p.name], descriptor(p), ignore_override=True)
             else:
                 self.declare_parameter(p.name, p.default, descriptor(p))
         self.set_parameters([Parameter(name, Parameter.Type.STRING_ARRAY, value) for name, value in lists.items()
-                             if not PARAMS_BY_NAME[name].read_only and isinstance(self.get_parameter(name).value, str)])
+                             if not PARAMS_BY_NAME[name].read_only and isinstance(value, list)
+                             and isinstance(self.get_parameter(name).value, str)])
         values = {p.name: normalise(p.name, self.get_parameter(p.name).value) for p in (*PARAMETERS, *extra)}
         error = validate(values, values)
         if error:

@@ -9,7 +9,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import yaml
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -53,7 +53,8 @@ PARAMETERS: tuple[Param, ...] = (
           choices=("torch", "onnxruntime", "openvino", "tensorrt")),
     Param("warmup_sizes", "", "Input sizes to run once when a model loads, 'WxH, WxH' (e.g. '640x480'): the "
           "first camera frame then does not stall on allocations, kernel choice or engine builds.", reload=True),
-    Param("cpu_threads", 0, "Threads torch may use on the CPU; 0 = torch's default (one per core).",
+    Param("cpu_threads", 0, "Threads the model may use on the CPU (torch, ONNX Runtime, OpenVINO); 0 = torch's "
+          "default (one per core).",
            reload=True, int_range=(0, 1024)),
     Param("precision", "auto", "Image-branch precision: auto (what the device runs natively: fp16 on a GPU, bf16 "
           "on a CPU with AVX-512 BF16 / AMX, else fp32), fp32, fp16 or bf16 (a precision the device only emulates "
@@ -177,12 +178,8 @@ def normalise(name: str, value: Any) -> Any:
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             return list(value)
         raise ValueError(f"{name} must be a comma-separated string or a string array, got {value!r:.80}")
-    if kind == "switch":
-        if isinstance(value, bool):  # YAML 1.1 (rcl, params files) reads on/off as booleans
-            return "on" if value else "off"
-        if isinstance(value, str):
-            return value
-        raise ValueError(f"{name} must be one of {', '.join(p.choices or ())}, got {value!r:.80}")
+    if kind == "switch":  # YAML 1.1 (rcl, params files) reads on/off as booleans; `validate` checks the rest
+        return ("on" if value else "off") if isinstance(value, bool) else value
     if kind == "numbers":
         values = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
         if (isinstance(values, (list, tuple)) or hasattr(values, "tolist")) and all(
@@ -205,14 +202,13 @@ def validate(values: dict[str, Any], current: dict[str, Any]) -> str | None:
                 value = normalise(name, value)
             except ValueError as exc:
                 return str(exc)
-            if p.choices and value not in p.choices:
-                return f"{name} must be one of {', '.join(p.choices)}, got {value!r:.80}"
-            continue
-        if p.default is not None and type(value) is not type(p.default) and not (
+        elif p.default is not None and type(value) is not type(p.default) and not (
                 isinstance(p.default, float) and isinstance(value, int) and not isinstance(value, bool)):
             return f"{name} must be of type {type(p.default).__name__}, got {value!r:.80}"
         if p.choices and value not in p.choices:
-            return f"{name} must be one of {', '.join(p.choices)}, got {value!r}"
+            return f"{name} must be one of {', '.join(p.choices)}, got {value!r:.80}"
+        if p.kind:
+            continue
         if p.int_range and not p.int_range[0] <= value <= p.int_range[1]:
             return f"{name} must be in [{p.int_range[0]}, {p.int_range[1]}], got {value}"
         if p.float_range and not p.float_range[0] <= value <= p.float_range[1]:
@@ -264,13 +260,17 @@ def _node_matches(key: str, fqn: str) -> bool:
     return re.fullmatch(pattern, fqn) is not None
 
 
-def list_overrides(argv: Sequence[str], fqn: str, names: Sequence[str]) -> dict[str, list]:
-    """The `names` whose last override on the command line is a list: {name: list}.
+def list_overrides(argv: Sequence[str], fqn: str, names: Sequence[str],
+                   any_type: Collection[str] = ()) -> dict[str, Any]:
+    """The `names` whose last override on the command line is a list: {name: list}; for the names
+    in `any_type`, the last override whatever its type.
 
     rcl keeps an overridden parameter's values of every type it was given, and rclpy then reads
-    the string before the string array: `--params-file segment.yaml -p labels:="[a, b]"` would
-    give the file's string. This reads the ROS arguments in order (params files and -p rules,
-    as rcl applies them) so that the last one given wins, whatever its type."""
+    the string before the string array, and a boolean before a string:
+    `--params-file segment.yaml -p labels:="[a, b]"` would give the file's string, a file's
+    `overlap_postprocessing: off` (a boolean) would beat `-p overlap_postprocessing:=auto`. This
+    reads the ROS arguments in order (params files and -p rules, as rcl applies them, as YAML 1.1)
+    so that the last one given wins, whatever its type."""
     found: dict[str, Any] = {}
     args = list(argv)
     i, ros_args = 0, False
@@ -307,7 +307,8 @@ def list_overrides(argv: Sequence[str], fqn: str, names: Sequence[str]) -> dict[
             i += 2
             continue
         i += 1
-    return {name: [str(v) for v in value] for name, value in found.items() if isinstance(value, list)}
+    return {name: [str(v) for v in value] if isinstance(value, list) else value for name, value in found.items()
+            if isinstance(value, list) or name in any_type}
 
 
 def warmup_sizes_of(text: str) -> list[tuple[int, int]]:
@@ -385,8 +386,9 @@ def pipeline_settings(s: dict[str, Any]):
         region_embeddings=bool(s["region_embeddings"]))
 
 
-def build_pipeline(s: dict[str, Any]):
-    """The model (`Segmenter`) and the frame pipeline the parameters describe.
+def build_pipeline(s: dict[str, Any], default_threads: int = 0):
+    """The model (`Segmenter`) and the frame pipeline the parameters describe. `default_threads`:
+    torch's CPU thread count before any `cpu_threads` (set again for `cpu_threads` 0; 0 = leave as is).
 
     Raises RuntimeError with a message for the log (what could not be loaded, and what to do)."""
     checkpoint = s["checkpoint"] or None
@@ -400,9 +402,10 @@ def build_pipeline(s: dict[str, Any]):
         from ..inference import Segmenter
         from ..pipeline import FramePipeline
 
-        if s["cpu_threads"] > 0:
+        threads = int(s["cpu_threads"]) or default_threads
+        if threads > 0:
             import torch
-            torch.set_num_threads(int(s["cpu_threads"]))
+            torch.set_num_threads(threads)
         import cv2
 
         # The per-frame OpenCV work (regions, overlay, depth) is on camera-sized images, where

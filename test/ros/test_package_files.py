@@ -203,3 +203,18 @@ def test_a_list_given_after_a_string_wins(tmp_path):
     argv = ["prog", "--ros-args", "-p", "labels:=[road, sky]", "--params-file", str(params),
             "-p", "other:stuff_labels:=[y]", "-p", "lang_seg:traversable_labels:=[grass]"]
     assert list_overrides(argv, "/ns/lang_seg", names) == {"stuff_labels": ["x"], "traversable_labels": ["grass"]}
+
+
+def test_a_switch_given_after_a_yaml_boolean_wins(tmp_path):
+    """rclpy reads a parameter's boolean before its string: a params file's `off` (YAML 1.1: false)
+    would beat `-p overlap_postprocessing:=auto`. The last one given wins, read as rcl reads it."""
+    from lang_seg_ros.ros.parameters import list_overrides
+
+    params = tmp_path / "p.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    overlap_postprocessing: off\n")
+    names, switch = ["labels", "overlap_postprocessing"], ["overlap_postprocessing"]
+    argv = ["prog", "--ros-args", "--params-file", str(params), "-p", "overlap_postprocessing:=auto"]
+    assert list_overrides(argv, "/lang_seg", names, any_type=switch) == {"overlap_postprocessing": "auto"}
+    argv = ["prog", "--ros-args", "-p", "overlap_postprocessing:=on", "--params-file", str(params)]
+    assert list_overrides(argv, "/lang_seg", names, any_type=switch) == {"overlap_postprocessing": False}
+    assert list_overrides(argv, "/lang_seg", names) == {}  # without any_type: lists only

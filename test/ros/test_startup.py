@@ -65,8 +65,8 @@ def test_overlap_postprocessing_on_or_off_as_yaml_reads_them_starts_the_node(ros
     try:
         client.wait_ready()
         assert client.send(client.make_image()) is not None
-        settings = client.spin_until(lambda: client.out.get("current_labels"), 5.0)
-        assert settings and proc.proc.poll() is None
+        line = proc.wait_log(r"model loaded from .*", timeout=30.0)
+        assert line is not None and ("finished on a second thread" in line.group(0)) == switch, proc.log()[-2000:]
     finally:
         client.close()
         assert proc.stop() == 0, proc.log()[-3000:]
@@ -77,7 +77,9 @@ def test_overlap_auto_on_a_cpu_finishes_frames_on_a_second_thread_only_when_a_co
     """`auto` on a CPU: the finisher needs a core the model does not use. With cpu_threads equal to
     the cores, or left to torch (0), the frames are finished on the worker; with fewer (on a
     machine of 2+ cores), on the finisher thread. The "model loaded" line says which."""
-    cores = len(os.sched_getaffinity(0))
+    from lang_seg_ros.model.device import cpu_cores
+
+    cores = cpu_cores()
     for threads, overlapped in ((cores, False), (0, False), (max(1, cores - 1), cores > 1)):
         proc = start_node(tmp_path_factory, node_checkpoint, _namespace("a"), overlap_postprocessing="auto",
                           cpu_threads=threads)
@@ -91,6 +93,30 @@ def test_overlap_auto_on_a_cpu_finishes_frames_on_a_second_thread_only_when_a_co
         finally:
             client.close()
             assert proc.stop() == 0, proc.log()[-3000:]
+
+
+def test_cpu_threads_back_to_0_gives_torch_its_own_thread_count_again(ros, node_checkpoint, tmp_path_factory):
+    """cpu_threads 0 = torch's default: after a reload with 1 thread, setting 0 restores the count the
+    node started with (not the 1 left behind), and `auto` then finishes frames on the worker."""
+    import subprocess
+    import sys
+
+    default = int(subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                                 capture_output=True, text=True, check=True).stdout)
+    proc = start_node(tmp_path_factory, node_checkpoint, _namespace("c"), overlap_postprocessing="auto",
+                      cpu_threads=1)
+    client = Client(ros, proc)
+    try:
+        client.wait_ready()
+        start = len(proc.log())
+        assert client.set_parameters(cpu_threads=0)[0].successful
+        line = proc.wait_log(r"model loaded from .*", timeout=60.0, start=start)
+        assert line is not None and f" {default} CPU thread" in line.group(0), proc.log()[-2000:]
+        assert "finished on a second thread" not in line.group(0)
+        assert client.send(client.make_image()) is not None
+    finally:
+        client.close()
+        assert proc.stop() == 0, proc.log()[-3000:]
 
 
 def test_without_a_usable_model_the_node_explains_and_recovers(ros, node_checkpoint, tmp_path_factory):
