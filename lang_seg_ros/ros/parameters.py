@@ -207,8 +207,6 @@ def validate(values: dict[str, Any], current: dict[str, Any]) -> str | None:
             return f"{name} must be of type {type(p.default).__name__}, got {value!r:.80}"
         if p.choices and value not in p.choices:
             return f"{name} must be one of {', '.join(p.choices)}, got {value!r:.80}"
-        if p.kind:
-            continue
         if p.int_range and not p.int_range[0] <= value <= p.int_range[1]:
             return f"{name} must be in [{p.int_range[0]}, {p.int_range[1]}], got {value}"
         if p.float_range and not p.float_range[0] <= value <= p.float_range[1]:

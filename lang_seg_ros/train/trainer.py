@@ -9,7 +9,6 @@ deterministic batches (the batch of iteration ``i`` depends only on ``seed`` and
 
 from __future__ import annotations
 
-
 import json
 import logging
 import math
