@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -108,7 +108,7 @@ class NodeProcess:
     """The node in its own process and session; output (stdout + stderr) goes to a log file."""
 
     def __init__(self, module: str, log_path: Path, namespace: str, params: dict[str, Any],
-                 name: str = "lang_seg") -> None:
+                 name: str = "lang_seg", extra_args: Sequence[str] = ()) -> None:
         self.namespace = namespace
         self.name = name
         self.log_path = log_path
@@ -116,6 +116,7 @@ class NodeProcess:
                 "--params-file", str(ROOT / "config" / "segment.yaml")]
         for key, value in params.items():
             args += ["-p", f"{key}:={_param_text(value)}"]
+        args += list(extra_args)  # ROS arguments as a user types them, after the parameters
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      cwd=str(ROOT), env=dict(os.environ), start_new_session=True)
@@ -337,10 +338,10 @@ def serving(ros, tmp_path_factory, checkpoint, namespace: str, **params):
 
 
 def start_node(tmp_path_factory, checkpoint, namespace: str, module: str = "lang_seg_ros.ros.node",
-               **params) -> NodeProcess:
+               extra_args: Sequence[str] = (), **params) -> NodeProcess:
     log = tmp_path_factory.mktemp("node_logs") / f"{namespace.strip('/').replace('/', '_')}.log"
     merged = {**FAST_PARAMS, "checkpoint": str(checkpoint) if checkpoint is not None else "", **params}
-    return NodeProcess(module, log, namespace, merged)
+    return NodeProcess(module, log, namespace, merged, extra_args=extra_args)
 
 
 # ---- depth frames with known intrinsics (3D outputs) ----------------------------------------------

@@ -72,6 +72,21 @@ def test_overlap_postprocessing_on_or_off_as_yaml_reads_them_starts_the_node(ros
         assert proc.stop() == 0, proc.log()[-3000:]
 
 
+def test_a_string_given_after_a_yaml_boolean_wins(ros, node_checkpoint, tmp_path_factory):
+    """rclpy reads a parameter's boolean before its string: `off` (a boolean) and then `:='on'` must
+    give "on", the last one given, as for any other parameter."""
+    proc = start_node(tmp_path_factory, node_checkpoint, _namespace("w"), overlap_postprocessing=False,
+                      extra_args=["-p", "overlap_postprocessing:='on'"])
+    client = Client(ros, proc)
+    try:
+        client.wait_ready()
+        line = proc.wait_log(r"model loaded from .*", timeout=30.0)
+        assert line is not None and "finished on a second thread" in line.group(0), proc.log()[-2000:]
+    finally:
+        client.close()
+        assert proc.stop() == 0, proc.log()[-3000:]
+
+
 def test_overlap_auto_on_a_cpu_finishes_frames_on_a_second_thread_only_when_a_core_is_left_free(
         ros, node_checkpoint, tmp_path_factory):
     """`auto` on a CPU: the finisher needs a core the model does not use. With cpu_threads equal to
