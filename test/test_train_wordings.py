@@ -1,7 +1,7 @@
 """Wording-robust training: per step each class is named by a sampled wording inside a sampled
 template, negatives that are synonyms of a class (or of a held-out wording) are never used,
-and the frozen text encoder runs once, when the bank is built. Plus the OHEM loss, whose
-per-image selection is what lets several processes share a batch exactly."""
+and the frozen text encoder runs once, when the bank is built. Plus the OHEM and Lovasz losses,
+whose per-image definitions are what let several processes share a batch exactly."""
 
 from pathlib import Path
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from lang_seg_ros.train.loss import lseg_loss, lseg_loss_terms, ohem_keep_mask
+from lang_seg_ros.train.loss import lovasz_sum, lseg_loss, lseg_loss_terms, ohem_keep_mask
 from lang_seg_ros.train.wordings import (WordingBank, WordingConfig, build_wording_bank, load_class_wordings,
                                          read_word_list)
 
@@ -187,3 +187,51 @@ def test_loss_terms_without_ohem_are_the_lseg_loss():
     w = torch.tensor([1.0, 2.0, 0.5])
     total, count = lseg_loss_terms(logits, target, 7, w)
     assert (total / count).item() == pytest.approx(lseg_loss(logits, target, 7, w).item(), rel=1e-6)
+
+
+# -- Lovasz-softmax ---------------------------------------------------------------------------
+
+def _one_hot_logits(pred: torch.Tensor, n: int) -> torch.Tensor:
+    """(B, H, W) label map -> logits whose softmax is that map's one-hot (to float precision)."""
+    return torch.nn.functional.one_hot(pred, n).permute(0, 3, 1, 2).float() * 60.0
+
+
+def test_lovasz_of_a_hard_prediction_is_one_minus_each_present_class_iou_per_image():
+    # At a one-hot prediction the Lovasz extension is the Jaccard loss itself: image 0 below has
+    # a 2-pixel "pole" (class 1) of which the prediction finds 1 and adds 1 false pixel.
+    target = torch.zeros(2, 4, 4, dtype=torch.long)
+    target[0, 1:3, 2] = 1
+    target[0, 3, 3] = 9  # ignored: its (wrong) prediction counts nowhere
+    pred = torch.zeros_like(target)
+    pred[0, 1, 2] = pred[0, 0, 0] = 1
+    pred[0, 3, 3] = 2
+    pred[1, 0, :2] = 2  # image 1: all background, 2 pixels wrong
+    iou_bg0 = 12 / 14  # image 0: 13 background pixels labelled; 12 found, 1 taken from the pole, 1 given to it
+    expected = ((1 - iou_bg0) + (1 - 1 / 3)) / 2 + (1 - 14 / 16)
+    got = lovasz_sum(_one_hot_logits(pred, 3), target, ignore_index=9)
+    assert got.item() == pytest.approx(expected, abs=1e-4)
+    assert lovasz_sum(_one_hot_logits(target.clamp(max=2), 3), target, 9).item() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_lovasz_stride_reads_exact_labels_on_a_shifted_grid():
+    # a one-pixel-wide pole on odd columns only: the grid at offset x=1 sees it, x=0 does not
+    target = torch.zeros(1, 6, 6, dtype=torch.long)
+    target[0, :, 3] = 1
+    pred = torch.zeros_like(target)  # the pole missed entirely
+    logits = _one_hot_logits(pred, 2)
+    assert lovasz_sum(logits, target, 9, stride=2, offset=(0, 0)).item() == pytest.approx(0.0, abs=1e-4)
+    # on the odd grid (3 x 3 pixels, 3 of them pole): background IoU 6/9, pole IoU 0
+    assert lovasz_sum(logits, target, 9, stride=2, offset=(0, 1)).item() == pytest.approx(
+        ((1 - 6 / 9) + 1) / 2, abs=1e-4)
+
+
+def test_lovasz_sum_over_a_split_batch_is_the_whole_batch_sum():
+    g = torch.Generator().manual_seed(2)
+    logits = (torch.randn(4, 5, 12, 12, generator=g) * 3).requires_grad_()
+    target = torch.randint(0, 5, (4, 12, 12), generator=g)
+    target[:, :2] = 255
+    whole = lovasz_sum(logits, target, 255, stride=2, offset=(1, 0))
+    halves = lovasz_sum(logits[:2], target[:2], 255, 2, (1, 0)) + lovasz_sum(logits[2:], target[2:], 255, 2, (1, 0))
+    assert whole.item() == pytest.approx(halves.item(), rel=1e-6)
+    whole.backward()
+    assert logits.grad[:, :, 0::2].abs().sum() == 0 and logits.grad[:, :, 1::2].abs().sum() > 0

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["lseg_loss", "lseg_loss_terms", "class_weights_from_counts", "ohem_keep_mask"]
+__all__ = ["lseg_loss", "lseg_loss_terms", "lovasz_sum", "class_weights_from_counts", "ohem_keep_mask"]
 
 
 def lseg_loss(
@@ -84,6 +84,27 @@ def lseg_loss_terms(
     valid = target != ignore_index
     w = valid.float() if weight is None else torch.where(valid, weight.float()[target.clamp(0, len(weight) - 1)], 0.0)
     return (per_pixel * w).sum(), w.sum()
+
+
+def lovasz_sum(logits: torch.Tensor, target: torch.Tensor, ignore_index: int, stride: int = 1,
+               offset: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """The Lovasz-softmax loss (Berman et al., CVPR 2018) summed over the batch's images (data-
+    parallel training divides by the global batch, as :func:`lseg_loss_terms` splits its mean). Per image, the mean over the classes present in its
+    valid pixels of a convex surrogate of 1 - IoU (segmentation_models_pytorch's
+    ``LovaszLoss``): a pole's IoU weighs as much as the road's.
+
+    ``stride`` > 1 reads the pixels ``offset + stride * (i, j)`` of the full-resolution
+    (B, N, H, W) logits and of ``target`` (B, H, W) only: the per-class sort is the cost, and a
+    grid of exact labels estimates each IoU without resampling thin classes away."""
+    from segmentation_models_pytorch.losses import LovaszLoss  # a training extra, imported when used
+
+    if logits.shape[0] != target.shape[0] or logits.shape[2:] != target.shape[1:]:
+        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} do not match")
+    oy, ox = offset
+    logits = logits[:, :, oy::stride, ox::stride].float()
+    target = target[:, oy::stride, ox::stride]
+    per_image_mean = LovaszLoss("multiclass", per_image=True, ignore_index=ignore_index)(logits, target)
+    return per_image_mean * logits.shape[0]
 
 
 def class_weights_from_counts(counts: np.ndarray, mode: str = "none", max_weight: float = 10.0) -> np.ndarray:

@@ -26,7 +26,7 @@ from ..data import augment, build_dataset, normalize_image
 from ..model.device import resolve_device
 from .config import DatasetConfig, TrainConfig
 from .distributed import DistContext, all_reduce_sum, convert_global_batchnorm, init_distributed
-from .loss import class_weights_from_counts, lseg_loss_terms
+from .loss import class_weights_from_counts, lovasz_sum, lseg_loss_terms
 from .metrics import ConfusionMatrix
 
 __all__ = ["TrainSet", "Trainer", "build_lr_lambda", "evaluate_model", "train"]
@@ -399,9 +399,16 @@ class Trainer:
                 # gradients over processes: the gradient is then the one-process gradient.
                 count = all_reduce_sum(count, self.dist)
                 scale = self.dist.world_size / count if count > 0 else 0.0
-                self.optimizer.zero_grad(set_to_none=True)
-                (total * scale).backward()
+                objective = total * scale
                 loss = all_reduce_sum(total.detach(), self.dist) / count if count > 0 else total.detach() * 0.0
+                if cfg.loss.lovasz_weight > 0:  # + weight x mean over the global batch's images
+                    stride = cfg.loss.lovasz_stride
+                    offset = tuple(np.random.default_rng([cfg.seed, 3_000_017, it]).integers(0, stride, 2))
+                    lov = lovasz_sum(logits, y, s.ignore_index, stride, offset)  # this rank's images
+                    objective = objective + cfg.loss.lovasz_weight * lov * (self.dist.world_size / cfg.batch_size)
+                    loss = loss + cfg.loss.lovasz_weight * all_reduce_sum(lov.detach(), self.dist) / cfg.batch_size
+                self.optimizer.zero_grad(set_to_none=True)
+                objective.backward()
                 if cfg.optim.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(
                         [p for g in self.optimizer.param_groups for p in g["params"]], cfg.optim.grad_clip)
