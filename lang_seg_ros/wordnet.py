@@ -3,8 +3,9 @@
 Debian/Ubuntu ship it as `wordnet-base` (`apt-get install -y --no-install-recommends
 wordnet-base`, under /usr/share/wordnet); NLTK's `wordnet` corpus folder holds the same files.
 Read here: `index.noun` (lemma -> synsets, most frequent sense first), `data.noun` (each
-synset's lemmas and hypernym pointers, at the byte offset the index gives) and `noun.exc`
-(irregular plurals). Two readers use it: referring (`referring.lexicon`: which label a phrase's
+synset's lemmas, hypernym and derivation pointers, at the byte offset the index gives) and
+`noun.exc` (irregular plurals); for derivations ("cycling" -> to ride a bicycle -> bicycle), also
+`index.verb`, `data.verb` and `verb.exc`, read when first needed. Two readers use it: referring (`referring.lexicon`: which label a phrase's
 head noun falls under) and label grounding (`model.grounding`: which trained wordings a label
 the model never saw falls under). Without the files `find_wordnet()` is None and both say so.
 """
@@ -64,8 +65,9 @@ class WordNet:
                     self._exceptions.setdefault(parts[0], parts[1])
         self._data = open(self.folder / "data.noun", "rb")  # noqa: SIM115 - kept open, read by offset
         self._lock = threading.Lock()  # one file position: a seek and its read go together
-        self._synsets: dict[int, tuple[tuple[str, ...], tuple[int, ...]]] = {}
+        self._synsets: dict[int, tuple[tuple[str, ...], tuple[int, ...], tuple[tuple[str, int], ...]]] = {}
         self._other: set[str] | None = None  # adjective, verb and adverb lemmas, read when first needed
+        self._verbs: _VerbIndex | None = None  # read when first needed
 
     def lemmas(self, word: str) -> list[str]:
         """The index forms of `word`: itself, its irregular singular, regular singulars (morphy)."""
@@ -115,19 +117,12 @@ class WordNet:
             raise KeyError(f"{lemma}.n.{sense:02d}")
         return senses[sense - 1]
 
-    def _read(self, offset: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    def _read(self, offset: int) -> tuple[tuple[str, ...], tuple[int, ...], tuple[tuple[str, int], ...]]:
         if offset not in self._synsets:
             with self._lock:
                 self._data.seek(offset)
                 line = self._data.readline()
-            parts = line.decode("utf-8", "replace").split("|")[0].split()
-            count = int(parts[3], 16)
-            words = tuple(parts[4 + 2 * i] for i in range(count))
-            at = 4 + 2 * count
-            pointers = int(parts[at])
-            hypernyms = tuple(int(parts[at + 2 + 4 * i]) for i in range(pointers)
-                              if parts[at + 1 + 4 * i] in ("@", "@i"))
-            self._synsets[offset] = (words, hypernyms)
+            self._synsets[offset] = _parse_synset(line)
         return self._synsets[offset]
 
     def words(self, offset: int) -> tuple[str, ...]:
@@ -135,6 +130,27 @@ class WordNet:
 
     def hypernyms(self, offset: int) -> tuple[int, ...]:
         return self._read(offset)[1]
+
+    def _verb_index(self) -> "_VerbIndex":
+        with self._lock:
+            if self._verbs is None:
+                self._verbs = _VerbIndex(self.folder)
+        return self._verbs
+
+    def derived_nouns(self, word: str) -> tuple[int, ...]:
+        """Noun synsets one verb away from `word` by WordNet's derivation links, in sense order:
+        "cycling" (the noun, or the verb "cycle" / "bicycle": to ride a bicycle) -> bicycle,
+        cyclist, ...; "pedalling" -> pedal, bicycle, .... What a person who is "cycling" rides,
+        when no noun of the phrase names it. () when WordNet has no such links."""
+        verbs = self._verb_index()
+        verb_senses: list[int] = []
+        for sense in self.senses(word):  # the noun "cycling" -> the verbs it derives from
+            verb_senses += [o for pos, o in self._read(sense)[2] if pos == "v"]
+        verb_senses += verbs.senses(word.lower())  # "biking", "pedalling": verb forms
+        nouns: list[int] = []
+        for sense in dict.fromkeys(verb_senses):
+            nouns += [o for pos, o in verbs.derivations(sense) if pos == "n"]
+        return tuple(dict.fromkeys(nouns))
 
     def ancestors(self, offset: int) -> dict[int, int]:
         """Every hypernym of the synset (itself included) -> its distance in hypernym steps."""
@@ -149,6 +165,68 @@ class WordNet:
                         nxt.append(parent)
             frontier = nxt
         return depth
+
+
+def _parse_synset(line: bytes) -> tuple[tuple[str, ...], tuple[int, ...], tuple[tuple[str, int], ...]]:
+    """(lemmas, hypernym offsets, derivation links (pos, offset)) of one data-file line:
+    offset lex_filenum ss_type w_cnt [word lex_id]* p_cnt [symbol offset pos source/target]* ..."""
+    parts = line.decode("utf-8", "replace").split("|")[0].split()
+    count = int(parts[3], 16)
+    words = tuple(parts[4 + 2 * i] for i in range(count))
+    at = 4 + 2 * count
+    pointers = [tuple(parts[at + 1 + 4 * i: at + 4 + 4 * i]) for i in range(int(parts[at]))]
+    hypernyms = tuple(int(offset) for symbol, offset, _ in pointers if symbol in ("@", "@i"))
+    derived = tuple((pos[0], int(offset)) for symbol, offset, pos in pointers if symbol == "+")
+    return words, hypernyms, derived
+
+
+class _VerbIndex:
+    """WordNet's verbs, for derivation links only: `index.verb`, `data.verb` and `verb.exc`
+    ("rode" -> ride). A folder without them knows no verb."""
+
+    _ENDINGS = (("ies", "y"), ("es", "e"), ("es", ""), ("s", ""), ("ed", "e"), ("ed", ""), ("ing", "e"), ("ing", ""))
+
+    def __init__(self, folder: Path) -> None:
+        self._index: dict[str, tuple[int, ...]] = {}
+        self._exceptions: dict[str, str] = {}
+        self._data = None
+        if not ((folder / "index.verb").is_file() and (folder / "data.verb").is_file()):
+            return
+        with open(folder / "index.verb", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.startswith(" "):
+                    parts = line.split()
+                    self._index[parts[0]] = tuple(int(o) for o in parts[-int(parts[2]):])
+        if (folder / "verb.exc").is_file():
+            for line in (folder / "verb.exc").read_text(encoding="utf-8", errors="replace").splitlines():
+                parts = line.split()
+                if len(parts) >= 2:
+                    self._exceptions.setdefault(parts[0], parts[1])
+        self._data = open(folder / "data.verb", "rb")  # noqa: SIM115 - kept open, read by offset
+        self._lock = threading.Lock()
+        self._derived: dict[int, tuple[tuple[str, int], ...]] = {}
+
+    def senses(self, word: str) -> list[int]:
+        """Verb synsets of an inflected form (WordNet's morphy rules, plus a doubled final
+        consonant: "pedalling" -> pedal), most frequent first."""
+        forms = [self._exceptions[word]] if word in self._exceptions else []
+        forms.append(word)
+        for suffix, ending in self._ENDINGS:
+            if word.endswith(suffix) and len(word) > len(suffix) + 1:
+                stem = word[: -len(suffix)]
+                forms.append(stem + ending)
+                if not ending and len(stem) > 2 and stem[-1] == stem[-2]:
+                    forms.append(stem[:-1])
+        return [o for form in dict.fromkeys(forms) for o in self._index.get(form, ())]
+
+    def derivations(self, offset: int) -> tuple[tuple[str, int], ...]:
+        if self._data is None:
+            return ()
+        with self._lock:
+            if offset not in self._derived:
+                self._data.seek(offset)
+                self._derived[offset] = _parse_synset(self._data.readline())[2]
+            return self._derived[offset]
 
 
 @lru_cache(maxsize=4)

@@ -69,14 +69,19 @@ def tiny_wordnet(tmp_path) -> Path:
         "dog_person": (["dog"], ["person"], 0), "ostrich_bird": (["ostrich"], ["animal"], 0),
         "ostrich_person": (["ostrich"], ["person"], 0), "vanguard": (["van"], ["group"], 0),
         "van_truck": (["van"], ["car"], 0), "red": (["red"], ["abstraction"], 0),
+        "cycling": (["cycling"], ["act"], 0), "body_part": (["body_part"], ["physical"], 0),
+        "foot": (["foot"], ["body_part"], 0),
     }
+    # the verb "to ride a bicycle" links the sport to the vehicle (WordNet's derivation pointers)
+    verbs = {"ride_bicycle": (["bicycle", "cycle", "bike", "pedal"], ["bicycle", "cycling"])}
     index = {"physical_entity": (["physical"], 1), "car": (["car"], 1), "auto": (["car"], 1),
              "hatchback": (["hatchback"], 0), "bicycle": (["bicycle"], 1), "bike": (["bicycle"], 1),
              "person": (["person"], 1), "man": (["man"], 1), "rider": (["rider"], 1),
              "dog": (["dog", "dog_person"], 1), "ostrich": (["ostrich_person", "ostrich_bird"], 0),
              "van": (["vanguard", "van_truck"], 0), "walking": (["walking"], 1), "red": (["red"], 1),
-             "people": (["group"], 1)}
-    return write_wordnet(tmp_path / "wn", synsets, index)
+             "people": (["group"], 1), "cycling": (["cycling"], 1), "body_part": (["body_part"], 1),
+             "foot": (["foot"], 1)}
+    return write_wordnet(tmp_path / "wn", synsets, index, verbs, noun_verbs={"cycling": ["ride_bicycle"]})
 
 
 ANCHORS = {"car": (("car", 1),), "pedestrian": (("person", 1),), "bicyclist": (("bicycle", 1),)}
@@ -99,6 +104,10 @@ def test_the_lexicon_reads_the_head_noun_under_its_label(tiny_wordnet):
     assert read("dog") is None and lexicon.read("dog").known  # the tagged first sense: an animal
     assert read("bike rider") == "bicyclist" and read("man on a bicycle") == "bicyclist"  # a person with a bike
     assert read("man with a dog") == "pedestrian"
+    # an activity done with a vehicle, through WordNet's derivations: the noun "cycling", verb forms
+    assert read("man cycling") == "bicyclist" and read("man pedalling") == "bicyclist"
+    assert read("person biking") == "bicyclist" and "'biking': a 'bicycle'" in lexicon.read("person biking").why
+    assert read("man walking") == "pedestrian"  # an activity with no vehicle
     unknown = lexicon.read("zorble")
     assert unknown.label is None and not unknown.known  # WordNet cannot tell: the caller decides
     assert not lexicon.read("people").known  # only an abstract sense (a group)
@@ -159,6 +168,10 @@ def test_the_phrase_rule_order(tiny_wordnet):
     assert (query.category, query.relation) == ("pedestrian", ("next_to", "car"))
     query, note = reader.resolve(parse_expression("the dog on the car"), labels)
     assert (query.category, query.relation, note) == ("dog", ("above", "car"), "")
+    # "on foot" is how a person goes (a body part), not what they stand on
+    query, note = reader.resolve(parse_expression("the man on foot on the right"), labels)
+    assert (query.category, query.relation, query.qualifiers) == ("pedestrian", None, ("right",))
+    assert "'on foot' describes" in note
 
 
 def test_without_a_lexicon_the_embedding_rule_decides():
@@ -189,7 +202,8 @@ def test_the_real_wordnet_reads_development_wordings():
     lexicon = camvid_lexicon()
     for phrase, label in [("jeep", "car"), ("double-decker", "car"), ("jogger", "pedestrian"),
                           ("tourist", "pedestrian"), ("moped", "bicyclist"), ("man on a bike", "bicyclist"),
-                          ("motorcycle rider", "bicyclist"), ("skyscraper", "building")]:
+                          ("motorcycle rider", "bicyclist"), ("skyscraper", "building"),
+                          ("girl biking", "bicyclist"), ("boy pedalling", "bicyclist"), ("man jogging", "pedestrian")]:
         assert lexicon.read(phrase).label == label, phrase
     for phrase in ABSENT_CATEGORIES + CAMVID_DEV_ABSENT:
         reading = lexicon.read(phrase)

@@ -189,7 +189,7 @@ class PhraseReader:
             for word in words:
                 if self._wording_label.get(word) == vehicle:
                     return rider, word
-                if getattr(self.lexicon, "available", False) and self.lexicon.word_label(word, wanted=vehicle).label:
+                if getattr(self.lexicon, "available", False) and self.lexicon.vehicle_word(word, vehicle):
                     return rider, word
         return None
 
@@ -206,9 +206,17 @@ class PhraseReader:
     def resolve(self, query: ReferringQuery, labels: Sequence[str]) -> tuple[ReferringQuery, str]:
         """`query` with its category (and related category) read as context labels, and a note
         ("'hatchback' read as 'car' (WordNet: ...)"; "" when nothing changed). "the person on a
-        bicycle" (parsed as a person above a bicycle) is read whole: a bicyclist."""
+        bicycle" (parsed as a person above a bicycle) is read whole: a bicyclist; "on foot" (a
+        body part) is no relation: "the woman on foot" is a woman."""
         notes, changes = [], {}
         category = query.category
+        lexicon_ready = getattr(self.lexicon, "available", False)
+        if query.relation is not None and query.relation[0] == "above" and lexicon_ready \
+                and self.lexicon.is_body_part(query.relation[1]):
+            # "the woman on foot": how she goes, not what she is above
+            notes.append(f"'on {query.relation[1]}' describes the {category!r}, not a place")
+            query = replace(query, relation=None)
+            changes["relation"] = None
         if query.relation is not None and query.relation[0] == "above":
             whole = f"{query.category} on a {query.relation[1]}"
             rider, how = self.read(whole, labels)

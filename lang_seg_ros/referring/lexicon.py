@@ -29,6 +29,8 @@ _LOG = logging.getLogger(__name__)
 
 #: The synset every concrete sense falls under (WordNet 3.0: physical_entity.n.01).
 _CONCRETE = ("physical_entity", 1)
+#: Parts of a body: "on foot" says how a person goes, not what they stand on (body_part.n.01).
+_BODY_PART = ("body_part", 1)
 
 #: CamVid's 11 classes as WordNet anchors, (lemma, sense number) as in NLTK's "car.n.01". The
 #: classes merge CamVid's 32 finer ones (Brostow et al. 2009): "car" holds cars, SUVs, trucks,
@@ -91,6 +93,7 @@ class LabelLexicon:
         self.riders = {k: dict(v) for k, v in (riders or {}).items()}
         self._anchors: dict[int, str] = {}
         self._concrete: int | None = None
+        self._body_part: int | None = None
         if self.wordnet is not None:
             for label, synsets in anchors.items():
                 for lemma, sense in synsets:
@@ -99,6 +102,10 @@ class LabelLexicon:
                     except KeyError:
                         _LOG.warning("WordNet has no %s.n.%02d (anchor of %r)", lemma, sense, label)
             self._concrete = self.wordnet.synset(*_CONCRETE)
+            try:
+                self._body_part = self.wordnet.synset(*_BODY_PART)
+            except KeyError:  # a database without it (a constructed one): no word is a body part
+                self._body_part = None
         self.labels = tuple(anchors)
 
     @property
@@ -139,6 +146,34 @@ class LabelLexicon:
         known = any(self.wordnet.senses(form) for form in forms)
         return Reading(None, word, False, f"{word!r} has no concrete sense" if known else f"{word!r} not in WordNet")
 
+    def vehicle_word(self, word: str, vehicle: str) -> str | None:
+        """The word of a `vehicle`-label vehicle that `word` names ("bike", "scooter") or that
+        the activity it names is done with (WordNet derivations: "cycling" / "biking" ->
+        "bicyclist", "motorcycling" -> "motorcycle"), else None."""
+        if self.wordnet is None:
+            return None
+        if self.word_label(word, wanted=vehicle).label == vehicle:
+            return word
+        for form in spellings(word):
+            for noun in self.wordnet.derived_nouns(form):
+                concrete, label, _ = self._sense_label(noun)
+                if concrete and label == vehicle:
+                    return self.wordnet.words(noun)[0].replace("_", " ")
+        return None
+
+    def is_body_part(self, phrase: str) -> bool:
+        """Whether the phrase's head noun is first of all a part of a body ("foot", "feet",
+        "knees"): "the woman on foot" is a woman walking, not one above a foot."""
+        if self.wordnet is None or self._body_part is None:
+            return False
+        group, _ = head_words(phrase)
+        for form in spellings(group[-1]) if group else ():
+            for sense in self.wordnet.senses(form):
+                ancestors = self.wordnet.ancestors(sense)
+                if self._concrete in ancestors:  # the first concrete sense decides
+                    return self._body_part in ancestors
+        return False
+
     def read(self, phrase: str) -> Reading:
         """The label a noun phrase means: its head noun's, a person with a vehicle as that
         vehicle's rider ("bike rider", "person on a bicycle" -> bicyclist).
@@ -168,16 +203,15 @@ class LabelLexicon:
                 return Reading(None, word, False, f"{word!r} not in WordNet")
         if reading is None:
             return Reading(None, group[-1] if group else phrase, False, "no concrete noun")
-        if reading.label in self.riders:  # "bike rider", "person on a bicycle", "man riding a motorbike"
-            words = group + rest
-            for word in words[:]:
-                if word == reading.word or word.replace("_", " ") == reading.word.replace("_", " "):
+        if reading.label in self.riders:  # "bike rider", "person on a bicycle", "woman cycling"
+            for word in group + rest:
+                if word.replace("_", " ") == reading.word.replace("_", " "):
                     continue
                 for vehicle, rider in self.riders[reading.label].items():
-                    other = self.word_label(word, wanted=vehicle)
-                    if other.label == vehicle:
-                        return Reading(rider, reading.word, True, f"{reading.why}, with a {other.word!r}",
-                                       reading.alternatives)
+                    other = self.vehicle_word(word, vehicle)
+                    if other is not None:
+                        how = f"a {other!r}" if other == word else f"{word!r}: a {other!r}"
+                        return Reading(rider, reading.word, True, f"{reading.why}, with {how}", reading.alternatives)
         return reading
 
 
