@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lang_seg_ros.data.referring_camvid import ABSENT_CATEGORIES, frame_expressions
-from lang_seg_ros.referring.benchmark import evaluate_referring, mask_iou
+from lang_seg_ros.data.referring_camvid import ABSENT_CATEGORIES, frame_expressions, generate
+from lang_seg_ros.referring.benchmark import evaluate_referring, mask_iou, report_tables
 from lang_seg_ros.referring.zero_shot import ReferringResult
 
 CAR, PEDESTRIAN, BICYCLIST, ROAD = 8, 9, 10, 3
@@ -85,7 +85,7 @@ def test_scores_count_hits_misses_and_not_found():
     # An oracle answers every expression right: all hits, every absent category not found.
     oracle = evaluate_referring(lambda image, texts: [answer(e.target) for e in examples], [(None, examples)])
     assert oracle["overall"] == {"positives": len(positives), "found_rate": 1.0, "precision_at_0_5": 1.0,
-                                 "mean_iou": 1.0, "absent": 3, "not_found_accuracy": 1.0}
+                                 "mean_iou": 1.0, "misses_on_unlabelled": 0, "absent": 3, "not_found_accuracy": 1.0}
     # Answering everything with the whole image: found, never right, every absent one "found".
     everything = np.ones((120, 200), bool)
     bad = evaluate_referring(lambda image, texts: [answer(everything) for _ in texts], [(None, examples)])
@@ -117,3 +117,27 @@ def test_eval_refer_command_reports_every_template(tmp_path, tiny_checkpoint, ca
     printed = capsys.readouterr().out
     assert "### generator: named" in printed and "### generator: pieces" in printed and "| car |" in printed
     assert set(report["generators"]) == {"named", "pieces"} and "worded" in printed
+
+
+def test_misses_on_pixels_the_ground_truth_leaves_unlabelled_are_counted_apart():
+    # CamVid leaves distant crowds unlabelled (11): a referrer that finds a person there answers
+    # "the car on the right" wrongly by IoU, and the report says where that answer lies.
+    label_map = street()
+    label_map[10:30, 150:170] = 11  # an unlabelled blob, 400 px
+    examples = generate(label_map, "street", ("named",), min_area=300)
+    assert all(e.unlabelled is not None and e.unlabelled.sum() == 400 for e in examples)
+    right = next(e for e in examples if e.expression == "the car on the right")
+    blob = label_map == 11
+
+    targets = {e.expression: e.target for e in examples}
+
+    def refer(image, texts):
+        return [answer(blob if t == right.expression else targets[t]) for t in texts]
+
+    report = evaluate_referring(refer, [(None, examples)])
+    assert report["overall"]["misses_on_unlabelled"] == 1 and report["categories"]["car"]["misses_on_unlabelled"] == 1
+    case = next(c for c in report["cases"] if c["expression"] == right.expression)
+    assert case["iou"] == 0.0 and case["answer_unlabelled"] == 1.0
+    assert "misses answered where the ground truth has no label (>= half the answer): 1 of 1 (car 1)" in \
+        report_tables(report)
+    assert generate(label_map, "street", ("named",), min_area=300, unlabelled_id=None)[0].unlabelled is None

@@ -75,7 +75,9 @@ class RefExpression:
     template: "only", "only_synonym", "left", "right", "largest", "second_left", "second_right",
     "next_to", "absent_far", "absent_street" or "absent_worded"; target: (H, W) bool mask of the
     referred component, or None when the right answer is "not found"; worded: the class is named by
-    a held-out wording ("the hatchback"); generator: "named" or "pieces".
+    a held-out wording ("the hatchback"); generator: "named" or "pieces"; unlabelled: (H, W) bool,
+    the pixels the ground truth leaves unlabelled (one array shared by a frame's expressions; None:
+    not known): an answer there may be an object nobody annotated, which IoU cannot tell.
     """
 
     frame: str
@@ -85,6 +87,7 @@ class RefExpression:
     target: np.ndarray | None
     worded: bool = False
     generator: str = "named"
+    unlabelled: np.ndarray | None = None
 
     @property
     def positive(self) -> bool:
@@ -272,8 +275,10 @@ def piece_expressions(label_map: np.ndarray, frame: str = "", seed: int = 0, min
 
 
 def generate(label_map: np.ndarray, frame: str, generators: Sequence[str] = ("named",), seed: int = 0,
-             min_area: int = 400, things: dict[str, int] | None = None, worded: float = 0.0) -> list[RefExpression]:
-    """The expressions of one frame from each of `generators` ("named", "pieces")."""
+             min_area: int = 400, things: dict[str, int] | None = None, worded: float = 0.0,
+             unlabelled_id: int | None = 11) -> list[RefExpression]:
+    """The expressions of one frame from each of `generators` ("named", "pieces"), each knowing
+    the frame's unlabelled pixels (`label_map == unlabelled_id`; CamVid's 11; None: not marked)."""
     out: list[RefExpression] = []
     for generator in generators:
         if generator == "named":
@@ -282,6 +287,9 @@ def generate(label_map: np.ndarray, frame: str, generators: Sequence[str] = ("na
             out += piece_expressions(label_map, frame, seed, min_area, things=things, worded=worded)
         else:
             raise ValueError(f"unknown generator {generator!r}; known: {', '.join(GENERATORS)}")
+    if unlabelled_id is not None:
+        unlabelled = label_map == unlabelled_id
+        out = [replace(example, unlabelled=unlabelled) for example in out]
     return out
 
 

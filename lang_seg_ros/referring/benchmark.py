@@ -19,7 +19,7 @@ import numpy as np
 from ..data.referring_camvid import RefExpression
 from .zero_shot import ReferringResult
 
-__all__ = ["BenchmarkTally", "evaluate_referring", "mask_iou"]
+__all__ = ["BenchmarkTally", "evaluate_referring", "mask_iou", "unlabelled_share"]
 
 #: refer(image BGR uint8, expressions) -> one result per expression, in order.
 ReferMany = Callable[[np.ndarray, Sequence[str]], Sequence[ReferringResult]]
@@ -41,6 +41,7 @@ class BenchmarkTally:
     iou_sum: float = 0.0
     absent: int = 0
     not_found: int = 0
+    misses_on_unlabelled: int = 0  # IoU < 0.5, the answer mostly where the ground truth has no label
 
     def add(self, example: RefExpression, result: ReferringResult) -> float | None:
         if example.target is None:
@@ -52,16 +53,29 @@ class BenchmarkTally:
         self.found += int(result.found)
         self.hits += int(iou >= 0.5)
         self.iou_sum += iou
+        share = unlabelled_share(example, result)
+        self.misses_on_unlabelled += int(iou < 0.5 and share is not None and share >= 0.5)
         return iou
 
     def summary(self) -> dict:
         out: dict = {}
         if self.positives:
             out.update(positives=self.positives, found_rate=self.found / self.positives,
-                       precision_at_0_5=self.hits / self.positives, mean_iou=self.iou_sum / self.positives)
+                       precision_at_0_5=self.hits / self.positives, mean_iou=self.iou_sum / self.positives,
+                       misses_on_unlabelled=self.misses_on_unlabelled)
         if self.absent:
             out.update(absent=self.absent, not_found_accuracy=self.not_found / self.absent)
         return out
+
+
+def unlabelled_share(example: RefExpression, result: ReferringResult) -> float | None:
+    """The share of a found answer's pixels that the ground truth leaves unlabelled (None: not
+    found, or the expression does not know): a miss there may be a real object nobody annotated
+    (CamVid leaves distant crowds and parked bicycles unlabelled), a miss IoU cannot tell apart."""
+    if not result.found or example.unlabelled is None:
+        return None
+    area = int(result.mask.sum())
+    return float(np.logical_and(result.mask, example.unlabelled).sum()) / area if area else None
 
 
 class _Report:
@@ -125,12 +139,17 @@ def evaluate_referring(refer_many: ReferMany, frames: Iterable[tuple[np.ndarray,
                               "found": bool(result.found), "score": round(float(result.score), 4),
                               "iou": None if iou is None else round(iou, 4), "reason": result.reason,
                               "area": int(result.mask.sum()),
-                              "target_area": None if example.target is None else int(example.target.sum())})
+                              "target_area": None if example.target is None else int(example.target.sum()),
+                              "answer_unlabelled": _rounded(unlabelled_share(example, result))})
     out = {"frames": frames_seen, "seconds": round(time.perf_counter() - start, 1), **pooled.summary(),
            "generators": {k: v.summary() for k, v in sorted(per_generator.items())}}
     if keep_cases:
         out["cases"] = cases
     return out
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def _cell(summary: dict | None) -> str:
@@ -176,6 +195,12 @@ def report_tables(report: dict) -> str:
                          f"{100 * o['found_rate']:.1f}%, mIoU {100 * o['mean_iou']:.1f}" +
                          (f"; absent {o['absent']}: not found {100 * o['not_found_accuracy']:.1f}%"
                           if "absent" in o else ""))
+            misses = round((1 - o["precision_at_0_5"]) * o["positives"])
+            if o.get("misses_on_unlabelled"):
+                per_class = ", ".join(f"{c} {rep['categories'][c]['misses_on_unlabelled']}" for c in classes
+                                      if rep["categories"][c].get("misses_on_unlabelled"))
+                lines.append(f"misses answered where the ground truth has no label (>= half the answer): "
+                             f"{o['misses_on_unlabelled']} of {misses} ({per_class})")
     return "\n".join(lines)
 
 
