@@ -238,3 +238,27 @@ def test_the_lovasz_term_joins_the_loss_as_a_mean_over_the_batch(tmp_path):
     logged = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
     assert logged["iteration"] == 1 and 0 < lovasz.item() < 1
     assert logged["loss"] == pytest.approx((total / count + 0.5 * lovasz).item(), rel=1e-5)
+
+
+def test_weight_average_is_what_validation_scores_and_the_checkpoint_holds(tmp_path):
+    from lang_seg_ros.model import load_checkpoint
+
+    cfg = _tiny_cfg(tmp_path, iterations=2, val_every=0, checkpoint_every=1,
+                    optim={"optimizer": "adamw", "lr": 0.003, "backbone_lr_mult": 1.0, "schedule": "constant",
+                           "ema_decay": 0.5})
+    trainer = Trainer(cfg, progress=False)
+    live = []  # the model's weights after each step
+    update = trainer.ema.update
+    trainer.ema.update = lambda step: (live.append({k: v.clone() for k, v in trainer.model.state_dict().items()}),
+                                       update(step))
+    trainer.fit()
+    name = "scratch.head1.weight"
+    expected = 0.5 * live[0][name] + 0.5 * live[1][name]  # step 1 copies, step 2 averages
+    assert not torch.allclose(live[0][name], live[1][name])
+    torch.testing.assert_close(trainer.evaluated_model.state_dict()[name], expected)
+    saved = load_checkpoint(tmp_path / "run" / "best.safetensors")
+    torch.testing.assert_close(saved.state_dict()[name], expected)
+    # the frozen text encoder is shared, not averaged; resuming restores the average
+    assert trainer.evaluated_model.text_encoder is trainer.model.text_encoder
+    again = Trainer(cfg, progress=False)
+    torch.testing.assert_close(again.evaluated_model.state_dict()[name], expected)
