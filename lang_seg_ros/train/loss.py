@@ -88,10 +88,10 @@ def lseg_loss_terms(
 
 def lovasz_sum(logits: torch.Tensor, target: torch.Tensor, ignore_index: int, stride: int = 1,
                offset: tuple[int, int] = (0, 0)) -> torch.Tensor:
-    """The Lovasz-softmax loss (Berman et al., CVPR 2018) summed over the batch's images (data-
-    parallel training divides by the global batch, as :func:`lseg_loss_terms` splits its mean). Per image, the mean over the classes present in its
-    valid pixels of a convex surrogate of 1 - IoU (segmentation_models_pytorch's
-    ``LovaszLoss``): a pole's IoU weighs as much as the road's.
+    """The Lovasz-softmax loss (Berman et al., CVPR 2018) summed over the batch's images: data-
+    parallel training divides by the global batch, as :func:`lseg_loss_terms` splits its mean.
+    Per image, the mean over the classes present in its valid pixels of a convex surrogate of
+    1 - IoU (segmentation_models_pytorch's ``LovaszLoss``): a pole's IoU weighs as much as the road's.
 
     ``stride`` > 1 reads the pixels ``offset + stride * (i, j)`` of the full-resolution
     (B, N, H, W) logits and of ``target`` (B, H, W) only: the per-class sort is the cost, and a
