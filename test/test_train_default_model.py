@@ -1,8 +1,8 @@
 """The embedded default model (lang_seg_ros/weights/default.safetensors) loads and segments.
 
-It is v2, trained by configs/train/camvid_v2_wordings.yaml from v1 (configs/train/
-camvid_effnet_lite0_minilm.yaml); see docs/training.md and
-lang_seg_ros/weights/MODEL_CARD.md). The CamVid check runs only where the data set exists.
+It is v3, trained by configs/train/camvid_v3_longer.yaml from v2 (camvid_v2_wordings.yaml, itself
+from v1, camvid_effnet_lite0_minilm.yaml); see docs/training.md and
+lang_seg_ros/weights/MODEL_CARD.md. The CamVid check runs only where the data set exists.
 """
 
 import os

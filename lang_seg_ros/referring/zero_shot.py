@@ -102,9 +102,9 @@ class ZeroShotReferrer:
             near-synonym rule with that threshold; 0 = off.
     """
 
-    def __init__(self, segmenter: Segmenter, min_score: float = 0.5, min_area_fraction: float = 0.001,
+    def __init__(self, segmenter: Segmenter, min_score: float = 0.6, min_area_fraction: float = 0.001,
                  relative_area: float = 0.05, vocabulary: Sequence[str] | None = None, split: bool = True,
-                 split_depth: float = 0.2, pixel_threshold: float = 0.5, alias_similarity: float | None = None,
+                 split_depth: float = 0.6, pixel_threshold: float = 0.4, alias_similarity: float | None = None,
                  upright_labels: Sequence[str] = ("pedestrian",), upright_aspect: float = 3.0,
                  upright_pixel_threshold: float | None = 0.8) -> None:
         if not 0.0 <= min_score <= 1.0:
