@@ -5,9 +5,9 @@ wordnet-base`, under /usr/share/wordnet); NLTK's `wordnet` corpus folder holds t
 Read here: `index.noun` (lemma -> synsets, most frequent sense first), `data.noun` (each
 synset's lemmas, hypernym and derivation pointers, at the byte offset the index gives) and
 `noun.exc` (irregular plurals); for derivations ("cycling" -> to ride a bicycle -> bicycle), also
-`index.verb`, `data.verb` and `verb.exc`, read when first needed. Two readers use it: referring (`referring.lexicon`: which label a phrase's
-head noun falls under) and label grounding (`model.grounding`: which trained wordings a label
-the model never saw falls under). Without the files `find_wordnet()` is None and both say so.
+`index.verb`, `data.verb` and `verb.exc`, read when first needed. Two readers use it: referring
+(`referring.lexicon`: which label a phrase's head noun falls under) and label grounding
+(`model.grounding`: which trained wordings a label the model never saw falls under). Without the files `find_wordnet()` is None and both say so.
 """
 from __future__ import annotations
 
