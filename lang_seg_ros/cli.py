@@ -162,8 +162,9 @@ def cmd_eval_refer(args: argparse.Namespace) -> int:
             return referrer.refer_many(image, expressions, color_order="bgr", labels=context)
 
     generators = GENERATORS if args.generator == "both" else (args.generator,)
+    unlabelled_id = None if args.things else 11  # CamVid's unlabelled class; other id schemes: unknown
     frames = ((read_image(str(path)), generate(label_map, name, generators, seed=args.seed, min_area=args.min_area,
-                                               things=things, worded=args.worded))
+                                               things=things, worded=args.worded, unlabelled_id=unlabelled_id))
               for name, path, label_map in camvid_frames(args.images, args.masks, args.limit, args.every))
     if not args.no_progress:  # minutes on a CPU: show where it is
         from tqdm import tqdm

@@ -138,15 +138,17 @@ class WordNet:
         return self._verbs
 
     def derived_nouns(self, word: str) -> tuple[int, ...]:
-        """Noun synsets one verb away from `word` by WordNet's derivation links, in sense order:
-        "cycling" (the noun, or the verb "cycle" / "bicycle": to ride a bicycle) -> bicycle,
-        cyclist, ...; "pedalling" -> pedal, bicycle, .... What a person who is "cycling" rides,
-        when no noun of the phrase names it. () when WordNet has no such links."""
+        """Noun synsets one verb away from `word`'s first sense by WordNet's derivation links:
+        "cycling" (the noun, or the verb "cycle": to ride a bicycle) -> bicycle, cyclist, ...;
+        "pedalling" -> pedal, bicycle, .... What a person who is "cycling" rides, when no noun of
+        the phrase names it. Only the first sense, as elsewhere: "wheeling" (to turn) is no
+        cycling, though "wheel" is also a verb for riding a bicycle. () when WordNet has no links."""
         verbs = self._verb_index()
         verb_senses: list[int] = []
-        for sense in self.senses(word):  # the noun "cycling" -> the verbs it derives from
+        for sense in self.senses(word)[:1]:  # the noun "cycling" -> the verbs it derives from
             verb_senses += [o for pos, o in self._read(sense)[2] if pos == "v"]
-        verb_senses += verbs.senses(word.lower())  # "biking", "pedalling": verb forms
+        if not verb_senses:
+            verb_senses = verbs.senses(word.lower())[:1]  # "biking", "pedalling": verb forms
         nouns: list[int] = []
         for sense in dict.fromkeys(verb_senses):
             nouns += [o for pos, o in verbs.derivations(sense) if pos == "n"]
@@ -207,8 +209,9 @@ class _VerbIndex:
         self._derived: dict[int, tuple[tuple[str, int], ...]] = {}
 
     def senses(self, word: str) -> list[int]:
-        """Verb synsets of an inflected form (WordNet's morphy rules, plus a doubled final
-        consonant: "pedalling" -> pedal), most frequent first."""
+        """Verb synsets of an inflected form, most frequent first: those of the first base form
+        WordNet knows (the form itself, its exception, morphy's rules, a doubled final consonant:
+        "pedalling" -> pedal)."""
         forms = [self._exceptions[word]] if word in self._exceptions else []
         forms.append(word)
         for suffix, ending in self._ENDINGS:
@@ -217,7 +220,7 @@ class _VerbIndex:
                 forms.append(stem + ending)
                 if not ending and len(stem) > 2 and stem[-1] == stem[-2]:
                     forms.append(stem[:-1])
-        return [o for form in dict.fromkeys(forms) for o in self._index.get(form, ())]
+        return next((list(self._index[form]) for form in dict.fromkeys(forms) if form in self._index), [])
 
     def derivations(self, offset: int) -> tuple[tuple[str, int], ...]:
         if self._data is None:

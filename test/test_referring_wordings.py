@@ -106,7 +106,7 @@ def test_the_lexicon_reads_the_head_noun_under_its_label(tiny_wordnet):
     assert read("man with a dog") == "pedestrian"
     # an activity done with a vehicle, through WordNet's derivations: the noun "cycling", verb forms
     assert read("man cycling") == "bicyclist" and read("man pedalling") == "bicyclist"
-    assert read("person biking") == "bicyclist" and "'biking': a 'bicycle'" in lexicon.read("person biking").why
+    assert read("person biking") == "bicyclist" and "'biking' (WordNet derives it from 'bicycle')" in lexicon.read("person biking").why
     assert read("man walking") == "pedestrian"  # an activity with no vehicle
     unknown = lexicon.read("zorble")
     assert unknown.label is None and not unknown.known  # WordNet cannot tell: the caller decides
@@ -172,6 +172,11 @@ def test_the_phrase_rule_order(tiny_wordnet):
     query, note = reader.resolve(parse_expression("the man on foot on the right"), labels)
     assert (query.category, query.relation, query.qualifiers) == ("pedestrian", None, ("right",))
     assert "'on foot' describes" in note
+    # only a person goes on foot, and only a bare body part is no place
+    query, _ = reader.resolve(parse_expression("the car on the foot"), labels)
+    assert (query.category, query.relation) == ("car", ("above", "foot"))
+    query, _ = reader.resolve(parse_expression("the man on the foot of the car"), labels)
+    assert query.relation is not None and query.relation[0] == "above"
 
 
 def test_without_a_lexicon_the_embedding_rule_decides():
@@ -205,6 +210,8 @@ def test_the_real_wordnet_reads_development_wordings():
                           ("motorcycle rider", "bicyclist"), ("skyscraper", "building"),
                           ("girl biking", "bicyclist"), ("boy pedalling", "bicyclist"), ("man jogging", "pedestrian")]:
         assert lexicon.read(phrase).label == label, phrase
+    # a word's first sense decides: to wheel is to turn first, to ride a bicycle only 4th
+    assert lexicon.vehicle_word("cycling", "bicyclist") and lexicon.vehicle_word("wheeling", "bicyclist") is None
     for phrase in ABSENT_CATEGORIES + CAMVID_DEV_ABSENT:
         reading = lexicon.read(phrase)
         assert reading.label is None or reading.alternatives, (phrase, reading)

@@ -235,3 +235,15 @@ def test_lovasz_sum_over_a_split_batch_is_the_whole_batch_sum():
     assert whole.item() == pytest.approx(halves.item(), rel=1e-6)
     whole.backward()
     assert logits.grad[:, :, 0::2].abs().sum() == 0 and logits.grad[:, :, 1::2].abs().sum() > 0
+
+
+def test_lovasz_of_an_image_with_no_valid_pixel_on_the_grid_is_zero():
+    # a crop of held-out (ignored) classes only, or a grid past the crop: nothing to score, no crash
+    logits = torch.randn(2, 3, 6, 6, requires_grad=True)
+    target = torch.zeros(2, 6, 6, dtype=torch.long)
+    target[0] = 9
+    alone = lovasz_sum(logits[1:], target[1:], 9)
+    assert lovasz_sum(logits, target, 9).item() == pytest.approx(alone.item())
+    assert lovasz_sum(logits, target, 9, stride=8, offset=(7, 7)).item() == 0.0  # an empty grid
+    lovasz_sum(logits[:1], target[:1], 9).backward()  # all ignored: 0, with a gradient path
+    assert logits.grad is not None and logits.grad.abs().sum() == 0

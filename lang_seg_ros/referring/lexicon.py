@@ -147,9 +147,9 @@ class LabelLexicon:
         return Reading(None, word, False, f"{word!r} has no concrete sense" if known else f"{word!r} not in WordNet")
 
     def vehicle_word(self, word: str, vehicle: str) -> str | None:
-        """The word of a `vehicle`-label vehicle that `word` names ("bike", "scooter") or that
-        the activity it names is done with (WordNet derivations: "cycling" / "biking" ->
-        "bicyclist", "motorcycling" -> "motorcycle"), else None."""
+        """`word` when it names a `vehicle`-label noun ("bike", "scooter"); for an activity, the
+        first `vehicle`-label noun WordNet derives it from ("cycling" / "biking": "wheel" or
+        "cyclist", "motorcycling": "motorcycle"); else None."""
         if self.wordnet is None:
             return None
         if self.word_label(word, wanted=vehicle).label == vehicle:
@@ -162,11 +162,14 @@ class LabelLexicon:
         return None
 
     def is_body_part(self, phrase: str) -> bool:
-        """Whether the phrase's head noun is first of all a part of a body ("foot", "feet",
-        "knees"): "the woman on foot" is a woman walking, not one above a foot."""
+        """Whether the phrase is a bare body part, its head noun first of all one ("foot",
+        "feet", "knees"; not "back of the truck"): "the woman on foot" is a woman walking, not
+        one above a foot."""
         if self.wordnet is None or self._body_part is None:
             return False
-        group, _ = head_words(phrase)
+        group, rest = head_words(phrase)
+        if rest:
+            return False
         for form in spellings(group[-1]) if group else ():
             for sense in self.wordnet.senses(form):
                 ancestors = self.wordnet.ancestors(sense)
@@ -210,7 +213,7 @@ class LabelLexicon:
                 for vehicle, rider in self.riders[reading.label].items():
                     other = self.vehicle_word(word, vehicle)
                     if other is not None:
-                        how = f"a {other!r}" if other == word else f"{word!r}: a {other!r}"
+                        how = f"a {other!r}" if other == word else f"{word!r} (WordNet derives it from {other!r})"
                         return Reading(rider, reading.word, True, f"{reading.why}, with {how}", reading.alternatives)
         return reading
 

@@ -312,7 +312,11 @@ class Trainer:
         if self.ema is not None:
             if state.get("ema") is None:
                 raise RuntimeError(f"{path}: saved without optim.ema_decay; resume with the same config")
-            self.ema.model.load_state_dict(state["ema"], strict=False)
+            missing, unexpected = self.ema.model.load_state_dict(state["ema"], strict=False)
+            missing = [k for k in missing if not k.startswith(text_prefix)]
+            if missing or unexpected:
+                raise RuntimeError(f"{path}: the saved weight average does not fit the model (missing {missing[:5]}, "
+                                   f"unexpected {unexpected[:5]})")
         self.optimizer.load_state_dict(state["optimizer"])
         self.iteration = int(state["iteration"])
         self.cursors = list(state["cursors"])
