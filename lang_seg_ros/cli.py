@@ -129,6 +129,7 @@ def cmd_eval_refer(args: argparse.Namespace) -> int:
     """Referring on real frames: expressions generated from the ground-truth label maps
     (`lang_seg_ros.data.referring_camvid`), scored by `lang_seg_ros.referring.benchmark`."""
 
+    from .data.datasets import CAMVID_IGNORE
     from .data.referring_camvid import CAMVID_THINGS, GENERATORS, camvid_frames, generate
     from .inference import clean_labels, parse_labels
     from .referring import ZeroShotReferrer
@@ -162,7 +163,7 @@ def cmd_eval_refer(args: argparse.Namespace) -> int:
             return referrer.refer_many(image, expressions, color_order="bgr", labels=context)
 
     generators = GENERATORS if args.generator == "both" else (args.generator,)
-    unlabelled_id = None if args.things else 11  # CamVid's unlabelled class; other id schemes: unknown
+    unlabelled_id = None if args.things else CAMVID_IGNORE  # other id schemes: no known unlabelled id
     frames = ((read_image(str(path)), generate(label_map, name, generators, seed=args.seed, min_area=args.min_area,
                                                things=things, worded=args.worded, unlabelled_id=unlabelled_id))
               for name, path, label_map in camvid_frames(args.images, args.masks, args.limit, args.every))

@@ -40,6 +40,8 @@ from typing import Callable, Iterator, Sequence
 import cv2
 import numpy as np
 
+from .datasets import CAMVID_IGNORE
+
 __all__ = ["ABSENT_CATEGORIES", "CAMVID_THINGS", "GENERATORS", "SYNONYMS", "CamVidReferring", "Component",
            "RefExpression", "camvid_frames", "frame_components", "frame_expressions", "generate", "piece_expressions",
            "word_expressions"]
@@ -276,7 +278,7 @@ def piece_expressions(label_map: np.ndarray, frame: str = "", seed: int = 0, min
 
 def generate(label_map: np.ndarray, frame: str, generators: Sequence[str] = ("named",), seed: int = 0,
              min_area: int = 400, things: dict[str, int] | None = None, worded: float = 0.0,
-             unlabelled_id: int | None = 11) -> list[RefExpression]:
+             unlabelled_id: int | None = CAMVID_IGNORE) -> list[RefExpression]:
     """The expressions of one frame from each of `generators` ("named", "pieces"), each knowing
     the frame's unlabelled pixels (`label_map == unlabelled_id`; CamVid's 11; None: not marked)."""
     out: list[RefExpression] = []

@@ -211,8 +211,9 @@ class PhraseReader:
         notes, changes = [], {}
         category = query.category
         riders = getattr(self.lexicon, "riders", {}) or {}
-        if query.relation is not None and query.relation[0] == "above" and getattr(self.lexicon, "available", False) \
-                and self.read(query.category, labels)[0] in riders and self.lexicon.is_body_part(query.relation[1]):
+        alone = self.read(query.category, labels)[0] if query.relation is not None and query.relation[0] == "above" \
+            else None  # the category's label by itself, for the two "on ..." readings below
+        if alone in riders and self.lexicon.is_body_part(query.relation[1]):
             # "the woman on foot": how a person goes, not what she is above ("the car on the
             # shoulder", "the man on the back of the truck" keep their relation)
             notes.append(f"'on {query.relation[1]}' describes the {category!r}, not a place")
@@ -221,7 +222,6 @@ class PhraseReader:
         if query.relation is not None and query.relation[0] == "above":
             whole = f"{query.category} on a {query.relation[1]}"
             rider, how = self.read(whole, labels)
-            alone, _ = self.read(query.category, labels)
             if rider is not None and alone is not None and rider != alone and rider in riders.get(alone, {}).values():
                 changes.update(category=rider, relation=None)
                 notes.append(f"{whole!r} read as {rider!r} ({how})")

@@ -213,7 +213,7 @@ class LabelLexicon:
                 for vehicle, rider in self.riders[reading.label].items():
                     other = self.vehicle_word(word, vehicle)
                     if other is not None:
-                        how = f"a {other!r}" if other == word else f"{word!r} (WordNet derives it from {other!r})"
+                        how = f"a {other!r}" if other == word else f"{word!r} (derived from {other!r})"
                         return Reading(rider, reading.word, True, f"{reading.why}, with {how}", reading.alternatives)
         return reading
 
