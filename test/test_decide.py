@@ -68,19 +68,23 @@ def test_below_the_threshold_confidence_is_exact_so_no_pixel_is_dropped_by_the_a
     assert torch.equal(low, exact_confidence < 0.5) or int((low != (exact_confidence < 0.5)).sum()) <= 2
 
 
-def test_labels_last_logits_are_read_without_a_copy_and_give_the_same_answer(monkeypatch):
+@pytest.mark.parametrize("exact_below", [0.0, 1.1])  # 1.1: every pixel takes the exact (border) path
+def test_every_logits_layout_gives_the_same_answer_and_planes_are_never_transposed_whole(monkeypatch, exact_below):
     from lang_seg_ros.inference import decide
 
-    logits = smooth_logits(12, 30, 40, seed=3)
+    logits = smooth_logits(12, 30, 40, seed=3)  # an exported graph's (N, h, w): read as planes
     labels_last = logits.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # as LSeg.decoded_logits returns them
     rows_first = logits.permute(1, 0, 2).contiguous().permute(1, 0, 2)  # neither layout: torch's strided copy
-    assert decide._labels_last(labels_last).data_ptr() == labels_last.data_ptr()  # no copy
     transposed = []
-    monkeypatch.setattr(decide.cv2, "transpose", lambda a: transposed.append(a.shape) or a.T.copy())
-    a = decide_stride2(logits, (60, 80), (60, 80))  # an exported graph's (N, h, w): OpenCV's transpose
-    assert transposed == [(12, 30 * 40)]
+    real_transpose = decide.cv2.transpose
+    monkeypatch.setattr(decide.cv2, "transpose", lambda a, **kw: transposed.append(a.shape) or real_transpose(a, **kw))
+    monkeypatch.setattr(decide, "_BLOCK_ELEMENTS", 12 * 100)  # 12 blocks of 100 cells
+    a = decide_stride2(logits, (60, 80), (60, 80), exact_below=exact_below)
+    assert transposed.count((12, 100)) == 12  # the per-cell pass: block by block
+    if exact_below == 0:  # border pixels read their taps' cells only (at 1.1 every cell is one)
+        assert (12, 30 * 40) not in transposed
     for other in (labels_last, rows_first):
-        b = decide_stride2(other, (60, 80), (60, 80))
+        b = decide_stride2(other, (60, 80), (60, 80), exact_below=exact_below)
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
@@ -115,3 +119,33 @@ def test_a_single_label_wins_everywhere_with_full_confidence(device):
     assert confidence.shape == (20, 30) and confidence.dtype == torch.float32 and confidence.device.type == device
     if device == "cpu":
         assert bool((label == 0).all()) and bool((confidence == 1).all())
+
+
+def reference_best_and_log_probability(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch's own max (first of equal maxima) and log-softmax of it, in one piece."""
+    value, index = logits.max(dim=1)
+    return index, -(logits - value[:, None]).exp().sum(dim=1).log()
+
+
+@pytest.mark.parametrize("block_elements", [1 << 16, 64, 3])  # one block; many; fewer than a row (one row each)
+def test_the_per_cell_decision_in_blocks_equals_torch_max_and_log_softmax_with_ties(monkeypatch, block_elements):
+    from lang_seg_ros.inference import decide
+
+    monkeypatch.setattr(decide, "_BLOCK_ELEMENTS", block_elements)
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randint(0, 4, (257, 9), generator=generator).float()  # many rows with tied maxima
+    logits[5] = 2.0  # a row of one value: label 0
+    index, log_probability = decide._best_and_log_probability(logits)
+    expected_index, expected_log = reference_best_and_log_probability(logits)
+    assert index.dtype == torch.int64 and int(index[5]) == 0
+    assert torch.equal(index, expected_index)
+    assert torch.equal(log_probability, expected_log)
+
+
+def test_opencv_transposes_like_torch_for_both_planes_the_decision_returns():
+    from lang_seg_ros.inference import decide
+
+    for plane in (torch.arange(35, dtype=torch.int32).view(5, 7), torch.randn(6, 4)):
+        assert torch.equal(decide._transposed(plane), plane.t())
+    strided = torch.randn(6, 8)[:, ::2]  # not contiguous: torch's own copy
+    assert torch.equal(decide._transposed(strided), strided.t())

@@ -107,25 +107,28 @@ def test_the_multiscale_segmenter_decides_many_labels_in_chunks_with_the_same_re
 
 
 def test_the_softmax_normaliser_in_many_blocks_equals_one_block(monkeypatch):
-    """`_log_best_probability` runs in row blocks through one buffer: blocks of 3 rows (the last
-    one short) give what one block gives, and both are -log(sum(exp(logits - max)))."""
+    """`_best_and_log_probability` runs in row blocks through cached buffers: blocks of 3 rows (the
+    last one short) give what one block gives, and both are the argmax and
+    -log(sum(exp(logits - max)))."""
     import lang_seg_ros.inference.decide as decide
 
     logits = torch.randn(7, 9, 11, generator=torch.Generator().manual_seed(4)) * 4
     one_label, one_conf = decide.decide_stride2(logits, (17, 21), (30, 40))
     table = logits.permute(1, 2, 0).reshape(-1, 7)
-    best = table.max(1).values
-    whole = decide._log_best_probability(table, best)
+    best, best_index = table.max(1)
+    whole_index, whole = decide._best_and_log_probability(table)
     torch.testing.assert_close(whole, best - torch.logsumexp(table, 1))
+    assert torch.equal(whole_index, best_index)
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # every block writes where it should: no output is resized
         monkeypatch.setattr(decide, "_BLOCK_ELEMENTS", 3 * 7)  # 99 rows: 33 blocks of 3
-        torch.testing.assert_close(decide._log_best_probability(table * 2, best * 2),
-                                   best * 2 - torch.logsumexp(table * 2, 1))
+        index, log_probability = decide._best_and_log_probability(table * 2)
+        torch.testing.assert_close(log_probability, best * 2 - torch.logsumexp(table * 2, 1))
+        assert torch.equal(index, best_index)
         monkeypatch.setattr(decide, "_BLOCK_ELEMENTS", 4 * 7)  # 24 blocks of 4 and a last one of 3
-        torch.testing.assert_close(decide._log_best_probability(table, best), whole)
+        torch.testing.assert_close(decide._best_and_log_probability(table)[1], whole)
         blocks_label, blocks_conf = decide.decide_stride2(logits, (17, 21), (30, 40))
     assert torch.equal(blocks_label, one_label)
     torch.testing.assert_close(blocks_conf, one_conf)

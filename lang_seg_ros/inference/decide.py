@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 #: Logits (pixels x labels) interpolated at once for border pixels: bounds memory for big label sets.
 _CHUNK_ELEMENTS = 1 << 22
-#: Elements per block of the softmax normaliser (fits a core's L2 cache).
-_BLOCK_ELEMENTS = 1 << 18
+#: Elements per block of the per-cell decision (two such buffers stay in a core's L2 cache).
+_BLOCK_ELEMENTS = 1 << 16
 
 
 @functools.lru_cache(maxsize=16)
@@ -55,33 +55,62 @@ def _taps(out_size: int, work_size: int, grid_size: int) -> tuple[torch.Tensor, 
     return index, weight.float()
 
 
-def _log_best_probability(logits: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
-    """(M, N) logits and their (M,) row maxima -> (M,) log softmax probability of the best label,
-    -log(sum(exp(logits - best))). In row blocks of ~1 MiB through one buffer: a frame's (cells x
-    labels) temporary would be tens of MiB, whose fresh pages cost more than the arithmetic."""
-    rows, n = logits.shape
+def _best_and_log_probability(logits: torch.Tensor, labels_first: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M, N) logits -> (M,) best label (int64, the first of equal maxima) and (M,) log softmax
+    probability of that label, -log(sum(exp(logits - best))). With `labels_first` the logits are
+    (N, M) (an exported graph's planes, on the CPU).
+
+    One pass over the logits in row blocks of ~256 KiB: each block is copied once into a buffer
+    that stays in the core's cache (planes by OpenCV's transpose of the block's columns), and its
+    argmax, difference, exp and sum read it there (a frame's logits are tens of MiB at 150
+    labels; reading them once per reduction, or writing a temporary of that size, costs more
+    than the arithmetic). On a CPU the argmax is numpy's vectorised scan per row; torch's
+    max-with-index over a short last dimension is scalar (one core, 640x480 frame, 150 labels:
+    the whole pass 21 -> 12 ms)."""
+    n, rows = logits.shape if labels_first else logits.shape[::-1]
+    index = torch.empty(rows, dtype=torch.int64, device=logits.device)
     out = torch.empty(rows, dtype=logits.dtype, device=logits.device)
     step = max(1, _BLOCK_ELEMENTS // n)
-    buffer = torch.empty((min(step, rows), n), dtype=logits.dtype, device=logits.device)
+    block_buffer = torch.empty((min(step, rows), n), dtype=logits.dtype, device=logits.device)
+    difference_buffer = torch.empty_like(block_buffer)
+    on_cpu = logits.device.type == "cpu"
+    planes = logits.detach().numpy() if labels_first else None
     for start in range(0, rows, step):
-        block = buffer[:min(step, rows - start)]
-        torch.sub(logits[start:start + step], best[start:start + step, None], out=block)
-        torch.sum(block.exp_(), dim=1, out=out[start:start + step])
-    return out.log_().neg_()
+        stop = min(rows, start + step)
+        block = block_buffer[:stop - start]
+        if labels_first:
+            cv2.transpose(planes[:, start:stop], dst=block.numpy())
+        else:
+            block.copy_(logits[start:stop])
+        if on_cpu:
+            index[start:stop] = torch.from_numpy(block.numpy().argmax(axis=1))
+        else:
+            torch.argmax(block, dim=1, out=index[start:stop])
+        difference = torch.sub(block, block.gather(1, index[start:stop, None]), out=difference_buffer[:stop - start])
+        torch.sum(difference.exp_(), dim=1, out=out[start:stop])
+    return index, out.log_().neg_()
 
 
-def _labels_last(logits: torch.Tensor) -> torch.Tensor:
-    """(N, h, w) float -> (h, w, N) contiguous. Free for the torch backend's logits (LSeg.decoded_logits
-    lays them out labels-last); an exported graph's (N, h, w) on the CPU is transposed by OpenCV's
-    blocked transpose, 2-3x faster than torch's strided copy (480x360, one core: 20 labels 1.8 ->
-    0.5 ms, 150 labels 20 -> 7.5 ms)."""
-    cells = logits.permute(1, 2, 0)
-    if cells.is_contiguous():
-        return cells
-    n, h, w = logits.shape
-    if logits.device.type == "cpu" and logits.is_contiguous():
-        return torch.from_numpy(cv2.transpose(logits.detach().view(n, h * w).numpy())).view(h, w, n)
-    return cells.contiguous()
+def _cell_vectors(index: torch.Tensor, table: torch.Tensor | None, planes: torch.Tensor | None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The label vectors of the grid cells in `index` (B, T), for `F.embedding_bag`: (source (K, N),
+    rows (B, T) into it). From a labels-last `table` (cells, N) directly; from labels-first
+    `planes` (N, cells) only the cells used are gathered (one row-local gather per label plane)
+    and transposed, never the whole frame."""
+    if planes is None:
+        return table, index
+    used = torch.zeros(planes.shape[1], dtype=torch.bool, device=planes.device)
+    used[index.reshape(-1)] = True
+    position = torch.cumsum(used, 0) - 1
+    return _transposed(planes.index_select(1, used.nonzero().squeeze(1))), position[index]
+
+
+def _transposed(matrix: torch.Tensor) -> torch.Tensor:
+    """(A, B) -> (B, A) contiguous. On the CPU by OpenCV's blocked transpose (640x480 float32 or
+    int32, one core: ~0.7 -> 0.1 ms); torch's strided copy elsewhere."""
+    if matrix.device.type == "cpu" and matrix.is_contiguous() and matrix.dtype in (torch.float32, torch.int32):
+        return torch.from_numpy(cv2.transpose(matrix.detach().numpy()))
+    return matrix.t().contiguous()
 
 
 def _resample(grid: torch.Tensor, iy: torch.Tensor, wy: torch.Tensor, ix: torch.Tensor,
@@ -92,7 +121,7 @@ def _resample(grid: torch.Tensor, iy: torch.Tensor, wy: torch.Tensor, ix: torch.
     rows = grid.index_select(0, iy[:, 0]).mul_(wy[:, 0, None])
     for t in range(1, iy.shape[1]):
         rows.addcmul_(grid.index_select(0, iy[:, t]), wy[:, t, None])
-    rows = rows.t().contiguous()
+    rows = _transposed(rows)
     out = rows.index_select(0, ix[:, 0]).mul_(wx[:, 0, None])
     for t in range(1, ix.shape[1]):
         out.addcmul_(rows.index_select(0, ix[:, t]), wx[:, t, None])
@@ -119,14 +148,23 @@ def decide_stride2(logits: torch.Tensor, work_hw: tuple[int, int], out_hw: tuple
         return label, torch.ones((height, width), device=logits.device)
     iy, wy = (t.to(logits.device) for t in _taps(height, work_hw[0], h2))
     ix, wx = (t.to(logits.device) for t in _taps(width, work_hw[1], w2))
-    # (h2, w2, N), labels last: every per-cell reduction below then reads contiguous rows
-    cells = _labels_last(logits)
-    table = cells.view(h2 * w2, n)  # a label vector per grid cell
-    best_grid, label_grid = cells.max(dim=2)
-    # log of the best label's softmax probability per cell; interpolated, then exp: the confidence
-    # wherever the taps agree (exact there up to rounding: best and log-partition are both linear
-    # in the taps' logits only where one label wins all of them; elsewhere recomputed below)
-    log_conf_grid = _log_best_probability(table, best_grid.reshape(-1)).reshape(h2, w2)
+    # A label vector per grid cell: labels-last rows (h2 * w2, N), free for the torch backend
+    # (LSeg.decoded_logits lays its logits out so); an exported graph's (N, h2, w2) on the CPU is
+    # read as planes, block by block, never transposed whole (480x360, 150 labels: that
+    # transpose alone took 7.5 ms)
+    cells = logits.permute(1, 2, 0)
+    table = planes = None
+    if not cells.is_contiguous() and logits.device.type == "cpu" and logits.is_contiguous():
+        planes = logits.view(n, h2 * w2)
+    else:
+        table = cells.contiguous().view(h2 * w2, n)
+    # Best label and the log of its softmax probability per cell; the latter interpolated, then
+    # exp: the confidence wherever the taps agree (exact there up to rounding: best and
+    # log-partition are both linear in the taps' logits only where one label wins all of them;
+    # elsewhere recomputed below)
+    label_grid, log_conf_grid = _best_and_log_probability(table if planes is None else planes,
+                                                          labels_first=planes is not None)
+    label_grid, log_conf_grid = label_grid.view(h2, w2), log_conf_grid.view(h2, w2)
     confidence = _resample(log_conf_grid, iy, wy, ix, wx).exp_()  # (W, H)
     # A pixel whose taps all hold one label takes it. Its taps lie in a window of (ky, kx) cells
     # from its first tap (y0, x0): cells whose window is not of one label are marked -1 first,
@@ -139,7 +177,7 @@ def decide_stride2(logits: torch.Tensor, work_hw: tuple[int, int], out_hw: tuple
         for dx in range(kx):
             if dy or dx:
                 code.masked_fill_(grid[dy:dy + h2, dx:dx + w2] != grid[:h2, :w2], -1)
-    label = code.index_select(0, y0).t().contiguous().index_select(0, x0)  # (W, H)
+    label = _transposed(code.index_select(0, y0)).index_select(0, x0)  # (W, H)
     exact = label < 0
     if exact_below > 0:
         exact |= confidence < exact_below
@@ -155,11 +193,12 @@ def decide_stride2(logits: torch.Tensor, work_hw: tuple[int, int], out_hw: tuple
             r, c = rows[start:start + step], cols[start:start + step]
             index = ((y0[r] * w2 + x0[c])[:, None] + offsets).clamp_(max=h2 * w2 - 1)
             weight = (wy[r][:, :, None] * wx[c][:, None, :]).reshape(-1, ty * tx)
-            full = F.embedding_bag(index, table, per_sample_weights=weight, mode="sum")  # (B, N)
-            value, best = full.max(dim=1)
+            source, rows_of = _cell_vectors(index, table, planes)
+            full = F.embedding_bag(rows_of, source, per_sample_weights=weight, mode="sum")  # (B, N)
+            best, log_probability = _best_and_log_probability(full)
             label[c, r] = best.to(torch.int32)
-            confidence[c, r] = _log_best_probability(full, value).exp_()
-    return label.t().contiguous(), confidence.clamp_(max=1.0).t().contiguous()
+            confidence[c, r] = log_probability.exp_()
+    return _transposed(label), _transposed(confidence.clamp_(max=1.0))
 
 
 def decide_full(chunks: Iterable[torch.Tensor], expand: Callable[[torch.Tensor], torch.Tensor]

@@ -26,6 +26,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
+from .regions import label_bytes, label_pixel_counts
+
 
 _KERNEL = np.ones((3, 3), np.uint8)
 # Distances are cv2 chamfer distances (DIST_L2, 5x5 mask): float32 sums of 1, 1.4 and 2.1969, so
@@ -45,37 +47,38 @@ class _Components(NamedTuple):
     areas: np.ndarray
     boxes: list
     is_stuff: np.ndarray
-    label_boxes: list  # bounding box of each label value + 1 (ndimage.find_objects of shifted)
+    label_boxes: list  # per label index its bounding box (a pair of slices), None where absent
 
 
-def _components(shifted: np.ndarray, stuff: set[int]) -> _Components:
-    """Components of `shifted` = label + 1 (0 = no label): a stuff label is one component (all its
-    pixels), a thing label one per 8-connected piece.
+def _components(compact: np.ndarray, counts: np.ndarray, stuff: set[int]) -> _Components:
+    """Components of `compact` (label indices, as `regions.label_bytes` makes them: uint8 with 255
+    for no label, or int32 with -1) whose `counts` (pixels per label) are given: a stuff label is
+    one component (all its pixels), a thing label one per 8-connected piece.
 
-    Each label is labelled inside its own bounding box, with OpenCV's statistics: areas and boxes
-    come with the labelling, not from `np.bincount` / `find_objects` passes over the frame.
+    Each label is found by one comparison of the (byte) map, bounded by `cv2.boundingRect` and
+    labelled inside that box with OpenCV's statistics: areas and boxes come with the labelling,
+    not from `np.bincount` / `find_objects` passes over an int32 frame.
     """
-    counts = np.bincount(shifted.ravel())
-    label_boxes = ndimage.find_objects(shifted)
-    ids = np.zeros(shifted.shape, np.int32)
-    labels, is_stuff, areas, boxes = [-1], [False], [int(counts[0])], []
-    for value in (np.flatnonzero(counts[1:]) + 1).tolist():
-        box = label_boxes[value - 1]
-        mask = shifted[box] == value
-        label = value - 1
+    ids = np.zeros(compact.shape, np.int32)
+    labels, is_stuff, areas, boxes = [-1], [False], [int(compact.size - counts.sum())], []
+    label_boxes: list = [None] * len(counts)
+    for label in np.flatnonzero(counts).tolist():
+        binary = (compact == label).view(np.uint8)
+        x, y, w, h = cv2.boundingRect(binary)
+        box = (slice(y, y + h), slice(x, x + w))
+        label_boxes[label] = box
+        mask = binary[box]
         if label in stuff:
-            np.copyto(ids[box], len(labels), where=mask)
+            np.copyto(ids[box], len(labels), where=mask.view(bool))
             labels.append(label)
             is_stuff.append(True)
-            areas.append(int(counts[value]))
+            areas.append(int(counts[label]))
             boxes.append(box)
             continue
-        count, pieces, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8,
-                                                                   ltype=cv2.CV_32S)
-        np.add(pieces, len(labels) - 1, out=ids[box], where=mask)
-        top, left = box[0].start, box[1].start
-        for x, y, w, h, area in stats[1:].tolist():
-            boxes.append((slice(top + y, top + y + h), slice(left + x, left + x + w)))
+        count, pieces, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
+        np.add(pieces, len(labels) - 1, out=ids[box], where=mask.view(bool))
+        for px, py, pw, ph, area in stats[1:].tolist():
+            boxes.append((slice(y + py, y + py + ph), slice(x + px, x + px + pw)))
             areas.append(area)
         labels.extend([label] * (count - 1))
         is_stuff.extend([False] * (count - 1))
@@ -83,7 +86,7 @@ def _components(shifted: np.ndarray, stuff: set[int]) -> _Components:
                        np.asarray(is_stuff, bool), label_boxes)
 
 
-def _distances(shifted: np.ndarray, label_boxes: list, thing_labels: list[int]) -> np.ndarray:
+def _distances(compact: np.ndarray, label_boxes: list, thing_labels: list[int]) -> np.ndarray:
     """(H, W) float32: each thing pixel's chamfer distance to the nearest pixel of another label
     (image borders are not edges), 0 elsewhere.
 
@@ -91,13 +94,13 @@ def _distances(shifted: np.ndarray, label_boxes: list, thing_labels: list[int]) 
     components of one label never touch, so any pixel just outside a component has another label.
     One transform per label box (plus a one-pixel margin) serves all components of that label.
     """
-    height, width = shifted.shape
-    dist = np.zeros(shifted.shape, np.float32)
+    height, width = compact.shape
+    dist = np.zeros(compact.shape, np.float32)
     for label in thing_labels:
         rows, cols = label_boxes[label]
         box = (slice(max(0, rows.start - 1), min(height, rows.stop + 1)),
                slice(max(0, cols.start - 1), min(width, cols.stop + 1)))
-        mask = shifted[box] == label + 1
+        mask = compact[box] == label
         np.copyto(dist[box], cv2.distanceTransform(mask.view(np.uint8), cv2.DIST_L2, 5), where=mask)
     return dist
 
@@ -317,13 +320,18 @@ def split_instances(
         instance_labels: (K + 1,) int32, the label of each instance (index 0 unused, -1).
     """
     label_map = np.asarray(label_map)
-    shifted = label_map.astype(np.int32) + 1
-    shifted[shifted < 0] = 0
-    if not shifted.any():
-        return np.zeros(shifted.shape, np.int32), np.asarray([-1], np.int32)
+    if label_map.dtype.kind not in "iu":
+        label_map = label_map.astype(np.int32)
+    count = int(label_map.max()) + 1 if label_map.size else 0
+    if count <= 0:
+        return np.zeros(label_map.shape, np.int32), np.asarray([-1], np.int32)
+    # Label indices one byte per pixel where they fit (comparisons 4x cheaper), else int32; -1 = none
+    as_bytes = label_bytes(label_map, count)
+    counts = label_pixel_counts(label_map, count, as_bytes)
+    compact = as_bytes if as_bytes is not None else np.where(label_map >= 0, label_map, -1).astype(np.int32)
     stuff = set(int(s) for s in stuff)
     min_area = max(1, int(min_area))
-    comps = _components(shifted, stuff)
+    comps = _components(compact, counts, stuff)
     n = len(comps.labels) - 1
     kept = np.flatnonzero(comps.areas[1:] >= min_area) + 1
     # Numbering: by label; the components of a thing label by the top, then the left edge of their
@@ -337,7 +345,7 @@ def split_instances(
     if split and things.size:
         analysed = np.zeros(n + 1, bool)
         analysed[things] = True
-        dist = _distances(shifted, comps.label_boxes, sorted(set(comps.labels[things].tolist())))
+        dist = _distances(compact, comps.label_boxes, sorted(set(comps.labels[things].tolist())))
         peaks, gmax, h = _peaks(dist, comps, analysed, split_depth)
         groups = _seed_groups(dist, comps, peaks, gmax, h)
         seeded = np.flatnonzero(groups > 0)
