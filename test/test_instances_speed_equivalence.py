@@ -10,6 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from scipy import ndimage
 from skimage.segmentation import watershed
 
 from lang_seg_ros.objects.instances import classify_by_mask_pooling, split_instances
@@ -243,3 +244,23 @@ def test_mask_pooling_matches_per_instance_resizing(shape, grid):
     np.testing.assert_array_equal(labels, expected_labels)
     np.testing.assert_allclose(scores, expected_scores, rtol=1e-4, atol=1e-6)
     assert labels[3] == -1 and scores[3] == 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("min_area,split_depth", [(1, 0.1), (40, 0.3)])
+def test_the_statistics_that_come_with_the_split_are_those_of_the_instance_map(seed, min_area, split_depth):
+    """Boxes, areas and centroids from the labelling (whole components), the stuff label's sums and
+    the split parts equal what find_objects, a pixel count and the mean position say of the map."""
+    from lang_seg_ros.objects.instances import split_instances_with_stats
+
+    label_map = street_like(seed)
+    for split in (True, False):
+        found = split_instances_with_stats(label_map, {4}, min_area, split_depth, split=split)
+        np.testing.assert_array_equal(found.instance_map, split_instances(label_map, {4}, min_area, split_depth, split)[0])
+        count = len(found.labels) - 1
+        assert len(found.boxes) == count + 1 and found.areas.shape == (count + 1,) and found.centroids.shape == (count + 1, 2)
+        for index, box in enumerate(ndimage.find_objects(found.instance_map, max_label=count), start=1):
+            ys, xs = np.nonzero(found.instance_map == index)
+            assert found.boxes[index] == box
+            assert found.areas[index] == len(ys)
+            np.testing.assert_allclose(found.centroids[index], (xs.mean(), ys.mean()), rtol=0, atol=1e-9)

@@ -119,3 +119,41 @@ def test_region_is_frozen_and_module_is_ros_free():
         region.area = 3  # type: ignore[misc]
     code = "import sys, lang_seg_ros.objects.regions; assert 'rclpy' not in sys.modules, 'regions imported rclpy'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_box_with_more_components_than_16_bit_labels_is_labelled_with_32_bits():
+    """OpenCV's statistics run on uint16 labels where they fit; 76,800 isolated pixels in one
+    640x480 box overflow them, and the int32 labelling gives every one of them."""
+    import cv2
+
+    from lang_seg_ros.objects.regions import binary_components
+
+    sparse = np.zeros((480, 640), np.uint8)
+    sparse[::2, ::2] = 1
+    count, labels, stats, _ = binary_components(sparse)
+    assert count == 240 * 320 + 1 and labels.dtype == np.int32
+    assert (stats[1:, cv2.CC_STAT_AREA] == 1).all()
+    count, labels, stats, centroids = binary_components(sparse[:40, :60])  # fits: 16-bit labels
+    assert count == 20 * 30 + 1 and labels.dtype == np.uint16
+    expected = cv2.connectedComponentsWithStats(sparse[:40, :60], connectivity=8, ltype=cv2.CV_32S)
+    np.testing.assert_array_equal(labels, expected[1])
+    np.testing.assert_array_equal(stats, expected[2])
+    np.testing.assert_array_equal(centroids, expected[3])
+    regions = extract_regions(np.where(sparse[:40, :60] > 0, 1, -1), None, LABELS)
+    assert len(regions) == 20 * 30 and all(r.area == 1 for r in regions)
+
+
+def test_mask_centroid_equals_opencv_moments():
+    import cv2
+
+    from lang_seg_ros.objects.regions import mask_centroid
+
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1), (7, 3), (120, 200)]:
+        mask = (rng.random(shape) < 0.3).astype(np.uint8)
+        mask.flat[0] = 1
+        moments = cv2.moments(mask, binaryImage=True)
+        area, x, y = mask_centroid(mask.view(bool))
+        assert area == moments["m00"]
+        assert (x, y) == (moments["m10"] / moments["m00"], moments["m01"] / moments["m00"])
+    assert mask_centroid(np.zeros((4, 5), np.uint8))[0] == 0

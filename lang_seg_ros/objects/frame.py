@@ -5,7 +5,7 @@ Pure numpy (no rclpy): it composes the core modules and leaves message building 
 
 - `frame_objects` turns a label map into regions: connected components per label
   (`regions.extract_regions`, the per-frame fast path), or watershed-split instances
-  (`instances.split_instances`); a "stuff" label gives one region (all its pixels); optionally
+  (`instances.split_instances_with_stats`); a "stuff" label gives one region (all its pixels); optionally
   each region is re-classified by mask pooling of the pixel embeddings
   (`classify_by_mask_pooling`, after PADing, arXiv 2306.11087), in which case the label map is
   repainted with the region labels. Regions are sorted and numbered as `extract_regions`
@@ -28,9 +28,9 @@ import numpy as np
 from scipy import ndimage
 
 from .geometry import Region3D, back_project, depth_to_metres, intrinsics_problem, region_3d, scale_intrinsics
-from .instances import split_instances
+from .instances import split_instances_with_stats
 from .panoptic import encode_panoptic, panoptic_ids_of
-from .regions import Region, extract_regions
+from .regions import Region, extract_regions, mask_centroid
 from .tracking import mask_iou
 
 __all__ = ["FrameObjects", "FrameRegion", "add_geometry", "aligned_depth", "best_overlap", "frame_objects",
@@ -150,7 +150,8 @@ def frame_objects(
         if embeddings and pixel_features is not None and regions:
             _add_embeddings(objects, pixel_features)
         return objects
-    instance_map, instance_labels = split_instances(label_map, stuff, min_area, split_depth, split=split)
+    instances = split_instances_with_stats(label_map, stuff, min_area, split_depth, split=split)
+    instance_map, instance_labels = instances.instance_map, instances.labels
     count = len(instance_labels) - 1
     pooled = pixel_features is not None and text_features is not None and count > 0
     if pooled:
@@ -167,8 +168,9 @@ def frame_objects(
         score_sums = np.bincount(merged, weights=part_scores, minlength=count + 1)
 
     # Per instance inside its box (vectorised OpenCV passes over the box, none over the frame):
-    # mask, area, centroid and, without pooling, the mean confidence.
-    slices = ndimage.find_objects(instance_map, max_label=count)
+    # its mask and, without pooling, the mean confidence; box, area and centroid come with the
+    # split, or after pooling (which merges instances) from the mask.
+    slices = ndimage.find_objects(instance_map, max_label=count) if pooled else instances.boxes[1:]
     confidence = None if pooled else np.asarray(confidence, np.float32)
     found = []
     for index in range(1, count + 1):
@@ -176,14 +178,16 @@ def frame_objects(
             continue
         rows, cols = slices[index - 1]
         mask = instance_map[rows, cols] == index
-        moments = cv2.moments(mask.view(np.uint8), binaryImage=True)
-        area = int(round(moments["m00"]))
+        x0, y0, x1, y1 = cols.start, rows.start, cols.stop, rows.stop
+        if pooled:
+            area, cx, cy = mask_centroid(mask)
+            centroid = (x0 + cx, y0 + cy)
+        else:
+            area, centroid = int(instances.areas[index]), instances.centroids[index]
         if area < min_area:
             continue
-        x0, y0, x1, y1 = cols.start, rows.start, cols.stop, rows.stop
         score = (score_sums[index] / area if pooled
                  else cv2.mean(confidence[rows, cols], mask.view(np.uint8))[0])
-        centroid = (x0 + moments["m10"] / moments["m00"], y0 + moments["m01"] / moments["m00"])
         found.append((int(instance_labels[index]), -area, y0, x0, x1, y1, index, score, centroid, mask))
     if max_regions is not None and len(found) > max_regions:
         found = sorted(found, key=lambda f: (f[1], f[0], f[2], f[3]))[:max(0, int(max_regions))]

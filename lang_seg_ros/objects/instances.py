@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-from .regions import label_bytes, label_pixel_counts
+from .regions import binary_components, label_bytes, label_pixel_counts, mask_centroid
 
 
 _KERNEL = np.ones((3, 3), np.uint8)
@@ -48,6 +48,7 @@ class _Components(NamedTuple):
     boxes: list
     is_stuff: np.ndarray
     label_boxes: list  # per label index its bounding box (a pair of slices), None where absent
+    centroids: np.ndarray  # (n + 1, 2) float64 (x, y) in the frame's pixels
 
 
 def _components(compact: np.ndarray, counts: np.ndarray, stuff: set[int]) -> _Components:
@@ -61,6 +62,7 @@ def _components(compact: np.ndarray, counts: np.ndarray, stuff: set[int]) -> _Co
     """
     ids = np.zeros(compact.shape, np.int32)
     labels, is_stuff, areas, boxes = [-1], [False], [int(compact.size - counts.sum())], []
+    centroids = [np.zeros((1, 2))]
     label_boxes: list = [None] * len(counts)
     for label in np.flatnonzero(counts).tolist():
         binary = (compact == label).view(np.uint8)
@@ -70,20 +72,23 @@ def _components(compact: np.ndarray, counts: np.ndarray, stuff: set[int]) -> _Co
         mask = binary[box]
         if label in stuff:
             np.copyto(ids[box], len(labels), where=mask.view(bool))
+            _, cx, cy = mask_centroid(mask)
             labels.append(label)
             is_stuff.append(True)
             areas.append(int(counts[label]))
             boxes.append(box)
+            centroids.append([[x + cx, y + cy]])
             continue
-        count, pieces, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=cv2.CV_32S)
-        np.add(pieces, len(labels) - 1, out=ids[box], where=mask.view(bool))
+        count, pieces, stats, piece_centroids = binary_components(mask)
+        np.add(pieces, len(labels) - 1, out=ids[box], where=mask.view(bool), dtype=np.int32)
         for px, py, pw, ph, area in stats[1:].tolist():
             boxes.append((slice(y + py, y + py + ph), slice(x + px, x + px + pw)))
             areas.append(area)
+        centroids.append(piece_centroids[1:] + (x, y))
         labels.extend([label] * (count - 1))
         is_stuff.extend([False] * (count - 1))
     return _Components(ids, np.asarray(labels, np.int64), np.asarray(areas, np.int64), boxes,
-                       np.asarray(is_stuff, bool), label_boxes)
+                       np.asarray(is_stuff, bool), label_boxes, np.concatenate(centroids))
 
 
 def _distances(compact: np.ndarray, label_boxes: list, thing_labels: list[int]) -> np.ndarray:
@@ -285,13 +290,25 @@ def _merge_fragments(parts: np.ndarray, min_area: int) -> None:
                              slice(min(cols.start, t_cols.start), max(cols.stop, t_cols.stop)))
 
 
-def _raster_order(parts: np.ndarray) -> np.ndarray:
-    """The part ids > 0 of `parts` ordered by their first pixel, top to bottom then left to right."""
+def _raster_order(parts: np.ndarray) -> tuple[np.ndarray, list]:
+    """The part ids > 0 of `parts` ordered by their first pixel, top to bottom then left to right,
+    and each part's bounding box (`ndimage.find_objects`, index id - 1)."""
     boxes = ndimage.find_objects(parts)
     present = [(index, box) for index, box in enumerate(boxes, start=1) if box is not None]
     keys = [(box[0].start, box[1].start + int(np.argmax(parts[box[0].start, box[1]] == index)))
             for index, box in present]
-    return np.asarray([present[i][0] for i in sorted(range(len(present)), key=keys.__getitem__)], np.int64)
+    return np.asarray([present[i][0] for i in sorted(range(len(present)), key=keys.__getitem__)], np.int64), boxes
+
+
+class Instances(NamedTuple):
+    """`split_instances_with_stats`' answer. Per instance (index 0 unused): label, bounding box
+    (a pair of slices, frame pixels), area (pixels) and centroid ((x, y), frame pixels)."""
+
+    instance_map: np.ndarray  # (H, W) int32, 0 = no instance
+    labels: np.ndarray  # (K + 1,) int32
+    boxes: list  # K + 1 entries, the first None
+    areas: np.ndarray  # (K + 1,) int64
+    centroids: np.ndarray  # (K + 1, 2) float64
 
 
 def split_instances(
@@ -301,7 +318,22 @@ def split_instances(
     split_depth: float = 0.3,
     split: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Class-agnostic instance masks from a label map.
+    """Class-agnostic instance masks from a label map: (instance_map, instance_labels) of
+    `split_instances_with_stats` (which see)."""
+    instances = split_instances_with_stats(label_map, stuff, min_area, split_depth, split)
+    return instances.instance_map, instances.labels
+
+
+def split_instances_with_stats(
+    label_map: np.ndarray,
+    stuff: Collection[int] = (),
+    min_area: int = 1,
+    split_depth: float = 0.3,
+    split: bool = True,
+) -> Instances:
+    """Class-agnostic instance masks from a label map, with each instance's box, area and
+    centroid (from the labelling's statistics where an instance is a whole component: no pass
+    over the frame to find them again).
 
     Args:
         label_map: (H, W) ints; negative values (no label) belong to no instance.
@@ -315,16 +347,17 @@ def split_instances(
         split: False keeps each connected component whole (plain connected components).
 
     Returns:
-        instance_map: (H, W) int32, 0 = no instance, 1..K the instances, numbered by label, then
-            top to bottom.
-        instance_labels: (K + 1,) int32, the label of each instance (index 0 unused, -1).
+        `Instances`: instance_map (H, W) int32, 0 = no instance, 1..K the instances, numbered by
+        label, then top to bottom; labels (K + 1,) int32, the label of each instance (index 0
+        unused, -1); boxes, areas and centroids per instance.
     """
     label_map = np.asarray(label_map)
     if label_map.dtype.kind not in "iu":
         label_map = label_map.astype(np.int32)
     count = int(label_map.max()) + 1 if label_map.size else 0
     if count <= 0:
-        return np.zeros(label_map.shape, np.int32), np.asarray([-1], np.int32)
+        return Instances(np.zeros(label_map.shape, np.int32), np.asarray([-1], np.int32), [None],
+                         np.zeros(1, np.int64), np.zeros((1, 2)))
     # Label indices one byte per pixel where they fit (comparisons 4x cheaper), else int32; -1 = none
     as_bytes = label_bytes(label_map, count)
     counts = label_pixel_counts(label_map, count, as_bytes)
@@ -340,7 +373,7 @@ def split_instances(
     lefts = np.asarray([-1 if comps.is_stuff[k] else comps.boxes[k - 1][1].start for k in kept], np.int64)
     kept = kept[np.lexsort((lefts, tops, comps.labels[kept]))]
 
-    parts_of: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # split component -> (part ids in order, parts)
+    parts_of: dict[int, tuple[np.ndarray, np.ndarray, list]] = {}  # split component -> (part ids in order, parts, boxes)
     things = kept[~comps.is_stuff[kept]]
     if split and things.size:
         analysed = np.zeros(n + 1, bool)
@@ -369,9 +402,9 @@ def split_instances(
             # 8-connected flooding, so no pixel of the (8-connected) component is left unreached.
             parts = watershed(-dist[box], markers, mask=inside, connectivity=2).astype(np.int32)
             _merge_fragments(parts, min_area)
-            order = _raster_order(parts)
+            order, part_boxes = _raster_order(parts)
             if len(order) > 1:
-                parts_of[k] = (order, parts)
+                parts_of[k] = (order, parts, part_boxes)
 
     counts = np.ones(len(kept), np.int64)
     for i, k in enumerate(kept.tolist()):
@@ -381,16 +414,29 @@ def split_instances(
     lut = np.zeros(n + 1, np.int32)
     lut[kept] = first
     instance_map = lut[comps.ids]
+    boxes: list = [None]
+    areas, centroids = [np.zeros(1, np.int64)], [np.zeros((1, 2))]
     for i, k in enumerate(kept.tolist()):
-        if k in parts_of:
-            order, parts = parts_of[k]
-            part_lut = np.zeros(int(parts.max()) + 1, np.int32)
-            part_lut[order] = first[i] + np.arange(len(order), dtype=np.int32)
-            box = comps.boxes[k - 1]
-            inside = comps.ids[box] == k
-            instance_map[box][inside] = part_lut[parts[inside]]
+        if k not in parts_of:  # a whole component: its labelling's statistics
+            boxes.append(comps.boxes[k - 1])
+            areas.append(comps.areas[k:k + 1])
+            centroids.append(comps.centroids[k:k + 1])
+            continue
+        order, parts, part_boxes = parts_of[k]
+        part_lut = np.zeros(int(parts.max()) + 1, np.int32)
+        part_lut[order] = first[i] + np.arange(len(order), dtype=np.int32)
+        box = comps.boxes[k - 1]
+        inside = comps.ids[box] == k
+        instance_map[box][inside] = part_lut[parts[inside]]
+        top, left = box[0].start, box[1].start
+        for part in order.tolist():
+            rows, cols = part_boxes[part - 1]
+            area, cx, cy = mask_centroid(parts[rows, cols] == part)
+            boxes.append((slice(top + rows.start, top + rows.stop), slice(left + cols.start, left + cols.stop)))
+            areas.append(np.asarray([area], np.int64))
+            centroids.append([[left + cols.start + cx, top + rows.start + cy]])
     instance_labels = np.concatenate([[-1], np.repeat(comps.labels[kept], counts)]).astype(np.int32)
-    return instance_map, instance_labels
+    return Instances(instance_map, instance_labels, boxes, np.concatenate(areas), np.concatenate(centroids))
 
 
 @lru_cache(maxsize=16)
