@@ -140,6 +140,35 @@ def test_to_rgb_equals_channel_slicing(shape, order):
     assert np.array_equal(to_rgb(view, order), to_rgb(np.ascontiguousarray(view), order))
 
 
+def test_the_segmenter_normalises_and_decides_on_one_cpu_thread(tiny_model, monkeypatch):
+    """The element-wise work around the forward pass runs on one thread (waking a second one
+    costs more than it saves, and in the node it may wait for a core DDS holds); the forward
+    pass keeps the caller's count."""
+    from lang_seg_ros.inference import Segmenter
+    from lang_seg_ros.inference import segmenter as segmenter_module
+
+    seen = {}
+
+    def recording(name, fn):
+        def wrapped(*args, **kwargs):
+            seen.setdefault(name, []).append(torch.get_num_threads())
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(segmenter_module, "normalize", recording("normalize", segmenter_module.normalize))
+    monkeypatch.setattr(segmenter_module, "decide_stride2", recording("decide", segmenter_module.decide_stride2))
+    segmenter = Segmenter(tiny_model, device="cpu", working_size=64)
+    monkeypatch.setattr(segmenter.backend, "logits", recording("forward", segmenter.backend.logits))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        segmenter.segment(np.zeros((48, 64, 3), np.uint8), labels=["floor", "mug"])
+        assert seen == {"normalize": [1], "forward": [2], "decide": [1]}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_the_decision_runs_on_one_cpu_thread_and_restores_the_count():
     before = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -276,8 +276,9 @@ class Segmenter:
             raise ValueError(f"segment_sets_batch needs images of one size, got {sorted({i.shape[:2] for i in images})}")
         t0 = time.perf_counter()
         sets = [self.prepare(labels) for labels in label_sets]
-        inputs = [normalize(image, self.model.config.mean, self.model.config.std, self.device, order)
-                  for image, order in zip(images, orders)]
+        with single_cpu_thread(self.device):  # three element-wise ops a frame: see single_cpu_thread
+            inputs = [normalize(image, self.model.config.mean, self.model.config.std, self.device, order)
+                      for image, order in zip(images, orders)]
         x = inputs[0] if len(inputs) == 1 else torch.cat(inputs)  # one camera: no copy
         height, width = x.shape[-2:]
         t1 = time.perf_counter()

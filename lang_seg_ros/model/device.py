@@ -94,10 +94,12 @@ def cpu_cores() -> int:
 def single_cpu_thread(device: torch.device) -> Iterator[None]:
     """On a CPU, run the enclosed torch ops on one intra-op thread, then restore the count.
 
-    For the per-pixel decision after the forward pass: dozens of small element-wise ops, for
-    which waking the other OpenMP threads costs more than they save (480x360, 20 labels, 2 cores,
-    passive waits: 7.4 ms on two threads, 4.9 ms on one). The caller's thread owns the model, so
-    nothing else runs torch ops meanwhile. A no-op on accelerators."""
+    For the small element-wise work around the forward pass (the input's normalisation, the
+    per-pixel decision), for which waking the other OpenMP threads costs more than they save
+    (480x360, 20 labels, 2 cores, passive waits: decision 7.4 ms on two threads, 4.9 ms on one);
+    in the node, where DDS and the executor hold a core at times, a woken thread may wait for
+    it. The caller's thread owns the model, so nothing else runs torch ops meanwhile. A no-op on
+    accelerators."""
     threads = torch.get_num_threads()
     if device.type != "cpu" or threads == 1:
         yield
