@@ -140,8 +140,10 @@ def image_to_numpy(msg: Image, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> n
     return out.reshape(height, width) if channels == 1 else out.reshape(height, width, channels)
 
 
-def numpy_to_image(image: np.ndarray, encoding: str, header: Header | None = None) -> Image:
-    """An array as a sensor_msgs/Image of `encoding`, unpadded, in the native byte order."""
+def numpy_to_image(image: np.ndarray, encoding: str, header: Header | None = None, into: Image | None = None) -> Image:
+    """An array as a sensor_msgs/Image of `encoding`, unpadded, in the native byte order; written
+    into `into` when given (a message's own default image field: building a second Image with its
+    header costs more than the data copy of a small region's mask)."""
     if encoding not in ENCODINGS:
         raise ImageConversionError(f"unknown image encoding {encoding!r} (supported: {', '.join(ENCODINGS)})")
     dtype, channels = ENCODINGS[encoding]
@@ -154,7 +156,7 @@ def numpy_to_image(image: np.ndarray, encoding: str, header: Header | None = Non
     if image.dtype != dtype:
         raise ImageConversionError(f"array of dtype {image.dtype} does not fit encoding {encoding} ({dtype})")
     image = np.ascontiguousarray(image)
-    msg = Image()
+    msg = Image() if into is None else into
     if header is not None:
         msg.header = header
     msg.height, msg.width = int(image.shape[0]), int(image.shape[1])
