@@ -5,7 +5,8 @@ class-agnostic masks first, then one classification per mask.
 - `split_instances`: a label map -> instance masks. "Stuff" labels (floor, sky) give one region
   each; "thing" labels are split into objects by a distance-transform watershed, so two touching
   chairs become two regions, and fragments smaller than `min_area` are merged into the
-  neighbouring instance of the same label (or dropped when isolated).
+  neighbouring instance of the same label (or dropped when isolated);
+  `split_instances_with_stats` also gives each instance's box, area and centroid.
 - `classify_by_mask_pooling`: each mask's pixel embeddings are averaged, re-normalised and
   correlated with the label embeddings, so a region's label and score come from the whole
   object instead of pixel votes.
