@@ -39,6 +39,8 @@ MODULES: dict[str, list[str]] = {
     "inference/labels.py": ["test/test_labels.py", "test/test_label_text_bounds.py"],
     "inference/preprocess.py": ["test/test_preprocess.py", "test/test_fast_frame_paths.py"],
     "objects/regions.py": ["test/test_regions.py", "test/test_regions_rules.py", "test/test_fast_frame_paths.py"],
+    "objects/instances.py": ["test/test_instances.py", "test/test_instances_speed_equivalence.py",
+                             "test/test_fast_frame_paths.py"],
     "objects/geometry.py": ["test/test_geometry.py", "test/test_geometry_rule.py",
                             "test/test_panoptic_geometry_tracking.py"],
     "objects/navigation.py": ["test/test_navigation.py", "test/test_navigation_rules.py", "test/test_geometry_rule.py"],

@@ -264,3 +264,11 @@ def test_the_statistics_that_come_with_the_split_are_those_of_the_instance_map(s
             assert found.boxes[index] == box
             assert found.areas[index] == len(ys)
             np.testing.assert_allclose(found.centroids[index], (xs.mean(), ys.mean()), rtol=0, atol=1e-9)
+
+
+def test_a_map_without_labels_has_no_instances_and_empty_statistics():
+    from lang_seg_ros.objects.instances import split_instances_with_stats
+
+    found = split_instances_with_stats(np.full((6, 9), -1, np.int32))
+    assert not found.instance_map.any() and found.labels.tolist() == [-1] and found.boxes == [None]
+    assert found.areas.shape == (1,) and found.centroids.shape == (1, 2)
