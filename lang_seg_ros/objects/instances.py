@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-from .regions import binary_components, label_bytes, label_pixel_counts, mask_centroid
+from .regions import binary_components, compact_labels, label_masks, mask_centroid
 
 
 _KERNEL = np.ones((3, 3), np.uint8)
@@ -53,24 +53,20 @@ class _Components(NamedTuple):
 
 
 def _components(compact: np.ndarray, counts: np.ndarray, stuff: set[int]) -> _Components:
-    """Components of `compact` (label indices, as `regions.label_bytes` makes them: uint8 with 255
-    for no label, or int32 with -1) whose `counts` (pixels per label) are given: a stuff label is
-    one component (all its pixels), a thing label one per 8-connected piece.
+    """Components of `compact` with its `counts` (`regions.compact_labels`): a stuff label is one
+    component (all its pixels), a thing label one per 8-connected piece.
 
-    Each label is found by one comparison of the (byte) map, bounded by `cv2.boundingRect` and
-    labelled inside that box with OpenCV's statistics: areas and boxes come with the labelling,
-    not from `np.bincount` / `find_objects` passes over an int32 frame.
+    Each label is found and bounded by `regions.label_masks` and labelled inside its box with
+    OpenCV's statistics: areas and boxes come with the labelling, not from `np.bincount` /
+    `find_objects` passes over an int32 frame.
     """
     ids = np.zeros(compact.shape, np.int32)
     labels, is_stuff, areas, boxes = [-1], [False], [int(compact.size - counts.sum())], []
     centroids = [np.zeros((1, 2))]
     label_boxes: list = [None] * len(counts)
-    for label in np.flatnonzero(counts).tolist():
-        binary = (compact == label).view(np.uint8)
-        x, y, w, h = cv2.boundingRect(binary)
+    for label, (x, y, w, h), mask in label_masks(compact, np.flatnonzero(counts).tolist()):
         box = (slice(y, y + h), slice(x, x + w))
         label_boxes[label] = box
-        mask = binary[box]
         if label in stuff:
             np.copyto(ids[box], len(labels), where=mask.view(bool))
             _, cx, cy = mask_centroid(mask)
@@ -359,10 +355,7 @@ def split_instances_with_stats(
     if count <= 0:
         return Instances(np.zeros(label_map.shape, np.int32), np.asarray([-1], np.int32), [None],
                          np.zeros(1, np.int64), np.zeros((1, 2)))
-    # Label indices one byte per pixel where they fit (comparisons 4x cheaper), else int32; -1 = none
-    as_bytes = label_bytes(label_map, count)
-    counts = label_pixel_counts(label_map, count, as_bytes)
-    compact = as_bytes if as_bytes is not None else np.where(label_map >= 0, label_map, -1).astype(np.int32)
+    compact, counts = compact_labels(label_map, count)
     stuff = set(int(s) for s in stuff)
     min_area = max(1, int(min_area))
     comps = _components(compact, counts, stuff)

@@ -10,12 +10,13 @@ boxes are half-open, `x0 <= x < x1`, `y0 <= y < y1`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Collection, Sequence
+from typing import Collection, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
 
-__all__ = ["Region", "binary_components", "extract_regions", "label_bytes", "label_pixel_counts", "mask_centroid"]
+__all__ = ["Region", "binary_components", "compact_labels", "extract_regions", "label_bytes", "label_masks",
+           "label_pixel_counts", "mask_centroid"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,6 +82,28 @@ def label_pixel_counts(label_map: np.ndarray, count: int, as_bytes: np.ndarray |
         return cv2.calcHist([as_bytes], [0], None, [256], [0, 256]).ravel()[:count].astype(np.int64)
     values = label_map[(label_map >= 0) & (label_map < count)]
     return np.bincount(values.ravel(), minlength=count)[:count].astype(np.int64)
+
+
+def compact_labels(label_map: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(compact, counts): the label map as `label_bytes` (uint8, 255 = no label) where its labels
+    fit a byte, else int32 with -1 for every value outside [0, count); and the pixels of each label
+    index in [0, count) (`label_pixel_counts`). Comparisons on the byte map are 4x cheaper."""
+    label_map = np.asarray(label_map)
+    as_bytes = label_bytes(label_map, count)
+    counts = label_pixel_counts(label_map, count, as_bytes)
+    if as_bytes is not None:
+        return as_bytes, counts
+    return np.where((label_map >= 0) & (label_map < count), label_map, -1).astype(np.int32), counts
+
+
+def label_masks(compact: np.ndarray, labels: Iterable[int]) -> Iterator[tuple[int, tuple[int, int, int, int], np.ndarray]]:
+    """Per label of `labels`: (label, its bounding box (x, y, w, h), its uint8 0/1 mask cropped to
+    that box, a view). One comparison of the `compact_labels` map and `cv2.boundingRect` each:
+    no `find_objects` pass over the frame."""
+    for label in labels:
+        binary = (compact == label).view(np.uint8)
+        x, y, w, h = cv2.boundingRect(binary)
+        yield label, (x, y, w, h), binary[y:y + h, x:x + w]
 
 
 def binary_components(binary: np.ndarray, connectivity: int = 8) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
@@ -154,20 +177,13 @@ def extract_regions(
         raise ValueError(f"connectivity must be 4 or 8, got {connectivity}")
     min_area = max(1, int(min_area))
     stuff = frozenset(int(s) for s in stuff)
-    # One byte per pixel where the labels fit (the comparisons below are then 4x cheaper).
-    compact = label_bytes(label_map, len(labels))
-    counts = label_pixel_counts(label_map, len(labels), compact)
+    compact, counts = compact_labels(label_map, len(labels))
     present = np.flatnonzero(counts >= min_area).tolist()
     if not present:
         return []
-    if compact is None:
-        compact = np.ascontiguousarray(label_map, dtype=np.int32)
 
     found: list[tuple[int, int, int, int, int, int, int, float, float, float, np.ndarray]] = []
-    for label_index in present:
-        binary = (compact == label_index).view(np.uint8)
-        bx, by, bw, bh = cv2.boundingRect(binary)
-        box = binary[by:by + bh, bx:bx + bw]
+    for label_index, (bx, by, bw, bh), box in label_masks(compact, present):
         if label_index in stuff:  # one region: every pixel of the label
             _, cx, cy = mask_centroid(box)
             parts = [(bx, by, bw, bh, int(counts[label_index]), cx, cy, box.copy())]
