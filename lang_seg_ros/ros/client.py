@@ -487,10 +487,7 @@ def cmd_status(session: _Session, args) -> int:
 
     from .feedback import STATUS_TOPIC
 
-    status_topic, labels_topic = session.topic(STATUS_TOPIC), session.topic("current_labels")
     diagnostics = session.subscribe(DiagnosticArray, "/diagnostics")
-    refusals = session.subscribe(DiagnosticStatus, status_topic, latched=True)
-    labels = session.subscribe(LabelSet, labels_topic, latched=True, depth=1)
 
     def mine():
         return [s for array in diagnostics for s in array.status if s.name.startswith(session.fqn + ":")]
@@ -498,12 +495,10 @@ def cmd_status(session: _Session, args) -> int:
     found = session.spin_until(mine, session.timeout)
     if not found:
         raise Refused(f"no /diagnostics from {session.fqn} within {session.timeout:g} s (is it running? --node?)")
-    # The latched topics' history: /diagnostics can come before the node's latched publishers are
-    # matched (a busy machine), so wait for both publishers and the label set the node always
-    # latches, then settle for the rest of the refusals.
-    session.spin_until(lambda: (session.node.count_publishers(status_topic) > 0
-                                and session.node.count_publishers(labels_topic) > 0 and labels), session.timeout)
-    session.spin_for(0.3)
+    # The latched histories once their publishers matched (on a busy machine /diagnostics can come
+    # first): the label set the node always latches, then the refusals with a settle.
+    labels = session.latched_history(LabelSet, session.topic("current_labels"), settle=0.0, at_least=1)
+    refusals = session.latched_history(DiagnosticStatus, session.topic(STATUS_TOPIC))
     status = found[-1]
     level = {0: "OK", 1: "WARN", 2: "ERROR", 3: "STALE"}.get(ord(status.level) if isinstance(status.level, bytes)
                                                            else int(status.level), "?")
