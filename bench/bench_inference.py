@@ -3,6 +3,12 @@ not, and peak memory. Prints the machine so figures are never quoted without it.
 
     python bench/bench_inference.py --model lseg_vitb32_384 --sizes 360x480 480x640 --precisions fp32 bf16
     python bench/bench_inference.py --model path/to/checkpoint.safetensors --device cuda --precisions fp16
+    python bench/bench_inference.py --model default --graphs traced eager       # the torch image branch both ways
+
+`--graphs`: the torch backend's image branch as traced graphs (the default, `backends.graphs`) and/or
+eager PyTorch, timed one after the other in this run. Latency: one `Segmenter.segment` call (pre-
+processing, model, label decision); batch FPS: --batch images through the image branch and the label
+logits at stride 2, as the Segmenter runs them.
 
 Models given by name are randomly initialised: speed does not depend on the weights.
 """
@@ -21,6 +27,7 @@ import torch
 
 from lang_seg_ros.inference import Segmenter
 from lang_seg_ros.model import build_model, list_models, load_checkpoint
+from lang_seg_ros.model.checkpoint import default_checkpoint_path
 
 LABELS = ["road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
           "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle", "other"]
@@ -60,15 +67,20 @@ def peak_memory_mb(device: torch.device) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="lseg_tiny", help=f"a checkpoint path or one of {list_models()}")
+    parser.add_argument("--model", default="lseg_tiny",
+                        help=f"a checkpoint path, default (the embedded model) or one of {list_models()}")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--sizes", nargs="+", default=["360x480"], help="HxW of the camera image")
     parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "fp16", "bf16"])
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--batch", type=int, default=4, help="batch size for the throughput figure")
     parser.add_argument("--labels", type=int, default=len(LABELS))
+    parser.add_argument("--graphs", nargs="+", default=["traced"], choices=["traced", "eager"],
+                        help="the torch image branch as traced graphs and/or eager PyTorch")
     args = parser.parse_args()
 
+    if args.model == "default":
+        args.model = str(default_checkpoint_path())
     model = load_checkpoint(args.model) if Path(args.model).is_file() else build_model(args.model).eval()
     labels = [LABELS[i % len(LABELS)] + (f" {i}" if i >= len(LABELS) else "") for i in range(args.labels)]
     segmenter = Segmenter(model, device=args.device)
@@ -84,9 +96,10 @@ def main() -> None:
           f"cached {1e3 * statistics.median(cached):.3f} ms per label set "
           f"({statistics.median(uncached) / statistics.median(cached):.0f}x)")
 
-    print(f"{'size':>9} {'precision':>9} {'working':>9} {'latency ms':>11} {'FPS':>6} {'batch FPS':>9}")
-    for precision in args.precisions:
-        segmenter = Segmenter(model, device=args.device, precision=precision)
+    print(f"{'size':>9} {'precision':>9} {'graph':>7} {'working':>9} {'latency ms':>11} {'FPS':>6} {'batch FPS':>9}")
+    for precision, graph in ((p, g) for p in args.precisions for g in args.graphs):
+        segmenter = Segmenter(model, device=args.device, precision=precision, trace=graph == "traced")
+        decode = segmenter.backend.decode
         segmenter.set_labels(labels)
         text = segmenter.text_cache(labels)
         for size in args.sizes:
@@ -97,8 +110,9 @@ def main() -> None:
             batch = torch.randn(args.batch, 3, (h + 31) // 32 * 32, (w + 31) // 32 * 32, device=device,
                                 dtype=segmenter.dtype)
             with torch.inference_mode():
-                per_batch = statistics.median(time_calls(lambda: model(batch, text), max(1, args.iters // 2), device))
-            print(f"{size:>9} {precision:>9} {max(h, w):>9} {1e3 * latency:>11.1f} {1 / latency:>6.2f} "
+                per_batch = statistics.median(time_calls(
+                    lambda: model.decoded_logits(decode(batch), text), max(1, args.iters // 2), device))
+            print(f"{size:>9} {precision:>9} {graph:>7} {max(h, w):>9} {1e3 * latency:>11.1f} {1 / latency:>6.2f} "
                   f"{args.batch / per_batch:>9.2f}")
     print(f"peak memory: {peak_memory_mb(device)}")
 

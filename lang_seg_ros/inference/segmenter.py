@@ -110,8 +110,11 @@ class Segmenter:
         backend: "torch" (eager), or "onnxruntime", "openvino", "tensorrt" for the image branch
             (`lang_seg_ros.inference.backends`): `model` is then a file from `lang-seg export`, or
             a checkpoint exported once on the fly (cached); the label set stays open.
-        compile: torch backend only: None (eager) or a `torch.compile` mode for the image branch,
+        compile: torch backend only: None or a `torch.compile` mode for the image branch,
             e.g. "reduce-overhead" (CUDA graphs on a GPU); see `backends.TorchBackend`.
+        trace: torch backend without `compile`: run the image branch as traced TorchScript graphs
+            (`backends.graphs`: no GIL held, batch norms folded at fp32; equal to eager up to
+            float rounding), or eager PyTorch (False).
         **load_overrides: passed to `load_checkpoint` (e.g. the spatial-regularisation settings).
     """
 
@@ -126,6 +129,7 @@ class Segmenter:
         threshold: float = 0.0,
         backend: str = "torch",
         compile: str | None = None,
+        trace: bool = True,
         **load_overrides: Any,
     ) -> None:
         if working_size < 32:
@@ -156,7 +160,7 @@ class Segmenter:
             self.model.scratch.to(self.dtype, memory_format=torch.channels_last)
             if hasattr(self.model.scratch, "head_block"):  # it acts on the fp32 logits
                 self.model.scratch.head_block.float()
-            self.backend = TorchBackend(self.model, self.dtype, compile)
+            self.backend = TorchBackend(self.model, self.dtype, compile, trace)
         else:
             from .backends import load_backend, require
             from .backends.onnx_export import cached_export, read_onnx_info, text_model_for

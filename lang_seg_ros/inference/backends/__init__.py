@@ -16,6 +16,8 @@ from typing import Protocol, Sequence
 
 import torch
 
+from .graphs import TracedImageBranch
+
 __all__ = ["BACKENDS", "COMPILE_MODES", "ImageBackend", "TorchBackend", "load_backend", "require"]
 
 #: `torch.compile` modes of the torch backend ("debug": graph capture only, no code generation).
@@ -36,18 +38,21 @@ class ImageBackend(Protocol):
 
 
 class TorchBackend:
-    """The `LSeg` in eager PyTorch at the Segmenter's precision, channels-last; the 1x1 head folded
-    into each label set once (`PreparedLabels.folded`)."""
+    """The `LSeg` in PyTorch at the Segmenter's precision, channels-last; the image branch as traced
+    graphs per input shape (`graphs.TracedImageBranch`: no GIL, batch norms folded at fp32) unless
+    `trace` is off or `compile` is set; the 1x1 head folded into each label set once
+    (`PreparedLabels.folded`)."""
 
     name = "torch"
     supports_features = True
 
-    def __init__(self, model, dtype: torch.dtype, compile: str | None = None) -> None:
-        """compile: None (eager), or a `torch.compile` mode for the image branch: "default",
+    def __init__(self, model, dtype: torch.dtype, compile: str | None = None, trace: bool = True) -> None:
+        """compile: None, or a `torch.compile` mode for the image branch: "default",
         "max-autotune", or "reduce-overhead" (CUDA graphs on a GPU). Each new input size compiles
-        once (pre-warm sizes with `Segmenter.warmup`)."""
+        once (pre-warm sizes with `Segmenter.warmup`). trace: without `compile`, traced graphs
+        (True) or eager PyTorch (False)."""
         self.model, self.dtype = model, dtype
-        self._decode = model.decode
+        self._decode = TracedImageBranch(model) if trace and compile is None else model.decode
         if compile is not None:
             if compile not in COMPILE_MODES:
                 raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
