@@ -13,7 +13,7 @@ in those precisions rounds the folded weights (0.33 % of val pixels then differ 
 0.21 % for eager bf16), and unfrozen they give eager's outputs exactly.
 
 Rules that keep it safe:
-- A shape gets its graph on first use (`Segmenter.warmup` pre-builds: ~1-2 s for the default
+- A shape gets its graph on first use (`Segmenter.warmup` pre-builds: ~1 s for the default
   model on this CPU). A frozen graph holds its own copy of the weights: graphs are kept while
   their copies fit `max_bytes` (least recently used dropped first); a model too large for one
   runs eager.
