@@ -20,16 +20,16 @@ A GPU machine may come with minutes and no package registry, so nothing here may
   temporary folder put first on `sys.path`; then a guard imports what each row needs and every
   row it cannot run is printed as skipped, with the reason (a missing module names its pip
   package), instead of crashing the run.
-* Rows run in priority order (the eager fp32 reference of each model, then fp16 TensorRT, ONNX
-  Runtime CUDA, CUDA graphs, eager; then the rest) within `--budget-s` (rough per-path set-up
+* Rows run in priority order (the eager fp32 reference of each model, then the default torch
+  path (traced graphs) at fp16, fp16 TensorRT, ONNX Runtime CUDA, CUDA graphs, eager; then the rest) within `--budget-s` (rough per-path set-up
   estimates; a row that would not finish is skipped, saying so); each prints as it ends, and
   JSON lines go to `--out` ($OUT/gpu_check.jsonl when $OUT is set), so a cut-short run still
   leaves its figures. One failing row does not stop the others (unless it breaks the CUDA
   context: the rest then say so).
 
 Rows: model (the default model, ViT-L/16 LSeg with random weights: speed does not depend on them)
-x path (torch eager; torch.compile; torch.compile "reduce-overhead" = CUDA graphs; ONNX Runtime
-CUDA; TensorRT) x precision (fp32, fp16, bf16: ONNX Runtime and TensorRT rows have no bf16 path
+x path (torch eager; torch traced = the torch backend's default, `backends.graphs`; torch.compile;
+torch.compile "reduce-overhead" = CUDA graphs; ONNX Runtime CUDA; TensorRT) x precision (fp32, fp16, bf16: ONNX Runtime and TensorRT rows have no bf16 path
 and say so) x labels (20, 150), at 480x640. Columns: model ms (median) / FPS / p95
 (`Segmenter.segment`, label decision included, synchronised), its ratio to eager fp32 of the same
 model and label count, the label agreement with eager fp32 on the same frame, and node FPS / p95:
@@ -69,26 +69,26 @@ LABELS = ["road", "sidewalk", "building", "wall", "fence", "pole", "traffic ligh
 WARMUP_LABELS = ["thing", "stuff"]  # `Segmenter.warmup`'s
 
 MODELS = ("default", "vitl16")
-PATHS = ("eager", "default", "reduce-overhead", "onnxruntime", "tensorrt")
-PATH_NAMES = {"eager": "torch eager", "default": "torch.compile", "reduce-overhead": "CUDA graphs",
+PATHS = ("eager", "traced", "default", "reduce-overhead", "onnxruntime", "tensorrt")
+PATH_NAMES = {"eager": "torch eager", "traced": "torch traced", "default": "torch.compile", "reduce-overhead": "CUDA graphs",
               "onnxruntime": "onnxruntime", "tensorrt": "TensorRT"}
 PRECISIONS = ("fp32", "fp16", "bf16")
 LABEL_COUNTS = (20, 150)
 #: Priority: each tier for every model before the next tier. The eager fp32 row is each model's reference.
-QUICK = (("eager", "fp32"), ("tensorrt", "fp16"), ("onnxruntime", "fp16"), ("reduce-overhead", "fp16"),
-         ("eager", "fp16"))
+QUICK = (("eager", "fp32"), ("traced", "fp16"), ("tensorrt", "fp16"), ("onnxruntime", "fp16"),
+         ("reduce-overhead", "fp16"), ("eager", "fp16"))
 TIERS = (
     QUICK,
-    (("tensorrt", "fp32"), ("onnxruntime", "fp32"), ("default", "fp16"), ("eager", "bf16"),
+    (("tensorrt", "fp32"), ("onnxruntime", "fp32"), ("traced", "fp32"), ("default", "fp16"), ("eager", "bf16"),
      ("reduce-overhead", "bf16")),
-    (("default", "bf16"), ("reduce-overhead", "fp32"), ("default", "fp32"), ("onnxruntime", "bf16"),
+    (("traced", "bf16"), ("default", "bf16"), ("reduce-overhead", "fp32"), ("default", "fp32"), ("onnxruntime", "bf16"),
      ("tensorrt", "bf16")),
 )
 #: Rough set-up seconds on an H100 (load, export, compile, engine build, warm-up) and seconds per
 #: label count (timing); only used to keep the run inside --budget-s. A measured set-up of the same
 #: model and path replaces the guess.
-SETUP_S = {"default": {"eager": 10, "default": 60, "reduce-overhead": 90, "onnxruntime": 40, "tensorrt": 120},
-           "vitl16": {"eager": 40, "default": 120, "reduce-overhead": 150, "onnxruntime": 120, "tensorrt": 300},
+SETUP_S = {"default": {"eager": 10, "traced": 15, "default": 60, "reduce-overhead": 90, "onnxruntime": 40, "tensorrt": 120},
+           "vitl16": {"eager": 40, "traced": 60, "default": 120, "reduce-overhead": 150, "onnxruntime": 120, "tensorrt": 300},
            "tiny": {p: 3 for p in PATHS}}
 TIMING_S = {"default": 5, "vitl16": 12, "tiny": 1}
 
@@ -250,7 +250,7 @@ def skip_reason(case: Case, p: Probe) -> str | None:
         reasons.append(p.default_text)
     if case.path in ("default", "reduce-overhead"):
         if not gpu:
-            reasons.append("a GPU row (--device cpu smoke-tests eager and ONNX Runtime only)")
+            reasons.append("a GPU row (--device cpu smoke-tests eager, traced and ONNX Runtime only)")
         elif p.triton:
             reasons.append(p.triton)
     if case.path in ("onnxruntime", "tensorrt") and p.onnx:
@@ -687,7 +687,9 @@ class Runner:
         common = dict(device=self.args.device, precision=case.precision, working_size=max(self.height, self.width))
         if case.path in ("onnxruntime", "tensorrt"):
             return Segmenter(self.export(case.model, case.precision), backend=case.path, **common)
-        return Segmenter(self.checkpoint(case.model), compile=None if case.path == "eager" else case.path, **common)
+        if case.path in ("eager", "traced"):
+            return Segmenter(self.checkpoint(case.model), trace=case.path == "traced", **common)
+        return Segmenter(self.checkpoint(case.model), compile=case.path, **common)
 
     def measure(self, case: Case, counts: Iterable[int]) -> Iterator[Row]:
         """One path: build, warm up and time it, a row per label count as each is done. Everything

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ROW = re.compile(r"^(default|vitl16|tiny)\s+(torch eager|torch\.compile|CUDA graphs|onnxruntime|TensorRT)\s+"
+ROW = re.compile(r"^(default|vitl16|tiny)\s+(torch eager|torch traced|torch\.compile|CUDA graphs|onnxruntime|TensorRT)\s+"
                  r"(fp32|fp16|bf16)\s+(\d+)\s+(skipped|failed): (.+)$")
 
 
@@ -56,7 +56,7 @@ def test_the_dry_run_walks_every_row_tensorrt_included_to_its_skip_reason_in_sec
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Traceback" not in done.stdout + done.stderr
     rows = skipped_rows(done.stdout)
-    paths = ("torch eager", "torch.compile", "CUDA graphs", "onnxruntime", "TensorRT")
+    paths = ("torch eager", "torch traced", "torch.compile", "CUDA graphs", "onnxruntime", "TensorRT")
     expected = {(m, p, pr, n) for m in ("default", "vitl16") for p in paths for pr in ("fp32", "fp16", "bf16")
                 for n in (20, 150)}
     assert set(rows) == expected and all(reason.strip() for reason in rows.values())
@@ -65,7 +65,7 @@ def test_the_dry_run_walks_every_row_tensorrt_included_to_its_skip_reason_in_sec
     for model in ("default", "vitl16"):
         assert "no bf16 in onnxruntime" in rows[(model, "onnxruntime", "bf16", 20)]
         assert "no bf16 TensorRT engine" in rows[(model, "TensorRT", "bf16", 150)]
-    assert "60 rows" in done.stdout and "FramePipeline.process in-process" in done.stdout
+    assert "72 rows" in done.stdout and "FramePipeline.process in-process" in done.stdout
 
 
 def test_missing_packages_are_named_in_each_row_instead_of_crashing_the_run(tmp_path):
@@ -79,7 +79,7 @@ def test_missing_packages_are_named_in_each_row_instead_of_crashing_the_run(tmp_
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Traceback" not in done.stdout + done.stderr
     rows = skipped_rows(done.stdout)
-    assert len(rows) == 30
+    assert len(rows) == 36
     assert all("missing open_clip (pip: open_clip_torch)" in reason for reason in rows.values())
     assert "missing onnx (pip: onnx)" in rows[("tiny", "onnxruntime", "fp32", 20)]
     assert "missing onnx" in rows[("tiny", "TensorRT", "fp16", 150)]

@@ -14,9 +14,9 @@ in those precisions rounds the folded weights (0.33 % of val pixels then differ 
 
 Rules that keep it safe:
 - A shape gets its graph on first use (`Segmenter.warmup` pre-builds: ~1 s for the default
-  model on this CPU). A frozen graph holds its own copy of the weights: graphs are kept while
-  their copies fit `max_bytes` (least recently used dropped first); a model too large for one
-  runs eager.
+  model on this CPU). A frozen graph holds its own copy of the weights: frozen graphs are kept
+  while their copies fit `max_bytes` (least recently used dropped first; a model too large for
+  one runs eager at fp32); unfrozen ones share the model's weights, up to `UNFROZEN_GRAPHS`.
 - Graphs are dropped when any weight or buffer of the model changed in place or was replaced (a
   trainer validating the model it trains, `load_state_dict`): frozen weights never go stale.
 - A model tracing cannot handle, or a graph that fails where eager would not, leaves the backend
@@ -36,6 +36,8 @@ from torch import nn
 __all__ = ["TracedImageBranch"]
 
 _LOG = logging.getLogger(__name__)
+#: Graphs kept at bf16 / fp16 (each shares the model's weights: only its code and plan).
+UNFROZEN_GRAPHS = 16
 
 
 class _Branch(nn.Module):
@@ -55,7 +57,7 @@ class TracedImageBranch:
 
     model: an `LSeg` in eval mode at its final device and dtype; max_bytes: memory for frozen
     graphs' weight copies (default 256 MiB: a dozen input shapes of the default model; an
-    official ViT-L LSeg, ~1.3 GB at fp32, runs eager)."""
+    official ViT-L LSeg, ~1.3 GB at fp32, runs eager at fp32 and traced at fp16)."""
 
     def __init__(self, model: nn.Module, max_bytes: int = 256 << 20) -> None:
         self.model = model
@@ -92,8 +94,11 @@ class TracedImageBranch:
         _LOG.warning("the image branch runs eager from now on (%s)", why)
 
     def _graph_for(self, images: torch.Tensor) -> Callable | None:
-        if self.failed is not None or not self.capacity or torch.is_grad_enabled() or self.model.training:
+        if self.failed is not None or torch.is_grad_enabled() or self.model.training:
             return None  # graphs are inference-only
+        limit = self.capacity if images.dtype == torch.float32 else UNFROZEN_GRAPHS
+        if not limit:
+            return None
         key = (tuple(images.shape), images.stride(), images.dtype, images.device)
         with self._lock:
             version = self._weights_version()
@@ -113,7 +118,7 @@ class TracedImageBranch:
                 why = f"tracing failed: {type(exc).__name__}: {exc}"
             else:
                 self._graphs[key] = graph
-                while len(self._graphs) > self.capacity:
+                while len(self._graphs) > limit:
                     self._graphs.popitem(last=False)
                 return graph
         self._give_up(why)
