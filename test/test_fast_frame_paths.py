@@ -158,7 +158,7 @@ def test_the_segmenter_normalises_and_decides_on_one_cpu_thread(tiny_model, monk
     monkeypatch.setattr(segmenter_module, "normalize", recording("normalize", segmenter_module.normalize))
     monkeypatch.setattr(segmenter_module, "decide_stride2", recording("decide", segmenter_module.decide_stride2))
     segmenter = Segmenter(tiny_model, device="cpu", working_size=64)
-    monkeypatch.setattr(segmenter.backend, "logits", recording("forward", segmenter.backend.logits))
+    monkeypatch.setattr(segmenter.backend, "factored_logits", recording("forward", segmenter.backend.factored_logits))
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

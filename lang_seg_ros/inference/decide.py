@@ -17,6 +17,7 @@ neighbouring logits agree; by convexity of log-sum-exp never above the exact pro
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import cv2
@@ -27,6 +28,47 @@ import torch.nn.functional as F
 _CHUNK_ELEMENTS = 1 << 22
 #: Elements per block of the per-cell decision (two such buffers stay in a core's L2 cache).
 _BLOCK_ELEMENTS = 1 << 16
+
+
+@dataclass(frozen=True)
+class FactoredLogits:
+    """Stride-2 logits that are never written whole: cell c's label vector is
+    scale[c] * (features[c] @ weight.T + bias), LSeg's folded 1x1 head (`LSeg.fold_head`,
+    `LSeg.pixel_scale`), computed a cache-sized block of cells at a time where the decision reads
+    it. Writing a frame's logits and reading them back cost more than the decision's arithmetic
+    (640x480, 150 labels, one core: the head 50 ms and the decision 28 ms, fused ~2x less).
+
+    features: (h2 * w2, F) fp32 fused features, row-major cells; weight: (N, F) and bias: (N,)
+    fp32, the label set's `label_weight` / `label_bias`; scale: (h2 * w2,) fp32; grid: (h2, w2);
+    round_to: the dtype the unfused path returns its logits in (bf16 / fp16 image branches), so
+    both give the same decisions, or None.
+    """
+
+    features: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor
+    scale: torch.Tensor
+    grid: tuple[int, int]
+    round_to: torch.dtype | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.weight.shape[0], *self.grid)
+
+    @property
+    def device(self) -> torch.device:
+        return self.features.device
+
+    def rows(self, cells: slice | torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """(K, N) logits of the cells `cells` (a slice or (K,) indices), into `out` when given."""
+        if isinstance(cells, slice):
+            features, scale = self.features[cells], self.scale[cells]
+        else:
+            features, scale = self.features.index_select(0, cells), self.scale.index_select(0, cells)
+        out = torch.addmm(self.bias, features, self.weight.t(), out=out).mul_(scale[:, None])
+        if self.round_to is not None:
+            out.copy_(out.to(self.round_to))
+        return out
 
 
 @functools.lru_cache(maxsize=16)
@@ -55,10 +97,11 @@ def _taps(out_size: int, work_size: int, grid_size: int) -> tuple[torch.Tensor, 
     return index, weight.float()
 
 
-def _best_and_log_probability(logits: torch.Tensor, labels_first: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def _best_and_log_probability(logits: torch.Tensor | FactoredLogits, labels_first: bool = False
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
     """(M, N) logits -> (M,) best label (int64, the first of equal maxima) and (M,) log softmax
     probability of that label, -log(sum(exp(logits - best))). With `labels_first` the logits are
-    (N, M) (an exported graph's planes, on the CPU).
+    (N, M) (an exported graph's planes, on the CPU); `FactoredLogits` are computed block by block.
 
     One pass over the logits in row blocks of ~256 KiB: each block is copied once into a buffer
     that stays in the core's cache (planes by OpenCV's transpose of the block's columns), and its
@@ -67,18 +110,24 @@ def _best_and_log_probability(logits: torch.Tensor, labels_first: bool = False) 
     than the arithmetic). On a CPU the argmax is numpy's vectorised scan per row; torch's
     max-with-index over a short last dimension is scalar (one core, 640x480 frame, 150 labels:
     the decision 36 -> 28 ms, `bench/bench_postprocess.py`)."""
-    n, rows = logits.shape if labels_first else logits.shape[::-1]
+    factored = isinstance(logits, FactoredLogits)
+    if factored:
+        n, rows, dtype = logits.shape[0], logits.features.shape[0], torch.float32
+    else:
+        (n, rows), dtype = logits.shape if labels_first else logits.shape[::-1], logits.dtype
     index = torch.empty(rows, dtype=torch.int64, device=logits.device)
-    out = torch.empty(rows, dtype=logits.dtype, device=logits.device)
+    out = torch.empty(rows, dtype=dtype, device=logits.device)
     step = max(1, _BLOCK_ELEMENTS // n)
-    block_buffer = torch.empty((min(step, rows), n), dtype=logits.dtype, device=logits.device)
+    block_buffer = torch.empty((min(step, rows), n), dtype=dtype, device=logits.device)
     difference_buffer = torch.empty_like(block_buffer)
     on_cpu = logits.device.type == "cpu"
     planes = logits.detach().numpy() if labels_first else None
     for start in range(0, rows, step):
         stop = min(rows, start + step)
         block = block_buffer[:stop - start]
-        if labels_first:
+        if factored:
+            logits.rows(slice(start, stop), out=block)
+        elif labels_first:
             cv2.transpose(planes[:, start:stop], dst=block.numpy())
         else:
             block.copy_(logits[start:stop])
@@ -91,18 +140,21 @@ def _best_and_log_probability(logits: torch.Tensor, labels_first: bool = False) 
     return index, out.log_().neg_()
 
 
-def _cell_vectors(index: torch.Tensor, table: torch.Tensor | None, planes: torch.Tensor | None
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def _cell_vectors(index: torch.Tensor, table: torch.Tensor | None, planes: torch.Tensor | None,
+                  factored: FactoredLogits | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The label vectors of the grid cells in `index` (B, T), for `F.embedding_bag`: (source (K, N),
     rows (B, T) into it). From a labels-last `table` (cells, N) directly; from labels-first
     `planes` (N, cells) only the cells used are gathered (one row-local gather per label plane)
-    and transposed, never the whole frame."""
-    if planes is None:
+    and transposed, never the whole frame; from `factored` logits only the cells used are computed."""
+    if table is not None:
         return table, index
-    used = torch.zeros(planes.shape[1], dtype=torch.bool, device=planes.device)
+    cells = planes.shape[1] if planes is not None else factored.features.shape[0]
+    used = torch.zeros(cells, dtype=torch.bool, device=index.device)
     used[index.reshape(-1)] = True
     position = torch.cumsum(used, 0) - 1
-    return _transposed(planes.index_select(1, used.nonzero().squeeze(1))), position[index]
+    used = used.nonzero().squeeze(1)
+    source = _transposed(planes.index_select(1, used)) if planes is not None else factored.rows(used)
+    return source, position[index]
 
 
 def _transposed(matrix: torch.Tensor) -> torch.Tensor:
@@ -128,42 +180,47 @@ def _resample(grid: torch.Tensor, iy: torch.Tensor, wy: torch.Tensor, ix: torch.
     return out
 
 
-def decide_stride2(logits: torch.Tensor, work_hw: tuple[int, int], out_hw: tuple[int, int],
+def decide_stride2(logits: torch.Tensor | FactoredLogits, work_hw: tuple[int, int], out_hw: tuple[int, int],
                    exact_below: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Label map (H, W) int32 and confidence (H, W) float32 from stride-2 logits.
 
     logits: (N, h2, w2) for a padded working image whose top-left (h, w) = `work_hw` pixels are
-    the image content; out_hw: (H, W) of the input image; exact_below: confidences under this are
-    computed exactly (pass the threshold the caller applies).
+    the image content, or the same as `FactoredLogits` (never written whole); out_hw: (H, W) of
+    the input image; exact_below: confidences under this are computed exactly (pass the threshold
+    the caller applies).
 
     Cost (a per-frame step): per grid cell one pass over its labels (argmax and softmax normaliser);
     per pixel two row-gather passes (confidence, label); per border pixel one weighted gather of
     its taps' label vectors (`embedding_bag`), so only the border grows with the label count.
     """
-    logits = logits.float()
+    factored = logits if isinstance(logits, FactoredLogits) else None
+    if factored is None:
+        logits = logits.float()
     n, h2, w2 = logits.shape
+    device = logits.device
     height, width = out_hw
     if n == 1:
-        label = torch.zeros((height, width), dtype=torch.int32, device=logits.device)
-        return label, torch.ones((height, width), device=logits.device)
-    iy, wy = (t.to(logits.device) for t in _taps(height, work_hw[0], h2))
-    ix, wx = (t.to(logits.device) for t in _taps(width, work_hw[1], w2))
+        label = torch.zeros((height, width), dtype=torch.int32, device=device)
+        return label, torch.ones((height, width), device=device)
+    iy, wy = (t.to(device) for t in _taps(height, work_hw[0], h2))
+    ix, wx = (t.to(device) for t in _taps(width, work_hw[1], w2))
     # A label vector per grid cell: labels-last rows (h2 * w2, N), free for the torch backend
     # (LSeg.decoded_logits lays its logits out so); an exported graph's (N, h2, w2) on the CPU is
     # read as planes, block by block, never transposed whole (480x360, 150 labels: that
-    # transpose alone took 7.5 ms)
-    cells = logits.permute(1, 2, 0)
+    # transpose alone took 7.5 ms); factored logits computed block by block
     table = planes = None
-    if not cells.is_contiguous() and logits.device.type == "cpu" and logits.is_contiguous():
-        planes = logits.view(n, h2 * w2)
-    else:
-        table = cells.contiguous().view(h2 * w2, n)
+    if factored is None:
+        cells = logits.permute(1, 2, 0)
+        if not cells.is_contiguous() and device.type == "cpu" and logits.is_contiguous():
+            planes = logits.view(n, h2 * w2)
+        else:
+            table = cells.contiguous().view(h2 * w2, n)
     # Best label and the log of its softmax probability per cell; the latter interpolated, then
     # exp: the confidence wherever the taps agree (exact there up to rounding: best and
     # log-partition are both linear in the taps' logits only where one label wins all of them;
     # elsewhere recomputed below)
-    label_grid, log_conf_grid = _best_and_log_probability(table if planes is None else planes,
-                                                          labels_first=planes is not None)
+    label_grid, log_conf_grid = _best_and_log_probability(
+        factored if factored is not None else table if planes is None else planes, labels_first=planes is not None)
     label_grid, log_conf_grid = label_grid.view(h2, w2), log_conf_grid.view(h2, w2)
     confidence = _resample(log_conf_grid, iy, wy, ix, wx).exp_()  # (W, H)
     # A pixel whose taps all hold one label takes it. Its taps lie in a window of (ky, kx) cells
@@ -186,14 +243,14 @@ def decide_stride2(logits: torch.Tensor, work_hw: tuple[int, int], out_hw: tuple
         # Tap k of a pixel is cell (y0 + ky_k, x0 + kx_k) (`_taps`: consecutive cells; a slot past
         # the grid's edge has weight 0, its index is clamped into the table)
         ty, tx = iy.shape[1], ix.shape[1]
-        offsets = (torch.arange(ty, device=logits.device)[:, None] * w2
-                   + torch.arange(tx, device=logits.device)[None, :]).reshape(-1)
+        offsets = (torch.arange(ty, device=device)[:, None] * w2
+                   + torch.arange(tx, device=device)[None, :]).reshape(-1)
         step = max(1, _CHUNK_ELEMENTS // n)
         for start in range(0, rows.numel(), step):
             r, c = rows[start:start + step], cols[start:start + step]
             index = ((y0[r] * w2 + x0[c])[:, None] + offsets).clamp_(max=h2 * w2 - 1)
             weight = (wy[r][:, :, None] * wx[c][:, None, :]).reshape(-1, ty * tx)
-            source, rows_of = _cell_vectors(index, table, planes)
+            source, rows_of = _cell_vectors(index, table, planes, factored)
             full = F.embedding_bag(rows_of, source, per_sample_weights=weight, mode="sum")  # (B, N)
             best, log_probability = _best_and_log_probability(full)
             label[c, r] = best.to(torch.int32)

@@ -303,17 +303,24 @@ class Segmenter:
             if (h, w) != (height, width):
                 x = F.interpolate(x, (h, w), mode="bilinear", align_corners=False, antialias=True)
             padded = pad_bottom_right(x, round_up(h), round_up(w), self._fill)
+            per_image = None  # per image, per set: (N, h2, w2) logits or `FactoredLogits`
             if return_features and self.backend.supports_features:
                 pixels = self.model.scratch.embed(self.backend.decode(padded))
                 features = [one.float().cpu().numpy() for one in pixels[:, :, : (h + 1) // 2, : (w + 1) // 2]]
                 logits = torch.cat([self.model.label_logits(pixels, p.text) for p in sets], dim=1)
+            elif isinstance(self.backend, TorchBackend):
+                # the head computed inside the decision, a cache-sized block at a time
+                per_image = self.backend.factored_logits(padded, sets)
+                logits = None if per_image is not None else self.backend.logits(padded, sets)
             else:
                 logits = self.backend.logits(padded, sets)
+            if per_image is None:
+                per_image = [[set_logits[0] for set_logits in one.split([len(p) for p in sets], dim=1)]
+                             for one in logits.split(1)]
             t2 = time.perf_counter()
             with single_cpu_thread(self.device):
-                decided = [[decide_stride2(set_logits[0], (h, w), (height, width), exact_below=self.threshold)
-                            for set_logits in one.split([len(p) for p in sets], dim=1)]
-                           for one in logits.split(1)]
+                decided = [[decide_stride2(set_logits, (h, w), (height, width), exact_below=self.threshold)
+                            for set_logits in one] for one in per_image]
         results = []
         for per_image in decided:
             results.append([])

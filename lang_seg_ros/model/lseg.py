@@ -130,12 +130,26 @@ class LSeg(nn.Module):
         # decision over labels downstream reads each pixel's logits contiguously.
         numerator = torch.einsum("bfhw,nf->bhwn", f, folded.label_weight.to(f.device))
         numerator += folded.label_bias.to(f.device)
-        gram = torch.einsum("bfhw,fk->bkhw", f, folded.gram.to(f.device))
-        squared_norm = (f * gram).sum(1) + 2 * torch.einsum("bfhw,f->bhw", f, folded.head_bias.to(f.device))
-        squared_norm += folded.bias_sq.to(f.device)
-        logits = numerator.mul_((self.logit_scale / squared_norm.clamp_min(1e-24).sqrt())[..., None])
+        logits = numerator.mul_(self.pixel_scale(f, folded)[..., None])
         logits = self._regularise(logits.permute(0, 3, 1, 2))  # (B, N, h, w), channels-last strides
         return logits.to(decoded.dtype)
+
+    @property
+    def head_is_linear(self) -> bool:
+        """The logits are the folded head alone (no spatial-regularisation block after it), so a
+        pixel's logits can be computed from its fused features on their own (`pixel_scale`)."""
+        return not hasattr(self.scratch, "head_block")
+
+    def pixel_scale(self, decoded: torch.Tensor, folded: FoldedHead) -> torch.Tensor:
+        """(B, h, w) fp32: logit_scale / |e| per pixel for fp32 fused features `decoded` (B, F, h, w),
+        so that logits = pixel_scale * (label_weight f + label_bias). Independent of the labels
+        (the head's terms of any `fold_head`)."""
+        f = decoded.permute(0, 2, 3, 1)  # (B, h, w, F): contiguous rows for channels-last features
+        squared_norm = (f * torch.matmul(f, folded.gram.to(f.device))).sum(-1)  # f'W'Wf
+        # a (F, 1) matrix, not a vector: OpenVINO's MatMul fusion rejects the vector form in exports
+        squared_norm += 2 * torch.matmul(f, folded.head_bias.to(f.device)[:, None])[..., 0]
+        squared_norm += folded.bias_sq.to(f.device)
+        return self.logit_scale / squared_norm.clamp_min(1e-24).sqrt()
 
     def forward(self, images: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised images, (N, C) label embeddings -> (B, N, H, W) logits."""

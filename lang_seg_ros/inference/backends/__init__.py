@@ -16,6 +16,7 @@ from typing import Protocol, Sequence
 
 import torch
 
+from ..decide import FactoredLogits
 from .graphs import TracedImageBranch
 
 __all__ = ["BACKENDS", "COMPILE_MODES", "ImageBackend", "TorchBackend", "load_backend", "require"]
@@ -66,6 +67,26 @@ class TorchBackend:
     def logits(self, images: torch.Tensor, sets: Sequence) -> torch.Tensor:
         decoded = self.decode(images)
         return torch.cat([self.model.decoded_logits(decoded, folded=p.folded) for p in sets], dim=1)
+
+    def factored_logits(self, images: torch.Tensor, sets: Sequence) -> list[list[FactoredLogits]] | None:
+        """`logits` as `FactoredLogits` per image and set (the label decision computes them block by
+        block, never the whole (N, h, w)), or None when the model's head is not linear (a spatial
+        regularisation block acts on whole logit maps). Equal to `logits` up to float rounding."""
+        if not self.model.head_is_linear:
+            return None
+        return self.factor(self.decode(images), sets)
+
+    def factor(self, decoded: torch.Tensor, sets: Sequence) -> list[list[FactoredLogits]]:
+        """`factored_logits` of fused features (B, F, h, w) from `decode`: their per-pixel scale
+        (label-independent, once per image) and each set's folded weights."""
+        f = decoded.float()
+        scale = self.model.pixel_scale(f, sets[0].folded)  # (B, h, w): the same for every label set
+        batch, channels, height, width = f.shape
+        cells = f.permute(0, 2, 3, 1).reshape(batch, height * width, channels)  # a view when channels-last
+        round_to = decoded.dtype if decoded.dtype != torch.float32 else None
+        return [[FactoredLogits(cells[i], p.folded.label_weight.to(f.device), p.folded.label_bias.to(f.device),
+                                scale[i].reshape(-1), (height, width), round_to) for p in sets]
+                for i in range(batch)]
 
 
 def require(name: str, device: torch.device) -> None:
