@@ -5,8 +5,9 @@
 
 The image branch runs once per frame beforehand (not timed); then, per frame, the median of
 --repeats runs of each stage: `decide` (label map and confidence from the fused features, as the
-Segmenter does after the image branch: the folded head's logits computed block by block inside
-the decision; the same with the logits written whole first is printed after the table), `objects` (regions: connected components, scores,
+Segmenter does after the image branch: the folded head's logits written whole and decided, or,
+past `TorchBackend.factor_above_bytes`, computed block by block inside the decision; both ways
+are printed after the table), `objects` (regions: connected components, scores,
 boxes, centroids, masks), `instances` (the same with watershed-split instances, every label a
 thing), `inst+stuff` (the same with Cityscapes' stuff classes, road ... sky, marked stuff as a
 panoptic set-up marks them: stuff is never split), `overlay`, `messages` (the node's messages for the frame, needs the
@@ -123,6 +124,7 @@ def main() -> int:
           f"{'messages':>9} {'+standard':>10} {'after':>6} {'after+inst':>10} {'after+inst+stuff':>16}")
     decisions: dict[int, float] = {}
     written_decisions: dict[int, float] = {}
+    factored_decisions: dict[int, float] = {}
     for count in args.labels:
         labels = (WORDS + [f"object {i}" for i in range(count)])[:count]
         prepared = segmenter.prepare(labels)
@@ -134,19 +136,24 @@ def main() -> int:
             with torch.inference_mode():
                 x = normalize(frame, segmenter.model.config.mean, segmenter.model.config.std, segmenter.device, "bgr")
                 h, w = working_shape(height, width, max(width, height))
-                decoded = segmenter.backend.decode(pad_bottom_right(x, round_up(h), round_up(w), segmenter._fill))
+                padded = pad_bottom_right(x, round_up(h), round_up(w), segmenter._fill)
+                decoded = segmenter.backend.decode(padded)
 
-                def decide():  # as the Segmenter does: the head's logits computed inside the decision
-                    factored = segmenter.backend.factor(decoded, [prepared])[0][0]
-                    label, confidence = decide_stride2(factored, (h, w), (height, width))
+                def factored():  # the head's logits computed inside the decision, block by block
+                    label, confidence = decide_stride2(segmenter.backend.factor(decoded, [prepared])[0][0],
+                                                       (h, w), (height, width))
                     return label.numpy(), confidence.numpy()
 
                 def written():  # the logits written whole by the head, then decided
                     logits = segmenter.model.decoded_logits(decoded, folded=prepared.folded)[0]
-                    return decide_stride2(logits, (h, w), (height, width))
+                    label, confidence = decide_stride2(logits, (h, w), (height, width))
+                    return label.numpy(), confidence.numpy()
 
-                t_decide, (label_map, confidence) = timed(decide, args.repeats)
+                t_factored, (label_map, confidence) = timed(factored, args.repeats)
                 t_written, _ = timed(written, args.repeats)
+                # the Segmenter's choice (TorchBackend.factor_above_bytes: logits past the caches)
+                factor = count * padded.shape[-2] * padded.shape[-1] >= segmenter.backend.factor_above_bytes
+                t_decide = t_factored if factor else t_written
             t_objects, objects = timed(lambda: frame_objects(label_map, confidence, labels, min_area=50,
                                                              max_regions=256), args.repeats)
             t_instances, _ = timed(lambda: frame_objects(label_map, confidence, labels, min_area=50, max_regions=256,
@@ -162,18 +169,21 @@ def main() -> int:
                 t_messages, _ = timed(lambda: messages.frame_messages(Header(frame_id="cam"), result, {}, 0.0, 1, 0),
                                       args.repeats)
                 t_standard = standard_outputs_cost(pipeline, frame, depth_mm, k, Header, args.repeats)
-            rows.append((t_decide, t_objects, t_instances, t_stuff, t_overlay, t_messages, t_standard, t_written))
+            rows.append((t_decide, t_objects, t_instances, t_stuff, t_overlay, t_messages, t_standard, t_written,
+                         t_factored))
         med = [statistics.median(column) for column in zip(*rows)]
         messages_ms = med[5] if not np.isnan(med[5]) else 0.0
         decisions[count] = med[0]
-        written_decisions[count] = med[7]
+        written_decisions[count], factored_decisions[count] = med[7], med[8]
         print(f"{count:>6} {med[0]:>8.1f} {med[1]:>8.1f} {med[2]:>9.1f} {med[3]:>10.1f} {med[4]:>8.1f} {med[5]:>9.1f} "
               f"{med[6]:>10.1f} {med[1] + messages_ms:>6.1f} {med[2] + messages_ms:>10.1f} "
               f"{med[3] + messages_ms:>16.1f}")
     print("after = objects + messages (everything after the label decision), after+inst = the same with "
           "watershed instances (every label a thing), after+inst+stuff = with Cityscapes' stuff classes marked stuff")
-    print("head + decision, the logits written whole first (the path before 2026-12-07; ms): " + ", ".join(
-        f"{count} labels {written_decisions[count]:.1f}" for count in sorted(written_decisions)))
+    print("head + decision (ms), the logits written whole first / computed block by block in the decision: "
+          + ", ".join(f"{count} labels {written_decisions[count]:.1f} / {factored_decisions[count]:.1f}"
+                      for count in sorted(written_decisions))
+          + "; `decide` is the one the Segmenter picks (TorchBackend.factor_above_bytes)")
     if len(decisions) > 1:
         base = min(decisions)
         print("label decision vs the " + f"{base}-label one: " + ", ".join(

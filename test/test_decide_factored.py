@@ -63,8 +63,22 @@ def test_a_low_precision_branch_decides_on_logits_rounded_as_the_written_path_re
     assert all(torch.equal(row, row.to(torch.bfloat16).float()) for row in factored.rows(slice(0, 50)))
 
 
+def test_small_label_sets_write_their_logits_large_ones_never(tiny_model, monkeypatch):
+    """Logits that fit the caches are written (cheaper there); past `factor_above_bytes` never."""
+    segmenter = Segmenter(tiny_model, device="cpu", working_size=64)  # 64x64 padded: 4 KiB a label
+    written = []
+    original = segmenter.backend.logits
+    monkeypatch.setattr(segmenter.backend, "logits", lambda *a: written.append(1) or original(*a))
+    segmenter.backend.factor_above_bytes = 64 * 64 * 3  # three labels' worth
+    segmenter.segment(np.zeros((48, 64, 3), np.uint8), labels=["floor", "mug"])
+    assert written == [1]
+    segmenter.segment(np.zeros((48, 64, 3), np.uint8), labels=["floor", "mug", "table"])
+    assert written == [1]
+
+
 def test_the_segmenter_decides_from_the_features_only_where_the_head_is_linear(tiny_model, monkeypatch):
     segmenter = Segmenter(tiny_model, device="cpu", working_size=64)
+    segmenter.backend.factor_above_bytes = 0
     called = []
     original = segmenter.backend.factored_logits
     monkeypatch.setattr(segmenter.backend, "factored_logits", lambda *a: called.append(1) or original(*a))
@@ -74,6 +88,7 @@ def test_the_segmenter_decides_from_the_features_only_where_the_head_is_linear(t
     # a spatial-regularisation block acts on whole logit maps: those are written
     blocked = Segmenter(build_model("lseg_tiny", block_type="bottleneck", block_depth=1), device="cpu",
                         working_size=64)
+    blocked.backend.factor_above_bytes = 0
     assert not blocked.model.head_is_linear and blocked.backend.factored_logits(torch.zeros(1, 3, 64, 64), []) is None
     assert blocked.segment(np.zeros((48, 64, 3), np.uint8), labels=["floor", "mug"]).label_map.shape == (48, 64)
 
@@ -82,6 +97,7 @@ def test_the_segmenter_decides_from_the_features_only_where_the_head_is_linear(t
 @pytest.mark.parametrize("count", [11, 150])
 def test_the_default_model_on_a_camvid_frame_decides_as_from_written_logits(count):
     segmenter = Segmenter(device="cpu")
+    segmenter.backend.factor_above_bytes = 0  # whatever the label count
     written = Segmenter(device="cpu")
     written.backend.factored_logits = lambda images, sets: None  # the path before: logits written whole
     words = ["sky", "building", "pole", "road", "pavement", "tree", "sign symbol", "fence", "car", "pedestrian",
@@ -99,6 +115,7 @@ def test_a_bf16_segmenter_decides_on_the_logits_its_written_path_would_round(tin
     frames = [np.random.default_rng(seed).integers(0, 255, (48, 64, 3), dtype=np.uint8) for seed in range(3)]
     labels = ["floor", "mug", "table", "wall", "person"]
     segmenter = Segmenter(tiny_model, device="cpu", working_size=64, precision="bf16")
+    segmenter.backend.factor_above_bytes = 0
     for frame in frames:
         factored = segmenter.segment(frame, labels=labels)
         original = segmenter.backend.factored_logits

@@ -2,6 +2,8 @@
 
 Only the (H, W) label map and confidence leave the device; the (N, H, W) full-resolution logits
 are never built in single-scale mode, so the cost of a frame hardly grows with the label count.
+With the torch backend not even the stride-2 (N, h, w) logits are written: `FactoredLogits`
+computes each block of cells' logits from the fused features where the decision reads them.
 
 `decide_stride2` gives the argmax of the published rule (bilinear x2 upsampling of the stride-2
 logits with align_corners=True, crop, bilinear resize to the image), exactly up to float

@@ -309,7 +309,7 @@ class Segmenter:
                 features = [one.float().cpu().numpy() for one in pixels[:, :, : (h + 1) // 2, : (w + 1) // 2]]
                 logits = torch.cat([self.model.label_logits(pixels, p.text) for p in sets], dim=1)
             elif isinstance(self.backend, TorchBackend):
-                # the head computed inside the decision, a cache-sized block at a time
+                # past the caches, the head computed inside the decision a block at a time
                 per_image = self.backend.factored_logits(padded, sets)
                 logits = None if per_image is not None else self.backend.logits(padded, sets)
             else:

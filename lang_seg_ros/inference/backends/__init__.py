@@ -68,12 +68,20 @@ class TorchBackend:
         decoded = self.decode(images)
         return torch.cat([self.model.decoded_logits(decoded, folded=p.folded) for p in sets], dim=1)
 
+    #: Logits of an image (all sets) above this size are never written (`factored_logits`): past
+    #: the caches, writing and reading them back costs more than computing them block by block
+    #: (one core, bench_postprocess: 480x360, 150 labels, 28 MB: head + decision 35.6 -> 29.5 ms;
+    #: 20 labels, 3.7 MB: 12.6 -> 13.4 ms; crossing near 50 labels there, 20-30 at 640x480).
+    factor_above_bytes = 8 << 20
+
     def factored_logits(self, images: torch.Tensor, sets: Sequence) -> list[list[FactoredLogits]] | None:
         """`logits` as `FactoredLogits` per image and set (the label decision computes them block by
-        block, never the whole (N, h, w)), or None when the model's head is not linear (a spatial
-        regularisation block acts on whole logit maps). Equal to `logits` up to float rounding."""
-        if not self.model.head_is_linear:
-            return None
+        block, never the whole (N, h, w)), or None: when the model's head is not linear (a spatial
+        regularisation block acts on whole logit maps), or when the logits are small enough to
+        stay in the caches (`factor_above_bytes`). Equal to `logits` up to float rounding."""
+        count = sum(len(p.labels) for p in sets)
+        if not self.model.head_is_linear or count * images.shape[-2] * images.shape[-1] < self.factor_above_bytes:
+            return None  # (N x h/2 x w/2 cells x 4 bytes = N x H x W bytes)
         return self.factor(self.decode(images), sets)
 
     def factor(self, decoded: torch.Tensor, sets: Sequence) -> list[list[FactoredLogits]]:
