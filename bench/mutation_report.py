@@ -35,7 +35,8 @@ EQUIVALENT_FILE = ROOT / "bench" / "mutation_equivalent.yaml"
 
 #: module (under lang_seg_ros/) -> its own test files (those that do not exist yet are left out)
 MODULES: dict[str, list[str]] = {
-    "inference/decide.py": ["test/test_decide.py", "test/test_decide_chunks.py"],
+    "inference/decide.py": ["test/test_decide.py", "test/test_decide_chunks.py", "test/test_decide_factored.py"],
+    "inference/backends/graphs.py": ["test/test_traced_branch.py"],
     "inference/labels.py": ["test/test_labels.py", "test/test_label_text_bounds.py"],
     "inference/preprocess.py": ["test/test_preprocess.py", "test/test_fast_frame_paths.py"],
     "objects/regions.py": ["test/test_regions.py", "test/test_regions_rules.py", "test/test_fast_frame_paths.py"],

@@ -107,7 +107,7 @@ class Segmenter:
         scales: None for single-scale; else the published multi-scale evaluation at these
             scales (see `multiscale.PUBLISHED_SCALES`), `flip` adding mirrored passes.
         threshold: pixels whose best label has a lower softmax probability get `NO_LABEL`.
-        backend: "torch" (eager), or "onnxruntime", "openvino", "tensorrt" for the image branch
+        backend: "torch" (PyTorch; see `trace`), or "onnxruntime", "openvino", "tensorrt" for the image branch
             (`lang_seg_ros.inference.backends`): `model` is then a file from `lang-seg export`, or
             a checkpoint exported once on the fly (cached); the label set stays open.
         compile: torch backend only: None or a `torch.compile` mode for the image branch,

@@ -47,9 +47,9 @@ PARAMETERS: tuple[Param, ...] = (
     Param("checkpoint", "", "Model checkpoint: a .ckpt (official LSeg) or .safetensors path; empty = the "
            "embedded default model.", reload=True),
     Param("device", "auto", "'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:N' or 'mps' (Apple).", reload=True),
-    Param("backend", "torch", "Image-branch backend: torch (eager), onnxruntime, openvino or tensorrt. The others run "
-          "an ONNX file (checkpoint: a .onnx from `lang-seg export`, or a checkpoint exported once on the fly and "
-          "cached); labels stay changeable at run time.", reload=True,
+    Param("backend", "torch", "Image-branch backend: torch (PyTorch; the image branch as traced graphs), onnxruntime, "
+          "openvino or tensorrt. The others run an ONNX file (checkpoint: a .onnx from `lang-seg export`, or a "
+          "checkpoint exported once on the fly and cached); labels stay changeable at run time.", reload=True,
           choices=("torch", "onnxruntime", "openvino", "tensorrt")),
     Param("warmup_sizes", "", "Input sizes to run once when a model loads, 'WxH, WxH' (e.g. '640x480'): the "
           "first camera frame then does not stall on allocations, kernel choice or engine builds.", reload=True),
