@@ -114,7 +114,6 @@ class TracedImageBranch:
             except torch.cuda.OutOfMemoryError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any tracing failure: eager, said once
-                graph = None
                 why = f"tracing failed: {type(exc).__name__}: {exc}"
             else:
                 self._graphs[key] = graph
