@@ -152,8 +152,7 @@ def main() -> int:
                 t_factored, (label_map, confidence) = timed(factored, args.repeats)
                 t_written, _ = timed(written, args.repeats)
                 # the Segmenter's choice (TorchBackend.factor_above_bytes: logits past the caches)
-                factor = count * padded.shape[-2] * padded.shape[-1] >= segmenter.backend.factor_above_bytes
-                t_decide = t_factored if factor else t_written
+                t_decide = t_factored if segmenter.backend.factored_logits(padded, [prepared]) else t_written
             t_objects, objects = timed(lambda: frame_objects(label_map, confidence, labels, min_area=50,
                                                              max_regions=256), args.repeats)
             t_instances, _ = timed(lambda: frame_objects(label_map, confidence, labels, min_area=50, max_regions=256,

@@ -50,7 +50,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SystemExit(f"--labels: {exc}")
     image = read_image(args.image)
-    segmenter = segmenter_from_args(args, threshold=args.threshold)
+    # One image: eager (a traced graph, ~0.6 s to build for the default model, would be used once)
+    segmenter = segmenter_from_args(args, threshold=args.threshold, trace=False)
     # The frame pipeline the node runs: the same label policy, inference path and overlay.
     pipeline = FramePipeline(segmenter, PipelineSettings(
         working_size=segmenter.working_size, scales=segmenter.scales, flip=segmenter.flip,

@@ -56,8 +56,10 @@ def block_overrides(args: argparse.Namespace) -> dict[str, object]:
     return {k: getattr(args, k) for k in ("block_type", "block_depth", "block_activation") if getattr(args, k) is not None}
 
 
-def segmenter_from_args(args: argparse.Namespace, threshold: float = 0.0):
-    """The `Segmenter` the model options describe (torch and the model load here, not at parse time)."""
+def segmenter_from_args(args: argparse.Namespace, threshold: float = 0.0, trace: bool = True):
+    """The `Segmenter` the model options describe (torch and the model load here, not at parse time);
+    trace=False for a command that runs one image (the torch backend's trace would cost more than
+    it saves)."""
     from .inference import Segmenter
 
     scales, flip = parse_scales(args.scales)
@@ -66,4 +68,4 @@ def segmenter_from_args(args: argparse.Namespace, threshold: float = 0.0):
         precision = "fp32"
     return Segmenter(args.checkpoint, device=args.device, precision=precision, working_size=args.working_size,
                      scales=scales, flip=flip or args.flip, threshold=threshold, backend=args.backend,
-                     **block_overrides(args))
+                     trace=trace, **block_overrides(args))
