@@ -132,6 +132,18 @@ def test_a_graph_failing_at_run_time_falls_back_to_eager_for_good(caplog):
     assert not branch._graphs
 
 
+def test_an_input_eager_rejects_too_raises_its_error_and_leaves_tracing_on(caplog):
+    """A size that is not a multiple of 32 fails tracing and eager alike: the caller's error, not
+    a reason to run eager for good."""
+    model = bn_model()
+    branch = TracedImageBranch(model)
+    with caplog.at_level(logging.WARNING), pytest.raises(ValueError, match="multiples of 32"):
+        features(branch, torch.randn(1, 3, 50, 96))
+    assert branch.failed is None and not [r for r in caplog.records if "runs eager" in r.getMessage()]
+    features(branch, torch.randn(1, 3, 64, 96))
+    assert len(branch._graphs) == 1
+
+
 def test_segmenter_traces_by_default_and_gives_eager_label_maps(tiny_checkpoint):
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (60, 90, 3), dtype=np.uint8) for _ in range(3)]

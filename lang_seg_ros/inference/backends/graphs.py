@@ -20,7 +20,8 @@ Rules that keep it safe:
 - Graphs are dropped when any weight or buffer of the model changed in place or was replaced (a
   trainer validating the model it trains, `load_state_dict`): frozen weights never go stale.
 - A model tracing cannot handle, or a graph that fails where eager would not, leaves the backend
-  eager, logged once; a GPU out of memory is raised as it is (the caller's to handle).
+  eager, logged once; an input eager rejects too raises eager's error and leaves the graphs on; a
+  GPU out of memory is raised as it is (the caller's to handle).
 """
 from __future__ import annotations
 
@@ -76,16 +77,20 @@ class TracedImageBranch:
         return sum(t._version for t in self._tensors), sum(t.data_ptr() for t in self._tensors)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        graph = self._graph_for(images)
-        if graph is None:
-            return self.model.decode(images)
-        try:
-            return graph(images)
-        except torch.cuda.OutOfMemoryError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - eager gives the answer, or the real error
-            self._give_up(f"the traced graph failed: {type(exc).__name__}: {exc}")
-            return self.model.decode(images)
+        graph, why = self._graph_for(images)
+        if graph is not None:
+            try:
+                return graph(images)
+            except torch.cuda.OutOfMemoryError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - eager gives the answer, or the real error
+                why = f"the traced graph failed: {type(exc).__name__}: {exc}"
+        # An input eager rejects too (a size not a multiple of 32) raises here: the caller's
+        # error, and the graphs stay; only a failure eager does not share turns them off
+        features = self.model.decode(images)
+        if why is not None:
+            self._give_up(why)
+        return features
 
     def _give_up(self, why: str) -> None:
         with self._lock:
@@ -93,12 +98,14 @@ class TracedImageBranch:
             self._graphs.clear()
         _LOG.warning("the image branch runs eager from now on (%s)", why)
 
-    def _graph_for(self, images: torch.Tensor) -> Callable | None:
+    def _graph_for(self, images: torch.Tensor) -> tuple[Callable | None, str | None]:
+        """(the graph for `images`' shape, None), or (None, why tracing failed), or (None, None)
+        where the rules above say eager."""
         if self.failed is not None or torch.is_grad_enabled() or self.model.training:
-            return None  # graphs are inference-only
+            return None, None  # graphs are inference-only
         limit = self.capacity if images.dtype == torch.float32 else UNFROZEN_GRAPHS
         if not limit:
-            return None
+            return None, None
         key = (tuple(images.shape), images.stride(), images.dtype, images.device)
         with self._lock:
             version = self._weights_version()
@@ -108,20 +115,17 @@ class TracedImageBranch:
             graph = self._graphs.get(key)
             if graph is not None:
                 self._graphs.move_to_end(key)
-                return graph
+                return graph, None
             try:
                 graph = self._build(images)
             except torch.cuda.OutOfMemoryError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any tracing failure: eager, said once
-                why = f"tracing failed: {type(exc).__name__}: {exc}"
-            else:
-                self._graphs[key] = graph
-                while len(self._graphs) > limit:
-                    self._graphs.popitem(last=False)
-                return graph
-        self._give_up(why)
-        return None
+                return None, f"tracing failed: {type(exc).__name__}: {exc}"
+            self._graphs[key] = graph
+            while len(self._graphs) > limit:
+                self._graphs.popitem(last=False)
+            return graph, None
 
     def _build(self, images: torch.Tensor) -> Callable:
         with warnings.catch_warnings():
