@@ -73,6 +73,20 @@ def test_tokens_are_the_transformers_tokenizers(encoder):
     assert [e.attention_mask for e in got] == want["attention_mask"]
 
 
+def test_hidden_states_are_transformers_bert_models(encoder):
+    """Every token's last hidden state, before pooling (where small slips average out), as
+    transformers' BertModel gives it from the same checkpoint."""
+    transformers = pytest.importorskip("transformers")
+    reference = transformers.AutoModel.from_pretrained(resolve_model_dir(""), local_files_only=True).eval()
+    batch = encoder.tokenizer.encode_batch(["sky", "a person crossing the road", "telephone pole", ODD_LABELS[2]])
+    ids, attention = (torch.tensor([getattr(e, f) for e in batch]) for f in ("ids", "attention_mask"))
+    with torch.no_grad():
+        want = reference(input_ids=ids, attention_mask=attention).last_hidden_state
+        got = encoder.text_model.model(ids, attention)
+    real = attention.bool()
+    torch.testing.assert_close(got[real], want[real], atol=1e-5, rtol=1e-5)
+
+
 def test_building_the_encoder_never_imports_transformers():
     """transformers took ~4 s of every command that builds the default model (import and set-up)."""
     code = ("import sys\nfrom lang_seg_ros.model.sentence_text import SentenceTransformerTextEncoder\n"
@@ -105,10 +119,15 @@ def test_weights_that_are_not_the_configs_bert_are_refused(tmp_path):
     (pickled / "pytorch_model.bin").write_bytes(b"not read")
     with pytest.raises(FileNotFoundError, match="only safetensors"):
         load_bert(pickled)
-    relative = dict(json.loads((source / "config.json").read_text()), position_embedding_type="relative_key")
-    (pickled / "config.json").write_text(json.dumps(relative))
-    with pytest.raises(ValueError, match="position_embedding_type 'relative_key' is not supported"):
-        BertConfig.from_json(pickled / "config.json")
+    config = json.loads((source / "config.json").read_text())
+    for change, error in [({"position_embedding_type": "relative_key"}, "position_embedding_type 'relative_key' is not"),
+                          ({"hidden_act": "gelu_new"}, "hidden_act 'gelu_new' is not supported"),
+                          ({"model_type": "roberta"}, "model_type 'roberta' is not supported"),
+                          ({"num_attention_heads": 5}, "hidden_size 384 is not a multiple of num_attention_heads 5")]:
+        (pickled / "config.json").write_text(json.dumps({**config, **change}))
+        with pytest.raises(ValueError, match=error):
+            BertConfig.from_json(pickled / "config.json")
+    assert BertConfig.from_json(source / "config.json") == BertConfig()  # all-MiniLM-L6-v2's values
 
 
 def test_to_moves_the_model(encoder):
