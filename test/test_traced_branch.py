@@ -114,17 +114,22 @@ def test_a_model_tracing_cannot_handle_runs_eager_and_says_why_once(monkeypatch,
         "the image branch runs eager from now on (tracing failed: RuntimeError: data-dependent control flow)"]
 
 
-def test_a_graph_failing_at_run_time_falls_back_to_eager_for_good(caplog):
+def branch_with_a_broken_graph() -> tuple[torch.nn.Module, TracedImageBranch, torch.Tensor]:
+    """(model, branch, images): the branch's graph for `images` raises "kernel not supported"."""
     model = bn_model()
     branch = TracedImageBranch(model)
     images = torch.randn(1, 3, 64, 96)
     features(branch, images)
-    key = next(iter(branch._graphs))
 
     def broken(images):
         raise RuntimeError("kernel not supported")
 
-    branch._graphs[key] = broken
+    branch._graphs[next(iter(branch._graphs))] = broken
+    return model, branch, images
+
+
+def test_a_graph_failing_at_run_time_falls_back_to_eager_for_good(caplog):
+    model, branch, images = branch_with_a_broken_graph()
     with caplog.at_level(logging.WARNING):
         torch.testing.assert_close(features(branch, images), features(model.decode, images))
     assert branch.failed == "the traced graph failed: RuntimeError: kernel not supported" and not branch._graphs
@@ -144,24 +149,18 @@ def test_an_input_eager_rejects_too_raises_its_error_and_leaves_tracing_on(caplo
     assert len(branch._graphs) == 1
 
 
-def test_a_graph_and_eager_failing_alike_raise_and_keep_the_graphs():
+def test_a_graph_and_eager_failing_alike_raise_and_keep_the_graphs(monkeypatch):
     """A run-time failure eager shares (the input's fault) is raised, not blamed on the graph."""
-    model = bn_model()
-    branch = TracedImageBranch(model)
-    images = torch.randn(1, 3, 64, 96)
-    features(branch, images)
-    key = next(iter(branch._graphs))
+    model, branch, images = branch_with_a_broken_graph()
+    graphs = dict(branch._graphs)
 
-    def broken(images):
-        raise RuntimeError("kernel not supported")
+    def out_of_range(images):
+        raise RuntimeError("out of range")
 
-    branch._graphs[key] = broken
-    original = model.decode
-    model.decode = lambda images: (_ for _ in ()).throw(RuntimeError("out of range"))
+    monkeypatch.setattr(model, "decode", out_of_range)
     with pytest.raises(RuntimeError, match="out of range"):
         features(branch, images)
-    assert branch.failed is None and branch._graphs[key] is broken
-    model.decode = original
+    assert branch.failed is None and branch._graphs == graphs
 
 
 def test_segmenter_traces_by_default_and_gives_eager_label_maps(tiny_checkpoint):
