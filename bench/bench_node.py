@@ -187,6 +187,7 @@ class Record:
     published: dict[int, int] = field(default_factory=dict)
     answers: list[Answer] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    first_answer_s: float = float("nan")  # from the node process's start to its first answer
 
 
 # ---- machine, frames, model ------------------------------------------------------------------
@@ -355,6 +356,7 @@ class NodeProcess:
             cmd += ["--params-file", str(PARAMS_FILE)]
         cmd += ["--params-file", str(params_file)]
         self._log = open(self.log_path, "wb")
+        self.started = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      cwd=str(ROOT), env=dict(os.environ), start_new_session=True)
         NodeProcess.live.add(self)
@@ -504,6 +506,7 @@ class Bench:
                 publish(i)
                 i += 1
                 self.spin(0.5, node, until=lambda: bool(record.answers))
+            record.first_answer_s = time.monotonic() - node.started
             # 2. Warm-up and 3. the window, frames from a thread at the rate; this thread spins.
             stop = threading.Event()
             window = [0, 0]  # time.time_ns(): frames stamped in [t0, t1) are the measured ones
@@ -780,7 +783,8 @@ def main() -> int:
                     node.kill()
                     raise
                 row = summarize(case, record, t0, t1, model, args.rate)
-                row.update(peak_rss_mib=hwm, rss_at_end_mib=rss, node_exit_code=exit_code, cpu_during_window=cpu)
+                row.update(peak_rss_mib=hwm, rss_at_end_mib=rss, node_exit_code=exit_code, cpu_during_window=cpu,
+                           first_answer_s=record.first_answer_s)
                 rows.append(row)
                 samples.append([  # parallel to rows
                     {"t_s": (a.rx_ns - t0) / 1e9, "e2e_ms": (a.rx_ns - a.stamp_ns) / 1e6, "latency_ms": a.latency_ms,
@@ -822,6 +826,8 @@ def main() -> int:
                   f"{c['node_cores']:.2f}, {c['bench_cores']:.2f}, {c['other_cores']:.2f} of {os.cpu_count()}")
             print(f"  {'':<22} the node's busiest threads (cores): "
                   + ", ".join(f"{name} {use:.2f}" for name, use in c["node_threads"]))
+            print(f"  {'':<22} start-up: first answer {r['first_answer_s']:.1f} s after the node's process started "
+                  "(imports, model, DDS discovery; frames offered every 0.5 s)")
     for failure in failures:
         print(f"\nFAILED {failure}", file=sys.stderr)
     if args.json is not None:
