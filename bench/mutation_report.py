@@ -48,6 +48,7 @@ MODULES: dict[str, list[str]] = {
     "referring/select.py": ["test/test_referring.py", "test/test_select.py"],
     "model/grounding.py": ["test/test_grounding.py"],
     "model/bert.py": ["test/test_sentence_text.py"],
+    "model/efficientnet_lite.py": ["test/test_timm_cnn.py"],
     "model/checkpoint.py": ["test/test_checkpoint.py", "test/test_checkpoint_details.py",
                             "test/test_hostile_checkpoints.py", "test/test_model_layout.py"],
     "ros/image_conversion.py": ["test/test_image_conversion.py", "test/test_image_conversion_edges.py",

@@ -80,3 +80,57 @@ def test_bad_config_raises_value_error():
         TimmCNNBackbone({"timm_name": "no_such_net_xyz"})
     with pytest.raises(ValueError, match="out_indices"):
         TimmCNNBackbone({"out_indices": (1, 2, 3)})
+
+
+@pytest.mark.parametrize("name", ["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2",
+                                  "tf_efficientnet_lite3", "tf_efficientnet_lite4"])
+def test_efficientnet_lite_is_timms_network_parameter_for_parameter(name):
+    """lang_seg_ros builds the EfficientNet-Lite family itself (timm's import costs 1.7 s a process):
+    timm's state dict loads with no key missing or left over and the pyramid is timm's, with batch
+    norms away from the identity and an odd input size (TF "same" padding is asymmetric there)."""
+    torch.manual_seed(0)
+    reference = timm.create_model(name, pretrained=False, features_only=True, out_indices=(1, 2, 3, 4)).eval()
+    for module in reference.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.data.normal_(1, 0.1)
+            module.bias.data.normal_(0, 0.1)
+    ours = TimmCNNBackbone({"timm_name": name}).eval()
+    assert not isinstance(ours.model, type(reference))
+    ours.model.load_state_dict(reference.state_dict(), strict=True)
+    assert ours.out_channels == tuple(reference.feature_info.channels())
+    x = torch.randn(2, 3, 97, 130)
+    with torch.no_grad():
+        for got, want in zip(ours(x), reference(x), strict=True):
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_other_timm_names_and_levels_still_come_from_timm():
+    backbone = TimmCNNBackbone({"timm_name": "resnet18"})
+    assert backbone.out_channels == (64, 128, 256, 512) and hasattr(backbone.model, "feature_info")
+
+
+def test_building_the_default_model_never_imports_timm():
+    """Every `lang-seg` command and node start builds it: timm's import (torchvision, torch._dynamo)
+    took 1.7 s of each."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom lang_seg_ros.model.checkpoint import default_checkpoint_path, load_checkpoint\n"
+            "load_checkpoint(default_checkpoint_path())\n"
+            "print(sorted(m for m in ('timm', 'torchvision', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_same_padding_follows_the_size_when_it_is_traced():
+    """An ONNX export with dynamic height and width traces the size as a tensor: the padding must be
+    computed from it (as from an int), not frozen at the traced size's."""
+    from lang_seg_ros.model.efficientnet_lite import _same_padding
+
+    for size in (32, 33, 96, 97, 448):
+        for kernel, stride in ((3, 2), (5, 2), (3, 1)):
+            want = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+            assert _same_padding(size, kernel, stride) == want
+            assert int(_same_padding(torch.tensor(size), kernel, stride)) == want

