@@ -46,17 +46,17 @@ def test_factored_logits_decide_like_the_written_ones(n, exact_below, monkeypatc
 
 
 def test_border_pixels_of_factored_logits_are_decided_from_interpolated_features(monkeypatch):
-    """At fp32 a border pixel's logits come from its taps' features mixed (one F + 1 row), never
-    from its cells' N logits gathered; in chunks of a few pixels as in one pass; also without a
-    per-cell scale (None: 1)."""
+    """At fp32 a border pixel's logits come from its taps' features mixed (one F-wide row), never
+    from its cells' N logits gathered; in chunks of a few pixels as in one pass; also with a scale
+    of 1 everywhere (the mixing weights are then the bilinear ones alone)."""
     factored, written = factored_and_written(150, (20, 24), seed=3)
-    unscaled = FactoredLogits(factored.features * factored.scale[:, None], factored.weight, factored.bias, None,
-                              factored.grid)
+    unscaled = FactoredLogits(factored.features * factored.scale[:, None], factored.weight, factored.bias,
+                              torch.ones_like(factored.scale), factored.grid)
     unscaled_written = torch.addmm(unscaled.bias, unscaled.features, unscaled.weight.t()).view(20, 24, 150)
     cases = [(logits, decide_stride2(reference, (38, 46), (50, 61), exact_below=0.6))
              for logits, reference in [(factored, written), (unscaled, unscaled_written.permute(2, 0, 1))]]
     monkeypatch.setattr(decide, "_cell_vectors", lambda *a: pytest.fail("cells' logits gathered"))
-    for chunk_elements in (1 << 22, 9 * 5):  # 5 pixels of 8 features + 1 per chunk
+    for chunk_elements in (1 << 22, 8 * 5):  # 5 pixels of 8 features per chunk
         monkeypatch.setattr(decide, "_CHUNK_ELEMENTS", chunk_elements)
         for logits, (want_label, want_confidence) in cases:
             label, confidence = decide_stride2(logits, (38, 46), (50, 61), exact_below=0.6)

@@ -26,7 +26,7 @@ import cv2
 import torch
 import torch.nn.functional as F
 
-#: Elements (pixels x labels, or pixels x (features + 1) for factored logits) interpolated at once for
+#: Elements (pixels x labels, or pixels x features for factored logits) interpolated at once for
 #: border pixels: bounds memory for big label sets.
 _CHUNK_ELEMENTS = 1 << 22
 #: Elements per block of the per-cell decision (two such buffers stay in a core's L2 cache).
@@ -42,7 +42,7 @@ class FactoredLogits:
     (640x480, 150 labels, one core: the head 50 ms and the decision 28 ms, fused ~2x less).
 
     features: (h2 * w2, F) fp32 fused features, row-major cells; weight: (N, F) and bias: (N,)
-    fp32, the label set's `label_weight` / `label_bias`; scale: (h2 * w2,) fp32, or None for 1; grid: (h2, w2);
+    fp32, the label set's `label_weight` / `label_bias`; scale: (h2 * w2,) fp32, > 0; grid: (h2, w2);
     round_to: the dtype the unfused path returns its logits in (bf16 / fp16 image branches), so
     both give the same decisions, or None.
     """
@@ -50,7 +50,7 @@ class FactoredLogits:
     features: torch.Tensor
     weight: torch.Tensor
     bias: torch.Tensor
-    scale: torch.Tensor | None
+    scale: torch.Tensor
     grid: tuple[int, int]
     round_to: torch.dtype | None = None
 
@@ -64,10 +64,11 @@ class FactoredLogits:
 
     def rows(self, cells: slice | torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """(K, N) logits of the cells `cells` (a slice or (K,) indices), into `out` when given."""
-        features = self.features[cells] if isinstance(cells, slice) else self.features.index_select(0, cells)
-        out = torch.addmm(self.bias, features, self.weight.t(), out=out)
-        if self.scale is not None:
-            out.mul_((self.scale[cells] if isinstance(cells, slice) else self.scale.index_select(0, cells))[:, None])
+        if isinstance(cells, slice):
+            features, scale = self.features[cells], self.scale[cells]
+        else:
+            features, scale = self.features.index_select(0, cells), self.scale.index_select(0, cells)
+        out = torch.addmm(self.bias, features, self.weight.t(), out=out).mul_(scale[:, None])
         if self.round_to is not None:
             out.copy_(out.to(self.round_to))
         return out
@@ -159,18 +160,18 @@ def _cell_vectors(index: torch.Tensor, table: torch.Tensor | None, planes: torch
     return source, position[index]
 
 
-def _interpolated(factored: FactoredLogits, head: tuple[torch.Tensor, torch.Tensor], index: torch.Tensor,
-                  weight: torch.Tensor) -> FactoredLogits:
+def _interpolated(factored: FactoredLogits, index: torch.Tensor, weight: torch.Tensor) -> FactoredLogits:
     """The logits of pixels whose taps are the cells `index` (B, T) with weights `weight` (B, T),
-    factored again: the head is linear, so sum_t w_t s_t (W f_t + b) = [sum_t w_t s_t f_t,
-    sum_t w_t s_t] @ [W, b]^T. One (B, F + 1) row per pixel instead of its T cells' N logits, and
-    no per-frame search for the cells used (CamVid val at 640x480, one core, head + decision:
+    factored again with the same head: it is linear, so sum_t w_t s_t (W f_t + b) = c (W g + b)
+    with c = sum_t w_t s_t (> 0: the weights are >= 0 and sum to 1, the scales are > 0) and
+    g = sum_t w_t s_t f_t / c. One F-wide row per pixel instead of its T cells' N logits, and no
+    per-frame search for the cells used (CamVid val at 640x480, one core, head + decision:
     150 labels 35.3 -> 33.4 ms, 1024 labels 158 -> 143 ms); equal up to float rounding (label maps
-    identical on 8 frames, confidences within 1.2e-6). head: ([W, b] (N, F + 1), zeros (N,)),
-    made once per frame."""
-    mixing = weight if factored.scale is None else weight * factored.scale[index]  # (B, T)
-    features = F.embedding_bag(index, factored.features, per_sample_weights=mixing, mode="sum")  # (B, F)
-    return FactoredLogits(torch.cat([features, mixing.sum(1, keepdim=True)], 1), *head, None, (index.shape[0], 1))
+    identical on 8 frames, confidences within 1.2e-6)."""
+    mixing = weight * factored.scale[index]  # (B, T)
+    scale = mixing.sum(1)
+    features = F.embedding_bag(index, factored.features, per_sample_weights=mixing, mode="sum").div_(scale[:, None])
+    return FactoredLogits(features, factored.weight, factored.bias, scale, (index.shape[0], 1))
 
 
 def _transposed(matrix: torch.Tensor) -> torch.Tensor:
@@ -266,15 +267,13 @@ def decide_stride2(logits: torch.Tensor | FactoredLogits, work_hw: tuple[int, in
         # block (`_interpolated`). Rounded ones (bf16 / fp16 branches) interpolate the cells'
         # rounded logits, as the written path does, so both decide alike.
         mixed = factored is not None and factored.round_to is None
-        if mixed:
-            head = (torch.cat([factored.weight, factored.bias[:, None]], 1), torch.zeros_like(factored.bias))
-        step = max(1, _CHUNK_ELEMENTS // (factored.features.shape[1] + 1 if mixed else n))
+        step = max(1, _CHUNK_ELEMENTS // (factored.features.shape[1] if mixed else n))
         for start in range(0, rows.numel(), step):
             r, c = rows[start:start + step], cols[start:start + step]
             index = ((y0[r] * w2 + x0[c])[:, None] + offsets).clamp_(max=h2 * w2 - 1)
             weight = (wy[r][:, :, None] * wx[c][:, None, :]).reshape(-1, ty * tx)
             if mixed:
-                full = _interpolated(factored, head, index, weight)
+                full = _interpolated(factored, index, weight)
             else:
                 source, rows_of = _cell_vectors(index, table, planes, factored)
                 full = F.embedding_bag(rows_of, source, per_sample_weights=weight, mode="sum")  # (B, N)
