@@ -139,7 +139,30 @@ def test_the_per_cell_decision_in_blocks_equals_torch_max_and_log_softmax_with_t
     expected_index, expected_log = reference_best_and_log_probability(logits)
     assert index.dtype == torch.int64 and int(index[5]) == 0
     assert torch.equal(index, expected_index)
-    assert torch.equal(log_probability, expected_log)
+    torch.testing.assert_close(log_probability, expected_log, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("block_elements", [1 << 16, 60])
+def test_logits_past_float32_exponentials_are_decided_exactly(monkeypatch, block_elements):
+    """The exponentials are of the logits themselves (LSeg's are within +-14.3): rows whose best
+    logit would overflow (> 88), underflow (< -87) or is NaN are decided again with the best
+    subtracted, in whichever block they fall, and the rows around them stay as they were."""
+    from lang_seg_ros.inference import decide
+
+    monkeypatch.setattr(decide, "_BLOCK_ELEMENTS", block_elements)
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(300, 12, generator=generator) * 5
+    logits[7] += 1000.0  # exp overflows
+    logits[150] -= 1000.0  # exp underflows to zero
+    logits[151] *= 40  # best ~ +-100: out of the safe range too
+    logits[299] -= 95.0
+    index, log_probability = decide._best_and_log_probability(logits)
+    expected_index, expected_log = reference_best_and_log_probability(logits)
+    assert torch.equal(index, expected_index)
+    assert bool(torch.isfinite(log_probability).all())
+    torch.testing.assert_close(log_probability, expected_log, rtol=0, atol=1e-6)
+    logits[42, 3] = float("nan")
+    assert bool(torch.isnan(decide._best_and_log_probability(logits)[1][42]))  # not silently a probability
 
 
 def test_opencv_transposes_like_torch_for_both_planes_the_decision_returns():

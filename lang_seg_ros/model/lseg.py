@@ -145,9 +145,12 @@ class LSeg(nn.Module):
         so that logits = pixel_scale * (label_weight f + label_bias). Independent of the labels
         (the head's terms of any `fold_head`)."""
         f = decoded.permute(0, 2, 3, 1)  # (B, h, w, F): contiguous rows for channels-last features
-        squared_norm = (f * torch.matmul(f, folded.gram.to(f.device))).sum(-1)  # f'W'Wf
-        # a (F, 1) matrix, not a vector: OpenVINO's MatMul fusion rejects the vector form in exports
-        squared_norm += 2 * torch.matmul(f, folded.head_bias.to(f.device)[:, None])[..., 0]
+        # |e|^2 = f'W'Wf + 2 b'Wf + b'b = sum_F f * (W'W f + 2 W'b) + b'b; the sum over F as a product
+        # with a ones column (torch's sum over a short last dimension is slow: 640x480, one core,
+        # 4.5 -> 3.3 ms), a (F, 1) matrix, not a vector: OpenVINO's MatMul fusion rejects the
+        # vector form in exports
+        terms = torch.matmul(f, folded.gram.to(f.device)).add_(2 * folded.head_bias.to(f.device)).mul_(f)
+        squared_norm = torch.matmul(terms, torch.ones_like(folded.head_bias)[:, None].to(f.device))[..., 0]
         squared_norm += folded.bias_sq.to(f.device)
         return self.logit_scale / squared_norm.clamp_min(1e-24).sqrt()
 
