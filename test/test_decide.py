@@ -145,7 +145,7 @@ def test_the_per_cell_decision_in_blocks_equals_torch_max_and_log_softmax_with_t
 @pytest.mark.parametrize("block_elements", [1 << 16, 60])
 def test_logits_past_float32_exponentials_are_decided_exactly(monkeypatch, block_elements):
     """The exponentials are of the logits themselves (LSeg's are within +-14.3): rows whose best
-    logit would overflow (> 88), underflow (< -87) or is NaN are decided again with the best
+    logit would overflow (> 88), underflow or lose precision (< -70) or is NaN are decided again with the best
     subtracted, in whichever block they fall, and the rows around them stay as they were."""
     from lang_seg_ros.inference import decide
 
@@ -155,7 +155,7 @@ def test_logits_past_float32_exponentials_are_decided_exactly(monkeypatch, block
     logits[7] += 1000.0  # exp overflows
     logits[150] -= 1000.0  # exp underflows to zero
     logits[151] *= 40  # best ~ +-100: out of the safe range too
-    logits[299] -= 95.0
+    logits[299] -= 110.0  # exp(best) a subnormal float: a few bits of precision left
     index, log_probability = decide._best_and_log_probability(logits)
     expected_index, expected_log = reference_best_and_log_probability(logits)
     assert torch.equal(index, expected_index)
