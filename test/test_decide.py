@@ -145,8 +145,9 @@ def test_the_per_cell_decision_in_blocks_equals_torch_max_and_log_softmax_with_t
 @pytest.mark.parametrize("block_elements", [1 << 16, 60])
 def test_logits_past_float32_exponentials_are_decided_exactly(monkeypatch, block_elements):
     """The exponentials are of the logits themselves (LSeg's are within +-14.3): rows whose best
-    logit would overflow (> 88), underflow or lose precision (< -70) or is NaN are decided again with the best
-    subtracted, in whichever block they fall, and the rows around them stay as they were."""
+    logit would overflow (> 88), underflow or lose precision (< -70) or is NaN are decided again
+    with the best subtracted, in whichever block they fall, and the rows around them stay as they
+    were."""
     from lang_seg_ros.inference import decide
 
     monkeypatch.setattr(decide, "_BLOCK_ELEMENTS", block_elements)
