@@ -132,7 +132,6 @@ def _best_and_log_probability(logits: torch.Tensor | FactoredLogits, labels_firs
     block_buffer = torch.empty((min(step, rows), n), dtype=dtype, device=logits.device)
     on_cpu = logits.device.type == "cpu"
     planes = logits.detach().numpy() if labels_first else None
-    tiny, huge = torch.finfo(dtype).tiny * 2 ** 24, torch.finfo(dtype).max / 2
 
     def load(start: int, stop: int) -> torch.Tensor:
         block = block_buffer[:stop - start]
@@ -156,17 +155,19 @@ def _best_and_log_probability(logits: torch.Tensor | FactoredLogits, labels_firs
             block.sub_(block.gather(1, best[:, None]))
         torch.sum(block.exp_(), dim=1, out=total[start:stop])
         torch.gather(block, 1, best[:, None], out=out[start:stop, None])
-    # checked once for the frame, not per block (each small op costs microseconds); blocks with
-    # a row outside the safe range are decided again with each row's best subtracted
-    # (exp(best) < 2e-31, i.e. best < -70: the smaller terms would lose precision; overflow; NaN)
-    unsafe = ~((out > tiny) & (total < huge)) if on_cpu else None
-    if unsafe is not None and bool(unsafe.any()):
-        for start in sorted({row - row % step for row in unsafe.nonzero()[:, 0].tolist()}):
-            stop = min(rows, start + step)
-            block = load(start, stop)
-            block.sub_(block.gather(1, index[start:stop, None]))
-            torch.sum(block.exp_(), dim=1, out=total[start:stop])
-            out[start:stop] = 1.0
+    if on_cpu:
+        # Checked once for the frame, not per block (each small op costs microseconds): exp(best)
+        # under 2e-31 (best < -70: the smaller terms would lose precision), an overflowing sum or
+        # NaN; such a row's block is decided again with each row's best subtracted.
+        tiny, huge = torch.finfo(dtype).tiny * 2 ** 24, torch.finfo(dtype).max / 2
+        unsafe = ~((out > tiny) & (total < huge))
+        if bool(unsafe.any()):
+            for start in sorted({row - row % step for row in unsafe.nonzero()[:, 0].tolist()}):
+                stop = min(rows, start + step)
+                block = load(start, stop)
+                block.sub_(block.gather(1, index[start:stop, None]))
+                torch.sum(block.exp_(), dim=1, out=total[start:stop])
+                out[start:stop] = 1.0
     return index, out.div_(total).log_()
 
 

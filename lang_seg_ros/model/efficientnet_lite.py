@@ -10,8 +10,9 @@ out_indices=(1, 2, 3, 4)`: the same parameter names (`conv_stem`, `bn1`,
 outputs (checked against timm in the tests), so checkpoints and the ImageNet weight mapping
 (`timm_cnn.efficientnet_pytorch_to_timm`) are shared with timm's models. ReLU6 runs in place, as in
 timm: out of place, the frozen graph's 32 activations each allocated a fresh map and the encoder
-took 77.9 ms instead of 49-53 (480x384, one thread, this 2-core Xeon); in place it is timm's speed
-(50.0 vs 49.4 ms frozen, 83.4 vs 85.2 eager).
+took 77.9 ms against timm's 52.6 (480x384, one thread, a 2-core Xeon with AVX-512); in place it
+runs at timm's speed (same weights, one process, median of 3 x 15 runs: 56.0 vs 55.2 ms frozen,
+78.4 vs 81.8 eager; the machine's own speed moves by ~10 % between sessions).
 
 Shapes: (B, 3, H, W) -> four maps at strides 4, 8, 16, 32 (`out_channels`: 24, 40, 112, 320 for lite0).
 """

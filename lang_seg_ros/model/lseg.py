@@ -149,7 +149,7 @@ class LSeg(nn.Module):
         # with a ones column (torch's sum over a short last dimension is slow: 640x480, one core,
         # 4.5 -> 3.3 ms), a (F, 1) matrix, not a vector: OpenVINO's MatMul fusion rejects the
         # vector form in exports
-        terms = torch.matmul(f, folded.gram.to(f.device)).add_(2 * folded.head_bias.to(f.device)).mul_(f)
+        terms = torch.matmul(f, folded.gram.to(f.device)).add_(folded.head_bias.to(f.device), alpha=2).mul_(f)
         squared_norm = torch.matmul(terms, torch.ones_like(folded.head_bias)[:, None].to(f.device))[..., 0]
         squared_norm += folded.bias_sq.to(f.device)
         return self.logit_scale / squared_norm.clamp_min(1e-24).sqrt()
