@@ -106,18 +106,26 @@ def label_masks(compact: np.ndarray, labels: Iterable[int]) -> Iterator[tuple[in
         yield label, (x, y, w, h), binary[y:y + h, x:x + w]
 
 
+#: Connected-component algorithm (`binary_components`): Spaghetti where OpenCV has it.
+_CCL = getattr(cv2, "CCL_SPAGHETTI", cv2.CCL_GRANA)
+
+
 def binary_components(binary: np.ndarray, connectivity: int = 8) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-    """OpenCV's connected components with statistics (BBDT / Grana) of a uint8 0/1 image: (count
-    with the background, labels, stats, centroids), as `cv2.connectedComponentsWithStats` gives.
+    """OpenCV's connected components with statistics of a uint8 0/1 image: (count with the
+    background, labels, stats, centroids), as `cv2.connectedComponentsWithStats` gives.
 
     Labels are uint16 where they fit: OpenCV's statistics pass is ~1.4x faster on them (one core,
     CamVid label boxes at 640x480: 3.8 -> 2.9 ms a frame); a map with more than 65535 components
-    in one box (noise) raises OpenCV's overflow error and is labelled again with int32.
+    in one box (noise) raises OpenCV's overflow error and is labelled again with int32. The
+    algorithm is Spaghetti (Bolelli et al. 2020; OpenCV >= 4.5.3), whose uint16 statistics pass is
+    faster still than Grana's BBDT: 4.55 -> 3.54 ms a frame (same boxes, 155 over 10 frames, one
+    core, AMD EPYC with AVX-512, a training run beside it; labels, statistics and centroids
+    identical). Older OpenCV: Grana.
     """
     try:
-        return cv2.connectedComponentsWithStatsWithAlgorithm(binary, connectivity, cv2.CV_16U, cv2.CCL_GRANA)
+        return cv2.connectedComponentsWithStatsWithAlgorithm(binary, connectivity, cv2.CV_16U, _CCL)
     except cv2.error:
-        return cv2.connectedComponentsWithStatsWithAlgorithm(binary, connectivity, cv2.CV_32S, cv2.CCL_GRANA)
+        return cv2.connectedComponentsWithStatsWithAlgorithm(binary, connectivity, cv2.CV_32S, _CCL)
 
 
 def mask_centroid(mask: np.ndarray) -> tuple[int, float, float]:
@@ -189,11 +197,10 @@ def extract_regions(
             parts = [(bx, by, bw, bh, int(counts[label_index]), cx, cy, box.copy())]
         else:
             count, components, stats, centroids = binary_components(box, connectivity)
-            parts = []
-            for c in (np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_area) + 1).tolist():
-                x, y, w, h, area = (int(v) for v in stats[c])
-                parts.append((bx + x, by + y, w, h, area, centroids[c, 0], centroids[c, 1],
-                              components[y:y + h, x:x + w] == c))
+            kept = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_area) + 1
+            parts = [(bx + x, by + y, w, h, area, cx, cy, components[y:y + h, x:x + w] == c)
+                     for c, (x, y, w, h, area), (cx, cy) in zip(kept.tolist(), stats[kept].tolist(),
+                                                               centroids[kept].tolist())]
         for x0, y0, w, h, area, cx, cy, mask in parts:
             mask = mask.view(np.uint8) if mask.dtype == bool else mask
             score = cv2.mean(confidence[y0:y0 + h, x0:x0 + w], mask)[0] if confidence is not None else 1.0
