@@ -51,6 +51,28 @@ def test_each_model_brings_its_vocabulary(tiny_model, tiny_checkpoint, tmp_path)
     assert model_vocabulary(tiny_model, saved) == ("sky", "mug")
 
 
+def test_a_model_trained_here_brings_its_trained_names_without_its_file(tiny_model):
+    """What `lang-seg train` writes into the model's config (per class its wordings, the data set's
+    name first) makes it closed-set wherever it is used, with no checkpoint path passed along (the
+    node's referrer passes none): its class names, read with the phrase reader's rules, not
+    ADE20K's 150 classes."""
+    from dataclasses import replace
+
+    from lang_seg_ros.referring.vocabulary import is_training_vocabulary
+
+    assert not is_training_vocabulary(tiny_model)
+    tiny_model.config.text_encoder = replace(tiny_model.config.text_encoder, vocabulary=(
+        ("floor", "ground", "carpet"), ("mug", "cup"), ("table", "desk")))
+    assert model_vocabulary(tiny_model) == ("floor", "mug", "table")
+    assert is_training_vocabulary(tiny_model)
+    referrer = ZeroShotReferrer(Segmenter(tiny_model, device="cpu", working_size=64))
+    assert referrer.vocabulary == ("floor", "mug", "table")
+    image = (np.random.default_rng(2).random((48, 64, 3)) * 255).astype(np.uint8)
+    # the phrase competes with the trained names (the tiny model's random text encoder may read
+    # "giraffe" as one of them: the near-synonym rule of a training vocabulary)
+    assert referrer.refer(image, "the giraffe on the left").labels[:3] == ("floor", "mug", "table")
+
+
 def test_query_labels_add_the_vocabulary_and_the_phrase_once():
     query = parse_expression("the Car next to the dog")
     assert query_labels(query, ["road", "car"], ["sky", "road", "CAR"]) == ("road", "car", "sky", "dog")

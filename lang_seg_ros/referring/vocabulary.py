@@ -7,9 +7,12 @@ better is. So every model gets a vocabulary of real labels:
 
 1. the names stored in the checkpoint's metadata under `VOCABULARY_KEY` (a JSON list), when
    the file has them;
-2. for the embedded default model (or a model built like it): the 11 CamVid names it was
+2. the class names of the model's trained vocabulary (`TextEncoderConfig.vocabulary`: per
+   class its wordings, the first the data set's name; `lang-seg train` writes it into every
+   checkpoint it saves, so a model trained here needs no file path to be known as closed-set);
+3. for the embedded default model (or a model built like it): the 11 CamVid names it was
    trained with (`vocabularies/camvid.txt`, see `lang_seg_ros/weights/MODEL_CARD.md`);
-3. otherwise (official LSeg checkpoints, CLIP text encoders): the 150 ADE20K class names
+4. otherwise (official LSeg checkpoints, CLIP text encoders): the 150 ADE20K class names
    (`vocabularies/ade20k.txt`), a broad everyday list.
 """
 from __future__ import annotations
@@ -88,6 +91,18 @@ def _default_model() -> tuple[str, tuple[str, ...] | None]:
     return meta.get("lang_seg_ros.config", ""), checkpoint_vocabulary(path)
 
 
+def _trained_names(model: Any) -> tuple[str, ...] | None:
+    """The class names of the model's trained vocabulary (each group's first wording), or None.
+    Without this a model fine-tuned here (another encoder, other wordings) was read against
+    ADE20K's 150 classes wherever its file path was not passed along (the node, `ZeroShotReferrer`
+    without a vocabulary): a CamVid-trained EfficientNet-Lite1 found 9.6 % of worded expressions
+    on CamVid train instead of the default model's 73.2 %."""
+    config = getattr(getattr(model, "config", None), "text_encoder", None)
+    groups = getattr(config, "vocabulary", None) or ()
+    names = tuple(dict.fromkeys(group[0].strip() for group in groups if group and group[0].strip()))
+    return names or None
+
+
 def _config_json(model: Any) -> str | None:
     config = getattr(model, "config", None)
     return json.dumps(config.to_dict()) if hasattr(config, "to_dict") else None
@@ -117,6 +132,9 @@ def _vocabulary_source(model: Any, checkpoint: str | os.PathLike | None) -> tupl
         stored = checkpoint_vocabulary(checkpoint)
         if stored:
             return stored, True
+    trained = _trained_names(model)
+    if trained:
+        return trained, True
     try:
         default_config, default_names = _default_model()
     except (FileNotFoundError, OSError):
