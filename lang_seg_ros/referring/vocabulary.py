@@ -93,10 +93,11 @@ def _default_model() -> tuple[str, tuple[str, ...] | None]:
 
 def _trained_names(model: Any) -> tuple[str, ...] | None:
     """The class names of the model's trained vocabulary (each group's first wording), or None.
-    Without this a model fine-tuned here (another encoder, other wordings) was read against
-    ADE20K's 150 classes wherever its file path was not passed along (the node, `ZeroShotReferrer`
-    without a vocabulary): a CamVid-trained EfficientNet-Lite1 found 9.6 % of worded expressions
-    on CamVid train instead of the default model's 73.2 %."""
+    Without this a model fine-tuned here (another encoder, other wordings) counted as open-set
+    wherever its file path was not passed along: the node's referrer read its phrases against
+    ADE20K's 150 classes and no phrase reader ran (`ZeroShotReferrer.phrase_reader` asks without
+    the path): a CamVid-trained EfficientNet-Lite1 found 9.6 % of worded expressions on CamVid
+    train instead of the default model's 73.2 %."""
     config = getattr(getattr(model, "config", None), "text_encoder", None)
     groups = getattr(config, "vocabulary", None) or ()
     names = tuple(dict.fromkeys(group[0].strip() for group in groups if group and group[0].strip()))
