@@ -117,10 +117,10 @@ def binary_components(binary: np.ndarray, connectivity: int = 8) -> tuple[int, n
     Labels are uint16 where they fit: OpenCV's statistics pass is ~1.4x faster on them (one core,
     CamVid label boxes at 640x480: 3.8 -> 2.9 ms a frame); a map with more than 65535 components
     in one box (noise) raises OpenCV's overflow error and is labelled again with int32. The
-    algorithm is Spaghetti (Bolelli et al. 2020; OpenCV >= 4.5.3), whose uint16 statistics pass is
+    algorithm is Spaghetti (Bolelli et al., IEEE TIP 2020), whose uint16 statistics pass is
     faster still than Grana's BBDT: 4.55 -> 3.54 ms a frame (same boxes, 155 over 10 frames, one
     core, AMD EPYC with AVX-512, a training run beside it; labels, statistics and centroids
-    identical). Older OpenCV: Grana.
+    identical). An OpenCV without it: Grana.
     """
     try:
         return cv2.connectedComponentsWithStatsWithAlgorithm(binary, connectivity, cv2.CV_16U, _CCL)
