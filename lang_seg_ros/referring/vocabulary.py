@@ -9,10 +9,10 @@ better is. So every model gets a vocabulary of real labels:
    the file has them;
 2. the class names of the model's trained vocabulary (`TextEncoderConfig.vocabulary`: per
    class its wordings, the first the data set's name; `lang-seg train` writes it into every
-   checkpoint it saves, so a model trained here needs no file path to be known as closed-set);
-3. for the embedded default model (or a model built like it): the 11 CamVid names it was
-   trained with (`vocabularies/camvid.txt`, see `lang_seg_ros/weights/MODEL_CARD.md`);
-4. otherwise (official LSeg checkpoints, CLIP text encoders): the 150 ADE20K class names
+   checkpoint it saves, so a model trained here needs no file path to be known as closed-set):
+   for the embedded default model the 11 CamVid names it was trained with (the same as
+   `vocabularies/camvid.txt`, see `lang_seg_ros/weights/MODEL_CARD.md`);
+3. otherwise (official LSeg checkpoints, CLIP text encoders): the 150 ADE20K class names
    (`vocabularies/ade20k.txt`), a broad everyday list.
 """
 from __future__ import annotations
@@ -78,19 +78,6 @@ def checkpoint_vocabulary(path: str | os.PathLike) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(n.strip() for n in names))
 
 
-@lru_cache(maxsize=1)
-def _default_model() -> tuple[str, tuple[str, ...] | None]:
-    """(config JSON, stored names or None) of the embedded default model."""
-    from safetensors import safe_open
-
-    from ..model.checkpoint import default_checkpoint_path
-
-    path = default_checkpoint_path()
-    with safe_open(str(path), framework="np") as f:
-        meta = f.metadata() or {}
-    return meta.get("lang_seg_ros.config", ""), checkpoint_vocabulary(path)
-
-
 def _trained_names(model: Any) -> tuple[str, ...] | None:
     """The class names of the model's trained vocabulary (each group's first wording), or None.
     Without this a model fine-tuned here (another encoder, other wordings) counted as open-set
@@ -102,11 +89,6 @@ def _trained_names(model: Any) -> tuple[str, ...] | None:
     groups = getattr(config, "vocabulary", None) or ()
     names = tuple(dict.fromkeys(group[0].strip() for group in groups if group and group[0].strip()))
     return names or None
-
-
-def _config_json(model: Any) -> str | None:
-    config = getattr(model, "config", None)
-    return json.dumps(config.to_dict()) if hasattr(config, "to_dict") else None
 
 
 def model_vocabulary(model: Any, checkpoint: str | os.PathLike | None = None) -> tuple[str, ...]:
@@ -134,14 +116,6 @@ def _vocabulary_source(model: Any, checkpoint: str | os.PathLike | None) -> tupl
         if stored:
             return stored, True
     trained = _trained_names(model)
-    if trained:
+    if trained:  # the embedded default model too: its config carries the 11 CamVid names' wordings
         return trained, True
-    try:
-        default_config, default_names = _default_model()
-    except (FileNotFoundError, OSError):
-        default_config, default_names = "", None
-    config = _config_json(model)
-    if config is not None and default_config and json.loads(config) == json.loads(default_config):
-        # The default model, or one built like it (same encoders): trained on the CamVid names.
-        return default_names or load_vocabulary("camvid"), True
     return load_vocabulary("ade20k"), False
