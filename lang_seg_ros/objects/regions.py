@@ -196,7 +196,7 @@ def extract_regions(
             _, cx, cy = mask_centroid(box)
             parts = [(bx, by, bw, bh, int(counts[label_index]), cx, cy, box.copy())]
         else:
-            count, components, stats, centroids = binary_components(box, connectivity)
+            _, components, stats, centroids = binary_components(box, connectivity)
             kept = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_area) + 1
             parts = [(bx + x, by + y, w, h, area, cx, cy, components[y:y + h, x:x + w] == c)
                      for c, (x, y, w, h, area), (cx, cy) in zip(kept.tolist(), stats[kept].tolist(),
