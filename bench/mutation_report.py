@@ -137,12 +137,26 @@ def load_equivalents() -> list[dict]:
     return entries
 
 
-def equivalent_reason(module: str, removed: list[str], added: list[str], entries: list[dict]) -> str | None:
-    def lines(value) -> list[str]:  # one line, several, or none ("" or null: the line was deleted)
-        return [] if value in ("", None) else [value] if isinstance(value, str) else list(value)
+def _lines(value) -> list[str]:
+    """An entry's `original` or `mutant`: one line, several, or none ("" or null: a deleted line)."""
+    return [] if value in ("", None) else [value] if isinstance(value, str) else list(value)
 
+
+def stale_equivalents(entries: list[dict]) -> list[dict]:
+    """Entries whose original lines are no longer in their module: they can never match a mutant
+    again (the line changed or moved), so they only hide the file's live reasons."""
+    stale = []
     for entry in entries:
-        original, mutant = lines(entry["original"]), lines(entry["mutant"])
+        path = ROOT / "lang_seg_ros" / entry["module"]
+        source = {line.strip() for line in path.read_text().splitlines()} if path.exists() else set()
+        if not all(line.strip() in source for line in _lines(entry["original"])):
+            stale.append(entry)
+    return stale
+
+
+def equivalent_reason(module: str, removed: list[str], added: list[str], entries: list[dict]) -> str | None:
+    for entry in entries:
+        original, mutant = _lines(entry["original"]), _lines(entry["mutant"])
         if entry["module"] == module and [o.strip() for o in original] == removed and \
                 [m.strip() for m in mutant] == added:
             return entry["why"]
@@ -270,6 +284,9 @@ def main() -> int:
         rows.append(summarise(sandbox, module, chosen, entries))
     print_table(rows)
     print_survivors(rows)
+    for entry in stale_equivalents(entries):
+        print(f"stale entry in {EQUIVALENT_FILE.name} (its original line is gone from {entry['module']}): "
+              f"{entry['original']!r}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0
