@@ -12,7 +12,8 @@ namespace, node_name, lifecycle, cameras, fastdds_profile. `labels`, `checkpoint
 `use_compressed`, `use_depth` and `cameras` override the params file's values only when given (see
 lang_seg_ros/ros/launch_args.py); `labels` and `cameras` may be a comma-separated string or a list:
 labels:="[road, car, pedestrian]" cameras:="[front, rear]". With cameras, remap each camera's
-topics on the command line (front/image:=..., rear/image:=...); `image` and friends apply to the
+topics on the command line (front/image:=..., rear/camera_info:=...: `ros2 launch` reads them as
+launch arguments, which this file hands to the node as remaps); `image` and friends apply to the
 single-camera node.
 
 The Fast DDS profile (config/fastdds_shm.xml, a 16 MiB shared-memory segment) is set through
@@ -26,7 +27,7 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
-from lang_seg_ros.ros.launch_args import node_overrides, remappings, truthy
+from lang_seg_ros.ros.launch_args import camera_remappings, node_overrides, remappings, truthy
 
 PACKAGE = "lang_seg_ros"
 _ARGUMENTS = ("image", "camera_info", "use_compressed", "labels", "checkpoint", "device", "use_depth", "depth",
@@ -40,7 +41,7 @@ def _node(context, *args, **kwargs):
         name=values["node_name"],
         namespace=values["namespace"],
         parameters=[values["params_file"], node_overrides(values)],
-        remappings=remappings(values),
+        remappings=remappings(values) + camera_remappings(context.launch_configurations),
         output="screen",
         emulate_tty=True,
     )

@@ -6,11 +6,12 @@ params file's value stands; only arguments given on the command line override it
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping
 
 import yaml
 
-__all__ = ["OVERRIDABLE", "node_overrides", "remappings", "truthy"]
+__all__ = ["OVERRIDABLE", "camera_remappings", "node_overrides", "remappings", "truthy"]
 
 #: Launch arguments that override the node parameter of the same name when given, and how the
 #: string is read: "text", "bool", or "labels" (a comma-separated string or a YAML list).
@@ -18,6 +19,10 @@ OVERRIDABLE: dict[str, str] = {"labels": "labels", "checkpoint": "text", "device
                                "use_compressed": "bool", "use_depth": "bool", "cameras": "labels"}
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+#: `<camera>/<input topic>` (a camera of the `cameras` parameter, a ROS name token): the launch
+#: arguments that remap one camera's inputs.
+_CAMERA_INPUT = re.compile(r"[A-Za-z][A-Za-z0-9_]*/(image/compressed|image|camera_info|depth/camera_info|depth)")
 
 
 def truthy(text: str) -> bool:
@@ -58,3 +63,20 @@ def remappings(values: Mapping[str, str]) -> list[tuple[str, str]]:
     return [("image", image), ("image/compressed", image.rstrip("/") + "/compressed"),
             ("camera_info", values["camera_info"]), ("depth", values["depth"]),
             ("depth/camera_info", values["depth_camera_info"])]
+
+
+def camera_remappings(configurations: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Several cameras' inputs remapped as given on the command line (`front/image:=/robot/front/
+    color/image_raw`): `ros2 launch` makes such a pair a launch configuration, never a remap of
+    the node, so the launch file hands every `<camera>/<input>` configuration on (`configurations`:
+    the launch context's, declared or not). A camera's image brings its compressed sibling, as
+    `remappings` does, unless `<camera>/image/compressed` is given too; blank values remap nothing."""
+    out: dict[str, str] = {}
+    for name, value in sorted(configurations.items()):  # NAME/image before NAME/image/compressed
+        match = _CAMERA_INPUT.fullmatch(str(name))
+        if match is None or not str(value).strip():
+            continue
+        out[name] = str(value)
+        if match.group(1) == "image":
+            out[name + "/compressed"] = str(value).rstrip("/") + "/compressed"  # a given one follows
+    return list(out.items())

@@ -91,7 +91,7 @@ def _stub_launch_modules(monkeypatch) -> None:
     """Minimal stand-ins for `launch` and `launch_ros` (not installable here) that record calls."""
     class LaunchConfiguration(_Recorder):
         def perform(self, context):
-            return context[self.args[0]]
+            return context.launch_configurations[self.args[0]]
 
     names = {
         "launch": ["LaunchDescription"],
@@ -125,8 +125,10 @@ def test_launch_file_builds_the_node_it_documents(monkeypatch):
     assert env.args[0] == "FASTRTPS_DEFAULT_PROFILES_FILE"
     opaque = next(a for a in actions if type(a).__name__ == "OpaqueFunction")
 
-    context = {name: value if isinstance(value, str) else "/share/x" for name, value in defaults.items()}
-    context.update(image="/cam/color/image_raw", labels="floor, person", namespace="robot", lifecycle="false")
+    # the launch context's configurations: the declared arguments, and any other `name:=value` given
+    configurations = {name: value if isinstance(value, str) else "/share/x" for name, value in defaults.items()}
+    context = types.SimpleNamespace(launch_configurations=configurations)
+    configurations.update(image="/cam/color/image_raw", labels="floor, person", namespace="robot", lifecycle="false")
     (node,) = opaque.kwargs["function"](context)
     assert type(node).__name__ == "Node" and node.kwargs["executable"] == "lang_seg_ros"
     assert node.kwargs["namespace"] == "robot" and node.kwargs["name"] == "lang_seg"
@@ -139,15 +141,22 @@ def test_launch_file_builds_the_node_it_documents(monkeypatch):
     assert remaps["depth"] == "/camera/aligned_depth_to_color/image_raw"
     assert remaps["depth/camera_info"] == "/camera/aligned_depth_to_color/camera_info"
 
-    context.update(lifecycle="true", checkpoint="/models/lseg.ckpt", labels="")
+    configurations.update(lifecycle="true", checkpoint="/models/lseg.ckpt", labels="")
     (node,) = opaque.kwargs["function"](context)
     assert type(node).__name__ == "LifecycleNode" and node.kwargs["executable"] == "lang_seg_ros_lifecycle"
     assert node.kwargs["parameters"][1]["checkpoint"] == "/models/lseg.ckpt"
     assert "labels" not in node.kwargs["parameters"][1]
 
-    context.update(lifecycle="false", cameras="[front, rear]")  # several cameras, one node
+    # several cameras, one node, each camera's topics remapped on the command line as docs/ros.md shows
+    configurations.update({"lifecycle": "false", "cameras": "[front, rear]", "front/image": "/robot/front/image_raw",
+                           "front/camera_info": "/robot/front/camera_info", "rear/image": "/robot/rear/image_raw"})
     (node,) = opaque.kwargs["function"](context)
     assert node.kwargs["parameters"][1]["cameras"] == ["front", "rear"]
+    remaps = dict(node.kwargs["remappings"])
+    assert remaps["front/image"] == "/robot/front/image_raw" and remaps["rear/image"] == "/robot/rear/image_raw"
+    assert remaps["front/camera_info"] == "/robot/front/camera_info"
+    assert remaps["front/image/compressed"] == "/robot/front/image_raw/compressed"
+    assert "rear/camera_info" not in remaps  # not given: the camera keeps its own topic name
 
 
 def test_launch_arguments_override_the_params_file_only_when_given():
@@ -167,6 +176,22 @@ def test_launch_arguments_override_the_params_file_only_when_given():
     remaps = dict(remappings({"image": "/cam/image/", "camera_info": "/cam/info", "depth": "/d",
                               "depth_camera_info": "/d/info"}))
     assert remaps["image/compressed"] == "/cam/image/compressed" and remaps["depth/camera_info"] == "/d/info"
+
+
+def test_camera_topics_given_as_launch_arguments_become_remaps():
+    """`ros2 launch ... front/image:=/x` sets a launch configuration named front/image: only the
+    camera inputs among them are remaps, blank ones are not, and a given compressed topic wins."""
+    from lang_seg_ros.ros.launch_args import camera_remappings
+
+    given = {"front/image": "/robot/front/", "front/image/compressed": "/robot/front/jpeg",
+             "rear/depth": "/robot/rear/depth", "rear/depth/camera_info": "/robot/rear/depth/info",
+             "wrist/camera_info": "  ", "labels": "road", "front/labels": "/x", "2cam/image": "/y",
+             "a/b/image": "/z", "image": "/single"}
+    assert dict(camera_remappings(given)) == {
+        "front/image": "/robot/front/", "front/image/compressed": "/robot/front/jpeg",
+        "rear/depth": "/robot/rear/depth", "rear/depth/camera_info": "/robot/rear/depth/info"}
+    assert dict(camera_remappings({"rear/image": "/r/image_raw/"})) == {
+        "rear/image": "/r/image_raw/", "rear/image/compressed": "/r/image_raw/compressed"}
 
 
 def test_one_licence_everywhere():
