@@ -341,11 +341,12 @@ class FramePipeline:
                                query_error)
                 for image, order, depth_m, tag, results in zip(images, color_orders, depths_m, tags, batch)]
 
-    def finish(self, frame: FrameInference, tracks: "Tracks | None" = None) -> FrameResult:
+    def finish(self, frame: FrameInference, tracks: "Tracks | None" = None, overlay: bool = True) -> FrameResult:
         """Everything after the model (`process` does both): regions, instances, tracking, 3D,
         panoptic ids, the cloud, the referring answer and the overlay. One thread at a time, in
         frame order (tracking). tracks: the camera's own track state when one pipeline serves
-        several cameras (default: the pipeline's)."""
+        several cameras (default: the pipeline's). overlay: False leaves the overlay (with the
+        settings' `overlay`) to `add_overlay`, so that a caller can send what robots read first."""
         active, s, depth_m, result = frame.labels, frame.settings, frame.depth_m, frame.results[0]
         pooling = result.pixel_features is not None and s.mask_pooling
         embeddings = result.pixel_features is not None and s.region_embeddings
@@ -381,19 +382,27 @@ class FramePipeline:
             out.referring = self._answer(frame.query, ref_result, objects.regions, depth_m, s, active.labels,
                                          result.label_map.shape)
         t4 = time.perf_counter()
-        if s.overlay:
-            out.overlay = render_overlay(to_rgb(frame.image, frame.color_order), objects.label_map, active.labels,
-                                         alpha=s.overlay_alpha, colors=active.palette)
-        t5 = time.perf_counter()
         out.timings_ms["regions"] = (t2 - t1) * 1e3
         if depth_m is not None:  # aligning the depth image, the cloud
             out.timings_ms["depth"] = out.timings_ms.get("depth", 0.0) + (t3 - t2) * 1e3
         if frame.query is not None:
             out.timings_ms["referring"] = (t4 - t3) * 1e3
-        if s.overlay:
-            out.timings_ms["overlay"] = (t5 - t4) * 1e3
         self._last = _LastFrame(frame.image, frame.color_order, active, objects.regions, depth_m, frame.tag)
+        if overlay:
+            self.add_overlay(frame, out)
         return out
+
+    def add_overlay(self, frame: FrameInference, result: FrameResult) -> None:
+        """The frame's overlay (label colours over the image, a legend) into `result.overlay`, and
+        its time into `result.timings_ms["overlay"]`, when the frame's settings ask for one:
+        `finish` does it unless told not to (the node draws it after the frame's other messages)."""
+        s = frame.settings
+        if not s.overlay:
+            return
+        t0 = time.perf_counter()
+        result.overlay = render_overlay(to_rgb(frame.image, frame.color_order), result.objects.label_map,
+                                        result.labels.labels, alpha=s.overlay_alpha, colors=result.labels.palette)
+        result.timings_ms["overlay"] = (time.perf_counter() - t0) * 1e3
 
     def _traversable_ids(self, active: ActiveLabels, traversable: tuple[str, ...]) -> np.ndarray:
         """The traversable label indices of `active`, computed once per label set and list."""

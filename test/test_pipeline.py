@@ -84,6 +84,23 @@ def test_panoptic_overlay_and_tracking_follow_the_settings(pipeline, image):
     assert all(r.track_id > 0 for r in second.objects.regions)
 
 
+def test_the_overlay_can_follow_the_rest_of_the_frame(pipeline, image):
+    """The node sends what robots read first and draws the overlay after: `finish(overlay=False)`
+    then `add_overlay` gives the overlay `finish` draws itself, and only when the settings ask."""
+    pipeline.configure(PipelineSettings(working_size=128, min_region_area=5, overlay=True))
+    inference = pipeline.infer(image)
+    late = pipeline.finish(inference, overlay=False)
+    assert late.overlay is None and "overlay" not in late.timings_ms
+    pipeline.add_overlay(inference, late)
+    np.testing.assert_array_equal(late.overlay, pipeline.process(image).overlay)
+    assert late.timings_ms["overlay"] >= 0
+    pipeline.configure(PipelineSettings(working_size=128, min_region_area=5))
+    unwatched = pipeline.infer(image)
+    result = pipeline.finish(unwatched, overlay=False)
+    pipeline.add_overlay(unwatched, result)
+    assert result.overlay is None
+
+
 def test_referring_reuses_the_frames_regions_or_adds_its_phrase(pipeline, image):
     pipeline.configure(PipelineSettings(working_size=128, min_region_area=5, referring_min_score=0.0))
     target = max(pipeline.process(image).objects.regions, key=lambda r: r.region.area).region.label

@@ -1,9 +1,9 @@
 """What the node's threads do with frames: the worker loads the model, brings the pipeline up
 to date with the parameters, label set and expression, decodes every camera's newest frame and
 runs the model once per frame size, frames of several cameras in one batch (`_process_round`);
-the rest of each frame (`_finish`: objects, referring, overlay) and its
-messages (`_publish`) follow on the finisher thread with `overlap_postprocessing`, else right
-after on the worker. `refer` requests are answered on the worker between frames.
+the rest of each frame (`_finish`: objects, referring) and its messages (`_publish`), then its
+overlay, follow on the finisher thread with `overlap_postprocessing`, else right after on the
+worker. `refer` requests are answered on the worker between frames.
 
 A mixin of the node (`node.py`), which owns the state it reads: settings and commands are
 swapped in one assignment by the executor thread, counters are guarded by `_lock`.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 import rclpy
 from std_msgs.msg import Header
@@ -93,6 +93,11 @@ class FramePath:
         applied = self._applied  # (pipeline, settings dict, lazy outputs): a new dict on every change
         if applied is None or applied[0] is not pipeline or applied[1] is not s or applied[2] != lazy:
             pipeline.configure(replace(pipeline_settings(s), overlay=lazy[0], obstacles=lazy[1], aligned_points=lazy[2]))
+            was = applied[2] if applied is not None else (False, False, False)
+            for name, before, now in zip(("overlay", "obstacles", "aligned_points"), was, lazy):
+                if before != now:  # a viewer came or went: say so once, not per frame
+                    self.get_logger().info(f"{name}: " + ("computed for its subscribers" if now else
+                                                          "no longer computed (no subscriber, or switched off)"))
             self._applied = (pipeline, s, lazy)
             for name, what in (("mask_pooling", "regions are classified by pixel votes"),
                                ("region_embeddings", "regions carry no embeddings")):
@@ -204,20 +209,24 @@ class FramePath:
 
     def _finish(self, item: tuple[Any, ...]) -> None:
         """The rest of the frame after the model, then its messages (on the finisher thread with
-        `overlap_postprocessing`, else right after the model on the worker)."""
+        `overlap_postprocessing`, else right after the model on the worker): what robots read
+        first, the overlay for people after them (rendering it, 1.5 ms at 480x360 and 14 ms at
+        1920x1080 on one core, no longer delays the masks)."""
         camera, pipeline, header, inference, depth, timings, t_handed = item
         timings["handoff"] = (time.perf_counter() - t_handed) * 1e3  # waited for the previous frame's publishing
         if camera.tracks is None:
             from ..pipeline import Tracks
             camera.tracks = Tracks()
-        result = pipeline.finish(inference, camera.tracks)
+        result = pipeline.finish(inference, camera.tracks, overlay=False)
         if result.referring_error:
             self._refuse("bad_expression", result.referring_error, "referring_expression")
         if self._active and camera.outputs is not None:
-            self._publish(camera, header, result, depth, timings)
+            self._publish(camera, header, result, depth, timings, lambda: pipeline.add_overlay(inference, result))
 
     def _publish(self, camera: Any, header: Header, result: Any, depth: DepthFrame | None,
-                 timings: dict[str, float]) -> None:
+                 timings: dict[str, float], add_overlay: Callable[[], None]) -> None:
+        """The frame's messages, then its overlay (`add_overlay` draws it into `result` when the
+        frame's settings want one: someone watches); the frame counts as processed after both."""
         with self._lock:
             camera.sequence += 1
             sequence, dropped, camera_info = camera.sequence, camera.stats.dropped, camera.camera_info
@@ -226,6 +235,11 @@ class FramePath:
             header, result, {**timings, **result.timings_ms}, latency_ms, sequence, dropped,
             depth.header if depth is not None and result.has_depth else None, camera_info, self._settings)
         processing_ms = sum(t.duration_ms for t in segmentation.timings if t.stage not in ("wait", "handoff"))
+        t0 = time.perf_counter()
+        add_overlay()
+        if result.overlay is not None:
+            camera.outputs.publish_overlay(header, result.overlay)
+            processing_ms += (time.perf_counter() - t0) * 1e3
         with self._lock:
             done = (time.monotonic(), latency_ms, processing_ms)
             for stats in {id(camera.stats): camera.stats, id(self._stats): self._stats}.values():

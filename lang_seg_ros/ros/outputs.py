@@ -161,6 +161,10 @@ class FrameOutputs:
             self._pubs[topic].publish(msg)
         return out["segmentation"]
 
+    def publish_overlay(self, header: Header, overlay: Any) -> None:
+        """A frame's overlay ((H, W', 3) uint8 RGB), sent after its other messages (`publish_frame`)."""
+        self._pubs["overlay"].publish(numpy_to_image(overlay, "rgb8", header))
+
 
 class Outputs:
     """The node's own publishers (label set, diagnostics, status), created with its interfaces;

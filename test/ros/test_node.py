@@ -546,24 +546,32 @@ def test_checkpoint_change_reloads_the_model(seg, tmp_path, node_checkpoint):
 
 
 def test_the_overlay_is_rendered_only_while_someone_subscribes(seg):
-    """Like image_transport's lazy publishers: nobody watching `overlay`, no overlay work."""
-    out = seg.send(seg.make_image())
-    assert "overlay" in {t.stage for t in out.timings}
+    """Like image_transport's lazy publishers: nobody watching `overlay`, no overlay work. The
+    overlay follows the frame's other messages, so the masks never wait for it."""
+    msg = seg.make_image()
+    out = seg.send(msg)
+    assert "overlay" not in {t.stage for t in out.timings}  # drawn after this message went out
+    assert seg.wait_all(msg.header, ["overlay"])["overlay"] is not None
     viewer = next(s for s in seg.out._subs if s.topic_name.endswith("/overlay"))
+    start = len(seg.proc.log())
     seg.node.destroy_subscription(viewer)
     seg.out._subs.remove(viewer)
     try:
         deadline = time.monotonic() + 10.0
-        while "overlay" in {t.stage for t in out.timings} and time.monotonic() < deadline:
-            out = seg.send(seg.make_image())  # until the node has seen the subscription go
-        assert "overlay" not in {t.stage for t in out.timings}
+        while not seg.proc.wait_log("overlay: no longer computed", timeout=0.5, start=start):
+            assert time.monotonic() < deadline, "the node kept drawing overlays nobody watches"
+            seg.send(seg.make_image())  # until the node has seen the subscription go
     finally:
+        start = len(seg.proc.log())
         seg.out._subs.append(seg.node.create_subscription(Image, seg.proc.topic("overlay"), seg.out._cb("overlay"),
                                                           RELIABLE))
     deadline = time.monotonic() + 10.0
-    while "overlay" not in {t.stage for t in out.timings} and time.monotonic() < deadline:
-        out = seg.send(seg.make_image())
-    assert "overlay" in {t.stage for t in out.timings}
+    while not seg.proc.wait_log("overlay: computed for its subscribers", timeout=0.5, start=start):
+        assert time.monotonic() < deadline, "a new viewer got no overlays"
+        seg.send(seg.make_image())
+    msg = seg.make_image()
+    seg.send(msg)
+    assert seg.wait_all(msg.header, ["overlay"])["overlay"] is not None
 
 
 def test_diagnostics_report_fps_latency_and_drops(seg):
