@@ -220,26 +220,33 @@ class FramePath:
         result = pipeline.finish(inference, camera.tracks, overlay=False)
         if result.referring_error:
             self._refuse("bad_expression", result.referring_error, "referring_expression")
-        if self._active and camera.outputs is not None:
-            self._publish(camera, header, result, depth, timings, lambda: pipeline.add_overlay(inference, result))
+        outputs = camera.outputs
+        if self._active and outputs is not None:
+            self._publish(camera, outputs, header, result, depth, timings,
+                          lambda: pipeline.add_overlay(inference, result))
 
-    def _publish(self, camera: Any, header: Header, result: Any, depth: DepthFrame | None,
+    def _publish(self, camera: Any, outputs: Any, header: Header, result: Any, depth: DepthFrame | None,
                  timings: dict[str, float], add_overlay: Callable[[], None]) -> None:
-        """The frame's messages, then its overlay (`add_overlay` draws it into `result` when the
-        frame's settings want one: someone watches); the frame counts as processed after both."""
+        """The frame's messages on `outputs` (the camera's), then its overlay while this camera's
+        overlay has a viewer (`add_overlay` draws it into `result` when the frame's settings want
+        one: any camera's viewer); the frame counts as processed after both."""
         with self._lock:
             camera.sequence += 1
             sequence, dropped, camera_info = camera.sequence, camera.stats.dropped, camera.camera_info
         latency_ms = self._latency_ms(header.stamp)
-        segmentation = camera.outputs.publish_frame(
+        segmentation = outputs.publish_frame(
             header, result, {**timings, **result.timings_ms}, latency_ms, sequence, dropped,
             depth.header if depth is not None and result.has_depth else None, camera_info, self._settings)
         processing_ms = sum(t.duration_ms for t in segmentation.timings if t.stage not in ("wait", "handoff"))
-        t0 = time.perf_counter()
-        add_overlay()
-        if result.overlay is not None:
-            camera.outputs.publish_overlay(header, result.overlay)
-            processing_ms += (time.perf_counter() - t0) * 1e3
+        if self._active and outputs.subscribed("overlay"):  # still active (a deactivate may have begun)
+            t0 = time.perf_counter()
+            try:
+                add_overlay()
+                if result.overlay is not None:
+                    outputs.publish_overlay(header, result.overlay)
+                    processing_ms += (time.perf_counter() - t0) * 1e3
+            except Exception as exc:  # noqa: BLE001 - the frame is out; a failed picture must not un-count it
+                self._throttle("warning", "overlay", f"overlay not drawn: {type(exc).__name__}: {exc}")
         with self._lock:
             done = (time.monotonic(), latency_ms, processing_ms)
             for stats in {id(camera.stats): camera.stats, id(self._stats): self._stats}.values():

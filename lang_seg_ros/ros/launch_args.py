@@ -70,13 +70,14 @@ def camera_remappings(configurations: Mapping[str, str]) -> list[tuple[str, str]
     color/image_raw`): `ros2 launch` makes such a pair a launch configuration, never a remap of
     the node, so the launch file hands every `<camera>/<input>` configuration on (`configurations`:
     the launch context's, declared or not). A camera's image brings its compressed sibling, as
-    `remappings` does, unless `<camera>/image/compressed` is given too; blank values remap nothing."""
+    `remappings` does, unless `<camera>/image/compressed` is given too; values are stripped, blank
+    ones remap nothing."""
     out: dict[str, str] = {}
     for name, value in sorted(configurations.items()):  # NAME/image before NAME/image/compressed
-        match = _CAMERA_INPUT.fullmatch(str(name))
-        if match is None or not str(value).strip():
+        match, topic = _CAMERA_INPUT.fullmatch(str(name)), str(value).strip()
+        if match is None or not topic:
             continue
-        out[name] = str(value)
+        out[name] = topic
         if match.group(1) == "image":
-            out[name + "/compressed"] = str(value).rstrip("/") + "/compressed"  # a given one follows
+            out[name + "/compressed"] = topic.rstrip("/") + "/compressed"  # a given one follows
     return list(out.items())

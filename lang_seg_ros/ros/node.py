@@ -16,8 +16,8 @@ the coroutine `_on_refer` awaits), `cameras.py` holds each camera's state (one c
 topics, or the `cameras` parameter's, each under its name). A camera frame goes: callback -> the
 camera's worker slot -> `_process_round` (decode every camera's newest frame, `pipeline.infer_batch`:
 one model pass per frame size) -> finisher thread -> `_finish` (`pipeline.finish`: objects,
-referring, overlay) -> `_publish` on that camera's topics, so one frame's post-processing
-overlaps the next one's model.
+referring) -> `_publish` on that camera's topics, the overlay last, so one frame's
+post-processing overlaps the next one's model.
 Label sets and expressions are checked by the core's one policy in the callback (so a refusal is
 answered at once) and encoded by the worker before the next frame, so each frame sees one label
 set and every output names it.

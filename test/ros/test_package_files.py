@@ -190,7 +190,7 @@ def test_camera_topics_given_as_launch_arguments_become_remaps():
     assert dict(camera_remappings(given)) == {
         "front/image": "/robot/front/", "front/image/compressed": "/robot/front/jpeg",
         "rear/depth": "/robot/rear/depth", "rear/depth/camera_info": "/robot/rear/depth/info"}
-    assert dict(camera_remappings({"rear/image": "/r/image_raw/"})) == {
+    assert dict(camera_remappings({"rear/image": " /r/image_raw/ "})) == {
         "rear/image": "/r/image_raw/", "rear/image/compressed": "/r/image_raw/compressed"}
 
 
