@@ -29,6 +29,10 @@ warm-up and then for the measuring window, and reports one table row:
                  (frames replaced in its one-frame slot before the model got to them)
   RSS MiB        peak resident memory of the node process (VmHWM), read at the end of the case
 
+--repeat N runs the cases N times in turn and prints each case's median and range of the
+model's FPS, the node's FPS, % of model, e2e p50 / p95 and cost (also "medians" in --json): on a
+shared VM one 12 s window moves by 5-15 %, the model-alone figure as much as the node's.
+
 --json OUT writes {"machine", "code", ..., "rows": [one dict per case: the columns above and more,
 e.g. the node's stage medians, its latency_ms field, the CPU cores the node, this script and other
 processes used during the window, the node's busiest threads], "samples": [per row, every answer
@@ -659,6 +663,32 @@ def row_text(r: dict[str, Any]) -> str:
             f"{r['peak_rss_mib']:>6.0f}")
 
 
+#: The figures `--repeat` reports per case: the median over the runs, and their range.
+MEDIAN_KEYS = ("model_fps", "node_fps", "node_fps_pct_of_model", "e2e_ms_p50", "e2e_ms_p95", "cost_over_model_ms")
+MEDIAN_HEADER = (f"{'case':<22} {'runs':>4} {'model FPS':>17} {'node FPS':>17} {'% of model':>15} "
+                 f"{'e2e p50 ms':>15} {'e2e p95 ms':>15} {'cost ms':>17}")
+
+
+def case_medians(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per case (in first-run order): its runs, and for each of `MEDIAN_KEYS` the median and range."""
+    by_case: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_case.setdefault(row["case"], []).append(row)
+    return [{"case": case, "runs": len(runs),
+             **{key: {"median": statistics.median(r[key] for r in runs), "min": min(r[key] for r in runs),
+                      "max": max(r[key] for r in runs)} for key in MEDIAN_KEYS}}
+            for case, runs in by_case.items()]
+
+
+def median_text(m: dict[str, Any]) -> str:
+    def cell(key: str, digits: int, width: int) -> str:
+        v = m[key]
+        return f"{v['median']:.{digits}f} ({v['min']:.{digits}f}-{v['max']:.{digits}f})".rjust(width)
+    return (f"{m['case']:<22} {m['runs']:>4} {cell('model_fps', 2, 17)} {cell('node_fps', 2, 17)} "
+            f"{cell('node_fps_pct_of_model', 0, 15)} {cell('e2e_ms_p50', 0, 15)} {cell('e2e_ms_p95', 0, 15)} "
+            f"{cell('cost_over_model_ms', 1, 17)}")
+
+
 # ---- main -------------------------------------------------------------------------------------------
 def parse_size(text: str) -> tuple[int, int]:
     try:
@@ -699,6 +729,9 @@ def main() -> int:
     parser.add_argument("--logs", type=Path, default=None, metavar="DIR",
                         help="keep the node's output and parameter files here (default: a temporary folder)")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write the rows (and the machine) here")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run the cases N times in turn (each time the model alone, then the node) and print "
+                             "each case's medians: one window moves by 5-15 %% on a shared 2-core VM (default 1)")
     parser.add_argument("--cameras", type=int, nargs="+", default=None, metavar="N",
                         help="instead of the cases: N cameras on one node vs N single-camera nodes, e.g. "
                              "--cameras 1 2 4 (bench/cameras_bench.py)")
@@ -707,8 +740,9 @@ def main() -> int:
         cases = [Case.parse(name) for name in args.cases]
     except ValueError as exc:
         parser.error(str(exc))
-    if args.rate <= 0 or args.seconds <= 0:
-        parser.error("--rate and --seconds must be positive")
+    if args.rate <= 0 or args.seconds <= 0 or args.repeat < 1:
+        parser.error("--rate, --seconds and --repeat must be positive")
+    cases = [case for _ in range(args.repeat) for case in cases]  # in turn: case A, B, A, B, ...
     if not args.frames.is_dir():
         parser.error(f"--frames {args.frames} is not a folder")
 
@@ -830,11 +864,17 @@ def main() -> int:
                   "(imports, model, DDS discovery; frames offered every 0.5 s)")
     for failure in failures:
         print(f"\nFAILED {failure}", file=sys.stderr)
+    medians = case_medians(rows) if args.repeat > 1 else []
+    if medians:
+        print(f"\nmedians over {args.repeat} runs per case (the model alone and the node measured anew each run):")
+        print(MEDIAN_HEADER)
+        for m in medians:
+            print(median_text(m))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"machine": machine, "code": code, "rate": args.rate, "seconds": args.seconds,
                                          "frames": str(args.frames), "frame_size": [w, h], "device": args.device,
-                                         "rows": rows, "failures": failures,
+                                         "rows": rows, "failures": failures, "medians": medians,
                                          "samples": samples}, indent=2, default=str) + "\n")
         print(f"rows written to {args.json}")
     return 1 if failures else 0
