@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 import rclpy
 from std_msgs.msg import Header
@@ -221,15 +221,21 @@ class FramePath:
         if result.referring_error:
             self._refuse("bad_expression", result.referring_error, "referring_expression")
         outputs = camera.outputs
-        if self._active and outputs is not None:
-            self._publish(camera, outputs, header, result, depth, timings,
-                          lambda: pipeline.add_overlay(inference, result))
+        if not self._active or outputs is None:
+            return
+        latency_ms, processing_ms = self._publish(camera, outputs, header, result, depth, timings)
+        if self._active and outputs.subscribed("overlay"):  # this camera's viewer; a deactivate may have begun
+            processing_ms += self._publish_overlay(outputs, header, pipeline, inference, result)
+        with self._lock:  # the frame counts as processed after both
+            done = (time.monotonic(), latency_ms, processing_ms)
+            for stats in {id(camera.stats): camera.stats, id(self._stats): self._stats}.values():
+                stats.processed += 1
+                stats.window.append(done)
 
     def _publish(self, camera: Any, outputs: Any, header: Header, result: Any, depth: DepthFrame | None,
-                 timings: dict[str, float], add_overlay: Callable[[], None]) -> None:
-        """The frame's messages on `outputs` (the camera's), then its overlay while this camera's
-        overlay has a viewer (`add_overlay` draws it into `result` when the frame's settings want
-        one: any camera's viewer); the frame counts as processed after both."""
+                 timings: dict[str, float]) -> tuple[float, float]:
+        """The frame's messages on `outputs` (the camera's); returns (latency ms from the frame's
+        stamp to publishing, processing ms: the frame's stages but its waits)."""
         with self._lock:
             camera.sequence += 1
             sequence, dropped, camera_info = camera.sequence, camera.stats.dropped, camera.camera_info
@@ -237,21 +243,20 @@ class FramePath:
         segmentation = outputs.publish_frame(
             header, result, {**timings, **result.timings_ms}, latency_ms, sequence, dropped,
             depth.header if depth is not None and result.has_depth else None, camera_info, self._settings)
-        processing_ms = sum(t.duration_ms for t in segmentation.timings if t.stage not in ("wait", "handoff"))
-        if self._active and outputs.subscribed("overlay"):  # still active (a deactivate may have begun)
-            t0 = time.perf_counter()
-            try:
-                add_overlay()
-                if result.overlay is not None:
-                    outputs.publish_overlay(header, result.overlay)
-                    processing_ms += (time.perf_counter() - t0) * 1e3
-            except Exception as exc:  # noqa: BLE001 - the frame is out; a failed picture must not un-count it
-                self._throttle("warning", "overlay", f"overlay not drawn: {type(exc).__name__}: {exc}")
-        with self._lock:
-            done = (time.monotonic(), latency_ms, processing_ms)
-            for stats in {id(camera.stats): camera.stats, id(self._stats): self._stats}.values():
-                stats.processed += 1
-                stats.window.append(done)
+        return latency_ms, sum(t.duration_ms for t in segmentation.timings if t.stage not in ("wait", "handoff"))
+
+    def _publish_overlay(self, outputs: Any, header: Header, pipeline: Any, inference: Any, result: Any) -> float:
+        """The frame's overlay, drawn and published after its other messages when the frame's
+        settings want one (`publish_overlay`, a viewer); returns the ms it took (0: none)."""
+        t0 = time.perf_counter()
+        try:
+            pipeline.add_overlay(inference, result)
+            if result.overlay is None:
+                return 0.0
+            outputs.publish_overlay(header, result.overlay)
+        except Exception as exc:  # noqa: BLE001 - the frame is out; a failed picture must not un-count it
+            self._throttle("warning", "overlay", f"overlay not drawn: {type(exc).__name__}: {exc}")
+        return (time.perf_counter() - t0) * 1e3
 
     def _refuse(self, kind: str, text: str, topic: str | None = None, sent: str | list[str] | None = None,
                 key: str | None = None) -> None:

@@ -57,10 +57,15 @@ def node_overrides(values: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def _compressed(image_topic: str) -> str:
+    """The CompressedImage sibling of an image topic (image_transport's `<image>/compressed`)."""
+    return image_topic.rstrip("/") + "/compressed"
+
+
 def remappings(values: Mapping[str, str]) -> list[tuple[str, str]]:
     """The node's input topics remapped to the camera's (the compressed one beside the image)."""
     image = values["image"]
-    return [("image", image), ("image/compressed", image.rstrip("/") + "/compressed"),
+    return [("image", image), ("image/compressed", _compressed(image)),
             ("camera_info", values["camera_info"]), ("depth", values["depth"]),
             ("depth/camera_info", values["depth_camera_info"])]
 
@@ -79,5 +84,5 @@ def camera_remappings(configurations: Mapping[str, str]) -> list[tuple[str, str]
             continue
         out[name] = topic
         if match.group(1) == "image":
-            out[name + "/compressed"] = topic.rstrip("/") + "/compressed"  # a given one follows
+            out[name + "/compressed"] = _compressed(topic)  # a given one follows
     return list(out.items())
