@@ -242,6 +242,31 @@ def test_the_lifecycle_variant_serves_several_cameras(ros, node_checkpoint, tmp_
         assert proc.stop() == 0, proc.log()[-3000:]
 
 
+def test_a_cameras_input_remapped_as_the_docs_show_is_read_there(ros, node_checkpoint, tmp_path_factory):
+    """docs/ros.md: `--ros-args -r front/image:=/robot/front/color/image_raw` (what the launch file
+    passes for `front/image:=...`): the camera reads the remapped topic, nothing listens on its
+    default one, and its outputs stay under front/."""
+    namespace = f"/remap{os.getpid()}_{random.randint(0, 99999)}"
+    source = f"{namespace}_robot/front/color/image_raw"  # outside the node's namespace
+
+    class Remapped(CameraView):
+        def topic(self, name: str) -> str:
+            return source if name == "image" else super().topic(name)
+
+    proc = start_node(tmp_path_factory, node_checkpoint, namespace, cameras=["front"],
+                      extra_args=["-r", f"front/image:={source}"])
+    client = Client(ros, Remapped(proc, "front"))
+    try:
+        client.wait_ready()
+        seg = client.send(client.make_image(frame_id="front_optical"))
+        assert seg is not None and seg.header.frame_id == "front_optical"
+        assert client.node.count_publishers(source) >= 1 and client.node.count_subscribers(source) == 1
+        assert client.node.count_subscribers(f"{namespace}/front/image") == 0
+    finally:
+        client.close()
+        assert proc.stop() == 0, proc.log()[-3000:]
+
+
 def test_a_round_of_large_frames_is_split_into_bounded_passes(ros, node_checkpoint, monkeypatch):
     """In this process (the pipeline is watched): three cameras' frames of one size, with a pass
     allowed one frame's pixels, go through three passes; each camera still gets its output."""
