@@ -80,13 +80,37 @@ def test_every_logits_layout_gives_the_same_answer_and_planes_are_never_transpos
     real_transpose = decide.cv2.transpose
     monkeypatch.setattr(decide.cv2, "transpose", lambda a, **kw: transposed.append(a.shape) or real_transpose(a, **kw))
     monkeypatch.setattr(decide, "_BLOCK_ELEMENTS", 12 * 100)  # 12 blocks of 100 cells
+    decided = []  # the plane-wise per-cell pass: the shapes of the planes it read
+    real_decide_planes = decide._decide_planes
+    monkeypatch.setattr(decide, "_decide_planes", lambda planes, *a: decided.append(planes.shape)
+                        or real_decide_planes(planes, *a))
     a = decide_stride2(logits, (60, 80), (60, 80), exact_below=exact_below)
-    assert transposed.count((12, 100)) == 12  # the per-cell pass: block by block
+    assert decided[:12] == [(12, 100)] * 12  # the per-cell pass: the caller's planes, block by block ...
+    assert (12, 100) not in transposed  # ... read where they are (border pixels come after)
     if exact_below == 0:  # border pixels read their taps' cells only (at 1.1 every cell is one)
         assert (12, 30 * 40) not in transposed
     for other in (labels_last, rows_first):
         b = decide_stride2(other, (60, 80), (60, 80), exact_below=exact_below)
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_many_labels_are_decided_row_by_row_and_agree_with_the_planes(monkeypatch):
+    """Past `_PLANE_LABELS` the per-cell pass reads label rows (numpy's argmax is vectorised
+    there); both passes give one answer."""
+    from lang_seg_ros.inference import decide
+
+    logits = smooth_logits(60, 30, 40, seed=4)
+    decided = []
+    real_decide_planes = decide._decide_planes
+    monkeypatch.setattr(decide, "_decide_planes", lambda planes, *a: decided.append(planes.shape)
+                        or real_decide_planes(planes, *a))
+    rows = decide_stride2(logits, (60, 80), (60, 80))
+    assert decided == []
+    monkeypatch.setattr(decide, "_PLANE_LABELS", 60)
+    planes = decide_stride2(logits, (60, 80), (60, 80))
+    assert decided
+    assert torch.equal(rows[0], planes[0])
+    torch.testing.assert_close(rows[1], planes[1], rtol=0, atol=1e-6)
 
 
 @pytest.mark.skipif(not CAMVID_VAL.is_dir(), reason="CamVid val is not in ../shared/datasets")
@@ -128,13 +152,18 @@ def reference_best_and_log_probability(logits: torch.Tensor) -> tuple[torch.Tens
     return index, -(logits - value[:, None]).exp().sum(dim=1).log()
 
 
+PASSES = pytest.mark.parametrize("labels", [9, 70])  # the plane-wise pass, the row-wise one (_PLANE_LABELS)
+
+
+@PASSES
 @pytest.mark.parametrize("block_elements", [1 << 16, 64, 3])  # one block; many; fewer than a row (one row each)
-def test_the_per_cell_decision_in_blocks_equals_torch_max_and_log_softmax_with_ties(monkeypatch, block_elements):
+def test_the_per_cell_decision_in_blocks_equals_torch_max_and_log_softmax_with_ties(monkeypatch, block_elements,
+                                                                                      labels):
     from lang_seg_ros.inference import decide
 
     monkeypatch.setattr(decide, "_BLOCK_ELEMENTS", block_elements)
     generator = torch.Generator().manual_seed(0)
-    logits = torch.randint(0, 4, (257, 9), generator=generator).float()  # many rows with tied maxima
+    logits = torch.randint(0, 4, (257, labels), generator=generator).float()  # many rows with tied maxima
     logits[5] = 2.0  # a row of one value: label 0
     index, log_probability = decide._best_and_log_probability(logits)
     expected_index, expected_log = reference_best_and_log_probability(logits)
@@ -143,17 +172,18 @@ def test_the_per_cell_decision_in_blocks_equals_torch_max_and_log_softmax_with_t
     torch.testing.assert_close(log_probability, expected_log, rtol=0, atol=1e-6)
 
 
+@PASSES
 @pytest.mark.parametrize("block_elements", [1 << 16, 60])
-def test_logits_past_float32_exponentials_are_decided_exactly(monkeypatch, block_elements):
-    """The exponentials are of the logits themselves (LSeg's are within +-14.3): rows whose best
-    logit would overflow (> 88), underflow or lose precision (< -70) or is NaN are decided again
-    with the best subtracted, in whichever block they fall, and the rows around them stay as they
-    were."""
+def test_logits_past_float32_exponentials_are_decided_exactly(monkeypatch, block_elements, labels):
+    """The row-wise pass takes the exponentials of the logits themselves (LSeg's are within
+    +-14.3): rows whose best logit would overflow (> 88), underflow or lose precision (< -70) or
+    is NaN are decided again with the best subtracted, in whichever block they fall, and the rows
+    around them stay as they were. The plane-wise pass always subtracts the best."""
     from lang_seg_ros.inference import decide
 
     monkeypatch.setattr(decide, "_BLOCK_ELEMENTS", block_elements)
     generator = torch.Generator().manual_seed(1)
-    logits = torch.randn(300, 12, generator=generator) * 5
+    logits = torch.randn(300, labels, generator=generator) * 5
     logits[7] += 1000.0  # exp overflows
     logits[150] -= 1000.0  # exp underflows to zero
     logits[151] *= 40  # best ~ +-100: out of the safe range too
