@@ -196,7 +196,32 @@ def test_logits_past_float32_exponentials_are_decided_exactly(monkeypatch, block
     assert bool(torch.isfinite(log_probability).all())
     torch.testing.assert_close(log_probability, expected_log, rtol=0, atol=1e-6)
     logits[42, 3] = float("nan")
-    assert bool(torch.isnan(decide._best_and_log_probability(logits)[1][42]))  # not silently a probability
+    logits[43, 1] = float("inf")  # inf - inf: no warning either, an answer that says so
+    logits[44, 2] = torch.finfo(torch.float32).max
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        index, log_probability = decide._best_and_log_probability(logits)
+    assert bool(torch.isnan(log_probability[42]))  # not silently a probability ...
+    assert 0 <= int(index[42]) < labels  # ... and still a label of the set
+    assert int(index[43]) == 1 and int(index[44]) == 2
+    assert not bool(log_probability[44] > 0)
+
+
+def test_the_plane_wise_pass_ends_at_its_label_count(monkeypatch):
+    """`_PLANE_LABELS` labels are decided plane by plane, one more row by row."""
+    from lang_seg_ros.inference import decide
+
+    decided = []
+    real_decide_planes = decide._decide_planes
+    monkeypatch.setattr(decide, "_decide_planes", lambda planes, *a: decided.append(planes.shape[0])
+                        or real_decide_planes(planes, *a))
+    for labels in (decide._PLANE_LABELS, decide._PLANE_LABELS + 1):
+        logits = torch.randn(500, labels, generator=torch.Generator().manual_seed(labels))
+        index, log_probability = decide._best_and_log_probability(logits)
+        expected_index, expected_log = reference_best_and_log_probability(logits)
+        assert torch.equal(index, expected_index)
+        torch.testing.assert_close(log_probability, expected_log, rtol=0, atol=1e-6)
+    assert set(decided) == {decide._PLANE_LABELS}
 
 
 def test_opencv_transposes_like_torch_for_both_planes_the_decision_returns():

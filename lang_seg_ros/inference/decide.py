@@ -143,10 +143,10 @@ def _decide_planes(planes: np.ndarray, index: np.ndarray, out: np.ndarray, scrat
     planes, the index (planes compared to it, last label first so the first maximum is written
     last), the normaliser. The exponentials are of the differences to the best, always: the
     scratch planes are written anyway, so the subtraction costs no extra pass and needs no
-    range check. A NaN logit gives a NaN probability (index 0)."""
+    range check. A NaN logit gives a NaN probability (index N - 1)."""
     best = planes.max(axis=0)
-    index.fill(0)
-    for label in range(planes.shape[0] - 1, -1, -1):
+    index.fill(planes.shape[0] - 1)  # where no earlier label equals the best (or it is NaN)
+    for label in range(planes.shape[0] - 2, -1, -1):
         np.copyto(index, label, where=planes[label] == best)
     with np.errstate(invalid="ignore", over="ignore", under="ignore"):  # inf - inf: NaN, said by the result
         np.subtract(planes, best, out=scratch)
