@@ -8,9 +8,9 @@
 Per case this script first times the model alone, in this process (sequential
 `Segmenter.segment` calls on the same frames with the same labels and settings, after a
 warm-up; timed again once the node has stopped, the median over both sets of calls is the
-model's figure: the machine's speed drifts), then starts the node in its own process (`python -m lang_seg_ros.ros.node`, its own
-process group, a random ROS_DOMAIN_ID, discovery on this host only, the shared-memory Fast DDS
-profile), waits until it answers a first frame (model loaded), publishes frames at --rate for a
+model's figure: the machine's speed drifts), then starts the node in its own process
+(`python -m lang_seg_ros.ros.node`, its own process group, a random ROS_DOMAIN_ID, discovery on
+this host only, the shared-memory Fast DDS profile), waits until it answers a first frame (model loaded), publishes frames at --rate for a
 warm-up and then for the measuring window, and reports one table row:
 
   model FPS      1000 / median ms of one `Segmenter.segment` call (the model alone, no ROS)
