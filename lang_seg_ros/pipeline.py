@@ -164,6 +164,7 @@ class FrameResult:
     obstacles: np.ndarray | None = None
     label_embeddings: np.ndarray | None = None
     aligned_points: np.ndarray | None = None
+    regions_skipped: bool = False  # `finish(regions=False)`: no regions, tracks, panoptic ids, cloud or answer
 
 
 @dataclass(frozen=True)
@@ -192,9 +193,11 @@ class _LastFrame:
     image: np.ndarray
     color_order: str
     labels: ActiveLabels
-    regions: list[FrameRegion]
+    regions: list[FrameRegion] | None  # None: the frame was finished without them (`finish(regions=False)`)
     depth: tuple[np.ndarray, np.ndarray] | None  # (metres at the label map's size, K there)
     tag: Any = None
+    label_map: np.ndarray | None = None
+    confidence: np.ndarray | None = None
 
 
 @dataclass
@@ -341,32 +344,39 @@ class FramePipeline:
                                query_error)
                 for image, order, depth_m, tag, results in zip(images, color_orders, depths_m, tags, batch)]
 
-    def finish(self, frame: FrameInference, tracks: "Tracks | None" = None, overlay: bool = True) -> FrameResult:
+    def finish(self, frame: FrameInference, tracks: "Tracks | None" = None, overlay: bool = True,
+               regions: bool = True) -> FrameResult:
         """Everything after the model (`process` does both): regions, instances, tracking, 3D,
         panoptic ids, the cloud, the referring answer and the overlay. One thread at a time, in
         frame order (tracking). tracks: the camera's own track state when one pipeline serves
         several cameras (default: the pipeline's). overlay: False leaves the overlay (with the
-        settings' `overlay`) to `add_overlay`, so that a caller can send what robots read first."""
+        settings' `overlay`) to `add_overlay`, so that a caller can send what robots read first.
+        regions: False when nothing will read them (the node: no subscriber of an output that
+        carries them): the frame then has no regions, track ids, panoptic ids, cloud or referring
+        answer (`FrameResult.regions_skipped`); its label map, confidence, traversable mask,
+        obstacles and aligned points are the same. Ignored with mask pooling (it repaints the label
+        map); `refer` still answers on such a frame (its regions are computed then)."""
         active, s, depth_m, result = frame.labels, frame.settings, frame.depth_m, frame.results[0]
         pooling = result.pixel_features is not None and s.mask_pooling
         embeddings = result.pixel_features is not None and s.region_embeddings
+        skip = not regions and not pooling
         t1 = time.perf_counter()
-        objects = frame_objects(result.label_map, result.confidence, active.labels, active.spec.stuff,
-                                min_area=s.min_region_area, max_regions=s.max_regions, split=s.instances,
-                                split_depth=s.split_depth,
-                                pixel_features=result.pixel_features if pooling or embeddings else None,
-                                text_features=result.text_features if pooling else None, embeddings=embeddings)
-        self._track(objects, s, active.id, tracks or self._tracks)
-        if depth_m is not None:
-            add_geometry(objects, *depth_m)
+        if skip:  # the label map only (no pass over it): what the masks and 3D outputs read
+            objects = frame_objects(result.label_map, result.confidence, active.labels, active.spec.stuff,
+                                    max_regions=0)
+        else:
+            objects = self._objects(result.label_map, result.confidence, active, s, depth_m,
+                                    pixel_features=result.pixel_features if pooling or embeddings else None,
+                                    text_features=result.text_features if pooling else None, embeddings=embeddings)
+            self._track(objects, s, active.id, tracks or self._tracks)
         t2 = time.perf_counter()
         out = FrameResult(active, result.label_map, result.confidence, objects, frame.timings,
-                          has_depth=depth_m is not None, referring_error=frame.query_error)
-        if s.panoptic:
+                          has_depth=depth_m is not None, referring_error=frame.query_error, regions_skipped=skip)
+        if s.panoptic and not skip:
             out.panoptic = objects.panoptic()
         if embeddings:
             out.label_embeddings = np.asarray(result.text_features, np.float32)
-        if s.cloud and depth_m is not None:
+        if s.cloud and depth_m is not None and not skip:
             out.cloud = labelled_points(objects, depth_m[0], depth_m[1], s.cloud_stride)
         if s.aligned_points and depth_m is not None:
             out.aligned_points = organised_points(*depth_m)
@@ -377,7 +387,7 @@ class FramePipeline:
                 out.obstacles = obstacle_points(objects.label_map, ids, count, depth_m[0], depth_m[1],
                                                 s.obstacle_stride, *s.obstacle_range)
         t3 = time.perf_counter()
-        if frame.query is not None:
+        if frame.query is not None and not skip:
             ref_result = frame.results[1] if len(frame.results) > 1 else None
             out.referring = self._answer(frame.query, ref_result, objects.regions, depth_m, s, active.labels,
                                          result.label_map.shape)
@@ -385,9 +395,10 @@ class FramePipeline:
         out.timings_ms["regions"] = (t2 - t1) * 1e3
         if depth_m is not None:  # aligning the depth image, the cloud
             out.timings_ms["depth"] = out.timings_ms.get("depth", 0.0) + (t3 - t2) * 1e3
-        if frame.query is not None:
+        if frame.query is not None and not skip:
             out.timings_ms["referring"] = (t4 - t3) * 1e3
-        self._last = _LastFrame(frame.image, frame.color_order, active, objects.regions, depth_m, frame.tag)
+        self._last = _LastFrame(frame.image, frame.color_order, active, None if skip else objects.regions, depth_m,
+                                frame.tag, result.label_map, result.confidence)
         if overlay:
             self.add_overlay(frame, out)
         return out
@@ -428,11 +439,25 @@ class FramePipeline:
         if labels != last.labels.labels:
             result = self.segmenter.segment(last.image, last.color_order, labels)
         active = ActiveQuery(text, query, last.labels.id, None, self.settings.referring_vocabulary)
-        answer = self._answer(active, result, last.regions, last.depth, self.settings, last.labels.labels,
+        regions = last.regions
+        if regions is None:  # finished without regions: computed now, as `finish` would have
+            regions = last.regions = self._objects(last.label_map, last.confidence, last.labels, self.settings,
+                                                   last.depth).regions
+        answer = self._answer(active, result, regions, last.depth, self.settings, last.labels.labels,
                               last.image.shape[:2])
         return replace(answer, tag=last.tag)
 
     # -- internals ---------------------------------------------------------------------------------
+    def _objects(self, label_map: np.ndarray, confidence: np.ndarray, active: ActiveLabels, s: PipelineSettings,
+                 depth_m: tuple[np.ndarray, np.ndarray] | None, **pooling: Any) -> FrameObjects:
+        """A frame's regions with the settings' rules (`frame_objects`), with 3D values when
+        `depth_m` is given; `pooling`: frame_objects' pixel_features / text_features / embeddings."""
+        objects = frame_objects(label_map, confidence, active.labels, active.spec.stuff, min_area=s.min_region_area,
+                                max_regions=s.max_regions, split=s.instances, split_depth=s.split_depth, **pooling)
+        if depth_m is not None:
+            add_geometry(objects, *depth_m)
+        return objects
+
     def _query_for(self, state: _State) -> ActiveQuery | None:
         """The active expression prepared for the active label set (re-prepared when either changed)."""
         if state.query is None or state.labels is None:

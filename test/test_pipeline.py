@@ -101,6 +101,28 @@ def test_the_overlay_can_follow_the_rest_of_the_frame(pipeline, image):
     assert result.overlay is None
 
 
+def test_a_frame_can_be_finished_without_regions_when_nobody_reads_them(pipeline, image):
+    """`finish(regions=False)` (the node, when no output that carries regions has a subscriber)
+    leaves out regions, panoptic ids and the referring answer; the label map and the traversable
+    mask are those of a full finish, and `refer` on that frame answers as on a full one."""
+    pipeline.configure(PipelineSettings(working_size=128, min_region_area=5, panoptic=True, referring_min_score=0.0))
+    full = pipeline.process(image)
+    target = max(full.objects.regions, key=lambda r: r.region.area).region.label
+    pipeline.configure(PipelineSettings(working_size=128, min_region_area=5, panoptic=True, referring_min_score=0.0,
+                                        traversable=(target,)))
+    pipeline.set_expression(f"the {target} on the left")
+    full = pipeline.finish(pipeline.infer(image))
+    answer_on_full = pipeline.refer(f"the largest {target}")
+    lean = pipeline.finish(pipeline.infer(image), regions=False)
+    assert not full.regions_skipped and full.objects.regions and full.panoptic is not None and full.referring
+    assert lean.regions_skipped and lean.objects.regions == [] and lean.panoptic is None and lean.referring is None
+    np.testing.assert_array_equal(lean.objects.label_map, full.objects.label_map)
+    np.testing.assert_array_equal(lean.traversable, full.traversable)
+    answer = pipeline.refer(f"the largest {target}")
+    assert answer.found == answer_on_full.found and answer.region is not None
+    np.testing.assert_array_equal(answer.result.mask, answer_on_full.result.mask)
+
+
 def test_referring_reuses_the_frames_regions_or_adds_its_phrase(pipeline, image):
     pipeline.configure(PipelineSettings(working_size=128, min_region_area=5, referring_min_score=0.0))
     target = max(pipeline.process(image).objects.regions, key=lambda r: r.region.area).region.label

@@ -25,7 +25,8 @@ class Camera:
     """name: "" for a node's single camera (no `cameras` parameter), else its name; stats: its
     frame counters (the node's own for the single camera); outputs: its `FrameOutputs` while the
     interfaces exist; tracks: its `pipeline.Tracks` (made on its first frame, kept across model
-    reloads so track ids are never reused)."""
+    reloads so track ids are never reused); regions: whether its last frame had regions (read by
+    someone: `FrameOutputs.wants_regions`)."""
 
     name: str = ""
     stats: Stats = field(default_factory=Stats)
@@ -34,6 +35,7 @@ class Camera:
     depth: DepthSync = field(default_factory=DepthSync)
     sequence: int = 0
     tracks: Any = None
+    regions: bool | None = None  # whether its last frame was finished with regions (None: no frame yet)
 
     def topic(self, name: str) -> str:
         """A topic of this camera: `name` itself for the single camera, `<camera>/name` otherwise."""

@@ -29,7 +29,7 @@ from ..inference.labels import LabelSpec
 from . import feedback, messages, vision_messages
 from .image_conversion import numpy_to_image
 
-__all__ = ["FRAME_TOPICS", "FrameOutputs", "Outputs", "frame_messages"]
+__all__ = ["FRAME_TOPICS", "REGION_TOPICS", "FrameOutputs", "Outputs", "frame_messages"]
 
 #: Topic -> type of everything published per frame (reliable, depth 2).
 FRAME_TOPICS: dict[str, type] = {
@@ -43,6 +43,11 @@ FRAME_TOPICS: dict[str, type] = {
 ON_DEMAND = {"confidence": "publish_confidence", "detections": "publish_detections",
              "detections_3d": "publish_detections", "regions/markers": None, "referring/points": None,
              "referring/pose": None}
+
+#: The outputs that carry a frame's regions (or what is made from them): while none of these has
+#: a subscriber, frames are finished without regions (`FramePipeline.finish(regions=False)`).
+REGION_TOPICS = ("segmentation", "detections", "detections_3d", "regions/markers", "panoptic", "cloud",
+                 "referring/region", "referring/mask", "referring/points", "referring/pose")
 
 _OUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
 # Like CameraInfo: a late subscriber gets the last one at once.
@@ -60,22 +65,25 @@ def frame_messages(header: Header, result: Any, timings_ms: Mapping[str, float],
     """Every message one frame (`pipeline.FrameResult`) gives, by output topic: segmentation,
     label_mask and what the frame has (segmentation/camera_info from `camera_info` scaled to the
     mask, unless scaling made it infinite; panoptic, cloud, aligned_points, traversable_mask, obstacles, referring/region +
-    referring/mask, overlay); the `ON_DEMAND` topics only when in `wanted` (3D ones with depth)."""
+    referring/mask, overlay); the `ON_DEMAND` topics only when in `wanted` (3D ones with depth).
+    A frame finished without regions (`result.regions_skipped`) gives none of `REGION_TOPICS`: no
+    segmentation message that would list no regions."""
     labels, objects = result.labels, result.objects
     mask, no_label = messages.class_id_image(objects.label_map, len(labels.labels), header)
     out: dict[str, Any] = {}
     panoptic = messages.panoptic_image(result.panoptic, header) if result.panoptic is not None else None
-    out["segmentation"] = messages.segmentation_msg(
-        header, labels.labels, labels.id, mask, no_label, objects.regions, timings_ms, latency_ms, sequence,
-        dropped_frames, region_masks=region_masks, label_is_stuff=labels.spec.is_stuff, panoptic=panoptic,
-        depth_header=depth_header)
-    if result.label_embeddings is not None:
-        out["segmentation"].embedding_dim = int(result.label_embeddings.shape[1])
-        out["segmentation"].label_embeddings = messages.float_array(result.label_embeddings)
+    if not result.regions_skipped:
+        out["segmentation"] = messages.segmentation_msg(
+            header, labels.labels, labels.id, mask, no_label, objects.regions, timings_ms, latency_ms, sequence,
+            dropped_frames, region_masks=region_masks, label_is_stuff=labels.spec.is_stuff, panoptic=panoptic,
+            depth_header=depth_header)
+        if result.label_embeddings is not None:
+            out["segmentation"].embedding_dim = int(result.label_embeddings.shape[1])
+            out["segmentation"].label_embeddings = messages.float_array(result.label_embeddings)
     out["label_mask"] = mask
     if "confidence" in wanted:
         out["confidence"] = vision_messages.confidence_image(result.confidence, objects.label_map, header)
-    if "detections" in wanted:
+    if "detections" in wanted and not result.regions_skipped:
         out["detections"] = vision_messages.detections_2d_msg(objects.regions, header)
     if camera_info is not None:
         scaled = messages.scale_camera_info(camera_info, mask.width, mask.height, header)
@@ -110,6 +118,8 @@ def _depth_messages(header: Header, result: Any, frame_id: str, marker_lifetime:
         out["aligned_points"] = vision_messages.aligned_points_msg(result.aligned_points, header_3d)
     if result.obstacles is not None:
         out["obstacles"] = messages.points_msg(result.obstacles, header_3d)
+    if result.regions_skipped:
+        wanted = set(wanted) - set(REGION_TOPICS)
     if "detections_3d" in wanted:
         out["detections_3d"] = vision_messages.detections_3d_msg(regions, header_3d)
     if "regions/markers" in wanted:
@@ -146,20 +156,29 @@ class FrameOutputs:
                 s["use_depth"] and self.subscribed("obstacles"),
                 s["use_depth"] and s["publish_aligned_points"] and self.subscribed("aligned_points"))
 
+    def wants_regions(self, s: Mapping[str, Any]) -> bool:
+        """Whether this camera's next frame needs its regions: one of `REGION_TOPICS` has a
+        subscriber, or tracking (ids continue from frame to frame) or mask pooling (it repaints the
+        label map) is on."""
+        return bool(s["tracking"] or s["mask_pooling"] or any(self.subscribed(topic) for topic in REGION_TOPICS))
+
     def publish_frame(self, header: Header, result: Any, timings_ms: Mapping[str, float], latency_ms: float,
                       sequence: int, dropped: int, depth_header: Header | None, camera_info: CameraInfo | None,
-                      s: Mapping[str, Any]) -> Segmentation:
-        """Build and publish one frame's messages; returns the `segmentation` message."""
+                      s: Mapping[str, Any]) -> float:
+        """Build and publish one frame's messages; returns the ms that took (the `segmentation`
+        message's "publish" stage)."""
         t0 = time.perf_counter()
         wanted = {topic for topic, switch in ON_DEMAND.items() if (switch is None or s[switch]) and self.subscribed(topic)}
         out = frame_messages(header, result, timings_ms, latency_ms, sequence, dropped, s["region_masks"],
                              depth_header, camera_info, s["marker_lifetime"], wanted)
-        out["segmentation"].timings.append(messages.stage_timing("publish", (time.perf_counter() - t0) * 1e3))
+        publish_ms = (time.perf_counter() - t0) * 1e3
+        if "segmentation" in out:
+            out["segmentation"].timings.append(messages.stage_timing("publish", publish_ms))
         if not s["publish_label_mask"]:
             del out["label_mask"]
         for topic, msg in out.items():
             self._pubs[topic].publish(msg)
-        return out["segmentation"]
+        return publish_ms
 
     def publish_overlay(self, header: Header, overlay: Any) -> None:
         """A frame's overlay ((H, W', 3) uint8 RGB), sent after its other messages (`publish_frame`)."""

@@ -574,6 +574,44 @@ def test_the_overlay_is_rendered_only_while_someone_subscribes(seg):
     assert seg.wait_all(msg.header, ["overlay"])["overlay"] is not None
 
 
+def test_regions_are_computed_only_while_someone_reads_them(seg):
+    """A costmap reading `label_mask` alone does not pay for regions: while no output that carries
+    them has a subscriber the node finishes frames without them (and sends no segmentation message
+    that would list none), the masks as before; a reader's arrival brings them back, the same."""
+    from lang_seg_ros.ros.outputs import REGION_TOPICS
+
+    first = seg.send(seg.make_image())  # the pattern image (fixed content), regions read
+    assert first is not None and first.regions
+    readers = {t: sub for sub in seg.out._subs for t in REGION_TOPICS if sub.topic_name.endswith("/" + t)}
+    assert set(readers) == set(REGION_TOPICS)
+    types = {t: sub.msg_type for t, sub in readers.items()}
+    start = len(seg.proc.log())
+    for sub in readers.values():
+        seg.node.destroy_subscription(sub)
+        seg.out._subs.remove(sub)
+    try:
+        deadline = time.monotonic() + 10.0
+        while not seg.proc.wait_log("regions: no longer computed", timeout=0.5, start=start):
+            assert time.monotonic() < deadline, "the node kept computing regions nobody reads"
+            seg.publish(seg.make_image())
+        msg = seg.make_image()
+        seg.publish(msg)
+        mask = seg.wait_all(msg.header, ["label_mask"], timeout=10.0)["label_mask"]
+        assert mask is not None and bytes(mask.data) == bytes(first.mask.data)  # the same label map
+    finally:
+        start = len(seg.proc.log())
+        for name, msg_type in types.items():
+            seg.out._subs.append(seg.node.create_subscription(msg_type, seg.proc.topic(name), seg.out._cb(name),
+                                                              RELIABLE))
+    deadline = time.monotonic() + 10.0
+    while not seg.proc.wait_log("regions: computed for their readers", timeout=0.5, start=start):
+        assert time.monotonic() < deadline, "a new reader got no regions"
+        seg.publish(seg.make_image())
+    again = seg.send(seg.make_image())
+    assert again is not None
+    assert [(r.label, r.area, r.score) for r in again.regions] == [(r.label, r.area, r.score) for r in first.regions]
+
+
 def test_diagnostics_report_fps_latency_and_drops(seg):
     seg.send(seg.make_image())
     seg.out.get("diagnostics").clear()
