@@ -545,6 +545,15 @@ def test_checkpoint_change_reloads_the_model(seg, tmp_path, node_checkpoint):
     assert seg.proc.wait_log("model loaded from .*tiny.safetensors", timeout=30.0, start=start)
 
 
+def frames_until_logged(seg, pattern: str, start: int, why: str, send=None, timeout: float = 10.0) -> None:
+    """Frames to the node (`send`, default `seg.send`) until its log has `pattern` after line
+    `start`: the node notices a subscription come or go at its next frame."""
+    deadline = time.monotonic() + timeout
+    while not seg.proc.wait_log(pattern, timeout=0.5, start=start):
+        assert time.monotonic() < deadline, why
+        (send or seg.send)(seg.make_image())
+
+
 def test_the_overlay_is_rendered_only_while_someone_subscribes(seg):
     """Like image_transport's lazy publishers: nobody watching `overlay`, no overlay work. The
     overlay follows the frame's other messages, so the masks never wait for it."""
@@ -557,18 +566,12 @@ def test_the_overlay_is_rendered_only_while_someone_subscribes(seg):
     seg.node.destroy_subscription(viewer)
     seg.out._subs.remove(viewer)
     try:
-        deadline = time.monotonic() + 10.0
-        while not seg.proc.wait_log("overlay: no longer computed", timeout=0.5, start=start):
-            assert time.monotonic() < deadline, "the node kept drawing overlays nobody watches"
-            seg.send(seg.make_image())  # until the node has seen the subscription go
+        frames_until_logged(seg, "overlay: no longer computed", start, "the node kept drawing overlays nobody watches")
     finally:
         start = len(seg.proc.log())
         seg.out._subs.append(seg.node.create_subscription(Image, seg.proc.topic("overlay"), seg.out._cb("overlay"),
                                                           RELIABLE))
-    deadline = time.monotonic() + 10.0
-    while not seg.proc.wait_log("overlay: computed for its subscribers", timeout=0.5, start=start):
-        assert time.monotonic() < deadline, "a new viewer got no overlays"
-        seg.send(seg.make_image())
+    frames_until_logged(seg, "overlay: computed for its subscribers", start, "a new viewer got no overlays")
     msg = seg.make_image()
     seg.send(msg)
     assert seg.wait_all(msg.header, ["overlay"])["overlay"] is not None
@@ -590,10 +593,8 @@ def test_regions_are_computed_only_while_someone_reads_them(seg):
         seg.node.destroy_subscription(sub)
         seg.out._subs.remove(sub)
     try:
-        deadline = time.monotonic() + 10.0
-        while not seg.proc.wait_log("regions: no longer computed", timeout=0.5, start=start):
-            assert time.monotonic() < deadline, "the node kept computing regions nobody reads"
-            seg.publish(seg.make_image())
+        frames_until_logged(seg, "regions: no longer computed", start, "the node kept computing regions nobody reads",
+                            send=seg.publish)  # no segmentation to wait for
         msg = seg.make_image()
         seg.publish(msg)
         mask = seg.wait_all(msg.header, ["label_mask"], timeout=10.0)["label_mask"]
@@ -603,10 +604,8 @@ def test_regions_are_computed_only_while_someone_reads_them(seg):
         for name, msg_type in types.items():
             seg.out._subs.append(seg.node.create_subscription(msg_type, seg.proc.topic(name), seg.out._cb(name),
                                                               RELIABLE))
-    deadline = time.monotonic() + 10.0
-    while not seg.proc.wait_log("regions: computed for their readers", timeout=0.5, start=start):
-        assert time.monotonic() < deadline, "a new reader got no regions"
-        seg.publish(seg.make_image())
+    frames_until_logged(seg, "regions: computed for their readers", start, "a new reader got no regions",
+                        send=seg.publish)
     again = seg.send(seg.make_image())
     assert again is not None
     assert [(r.label, r.area, r.score) for r in again.regions] == [(r.label, r.area, r.score) for r in first.regions]
