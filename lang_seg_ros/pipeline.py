@@ -361,7 +361,7 @@ class FramePipeline:
         embeddings = result.pixel_features is not None and s.region_embeddings
         skip = not regions and not pooling
         t1 = time.perf_counter()
-        if skip:  # the label map only (no pass over it): what the masks and 3D outputs read
+        if skip:  # the label map only (one max pass over it): what the masks and 3D outputs read
             objects = frame_objects(result.label_map, result.confidence, active.labels, active.spec.stuff,
                                     max_regions=0)
         else:

@@ -69,6 +69,8 @@ def frame_messages(header: Header, result: Any, timings_ms: Mapping[str, float],
     A frame finished without regions (`result.regions_skipped`) gives none of `REGION_TOPICS`: no
     segmentation message that would list no regions."""
     labels, objects = result.labels, result.objects
+    if result.regions_skipped:
+        wanted = set(wanted) - set(REGION_TOPICS)
     mask, no_label = messages.class_id_image(objects.label_map, len(labels.labels), header)
     out: dict[str, Any] = {}
     panoptic = messages.panoptic_image(result.panoptic, header) if result.panoptic is not None else None
@@ -83,7 +85,7 @@ def frame_messages(header: Header, result: Any, timings_ms: Mapping[str, float],
     out["label_mask"] = mask
     if "confidence" in wanted:
         out["confidence"] = vision_messages.confidence_image(result.confidence, objects.label_map, header)
-    if "detections" in wanted and not result.regions_skipped:
+    if "detections" in wanted:
         out["detections"] = vision_messages.detections_2d_msg(objects.regions, header)
     if camera_info is not None:
         scaled = messages.scale_camera_info(camera_info, mask.width, mask.height, header)
@@ -118,8 +120,6 @@ def _depth_messages(header: Header, result: Any, frame_id: str, marker_lifetime:
         out["aligned_points"] = vision_messages.aligned_points_msg(result.aligned_points, header_3d)
     if result.obstacles is not None:
         out["obstacles"] = messages.points_msg(result.obstacles, header_3d)
-    if result.regions_skipped:
-        wanted = set(wanted) - set(REGION_TOPICS)
     if "detections_3d" in wanted:
         out["detections_3d"] = vision_messages.detections_3d_msg(regions, header_3d)
     if "regions/markers" in wanted:

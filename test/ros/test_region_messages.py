@@ -37,3 +37,28 @@ def test_without_masks_the_image_is_empty_but_stamped():
     msg = messages.region_to_msg(region(1, (0, 0, 2, 1), [[True, True]]), Header(frame_id="cam"), with_mask=False)
     assert len(msg.mask.data) == 0 and msg.mask.header.frame_id == "cam"
     assert (msg.bbox.width, msg.bbox.height) == (2, 1)
+
+
+def test_a_frame_finished_without_regions_sends_no_topic_that_carries_them(tiny_model):
+    """Its masks and 3D points go out; segmentation, detections (2D and 3D) and markers do not,
+    even when asked for: a message listing no regions would say the frame has none."""
+    from lang_seg_ros.inference import Segmenter
+    from lang_seg_ros.pipeline import FramePipeline, PipelineSettings
+    from lang_seg_ros.ros.outputs import REGION_TOPICS, frame_messages
+
+    image = np.zeros((96, 128, 3), np.uint8)
+    image[:, :64], image[24:72, 96:] = (255, 0, 0), 255
+    depth = np.full((96, 128), 2000, np.uint16)
+    k = np.array([[100.0, 0, 63.5], [0, 100.0, 47.5], [0, 0, 1]])
+    pipeline = FramePipeline(Segmenter(model=tiny_model, device="cpu"), PipelineSettings(working_size=128))
+    pipeline.set_labels("red, white, other")
+    asked = set(REGION_TOPICS) | {"confidence"}
+    sent = {}
+    for regions in (True, False):
+        result = pipeline.finish(pipeline.infer(image, depth=depth, intrinsics=k), regions=regions)
+        sent[regions] = frame_messages(Header(frame_id="cam"), result, {}, 0.0, 1, 0, depth_header=Header(frame_id="d"),
+                                       wanted=asked)
+    assert {"segmentation", "detections", "detections_3d", "regions/markers"} <= set(sent[True])
+    assert not set(sent[False]) & set(REGION_TOPICS)
+    assert {"label_mask", "confidence"} <= set(sent[False])
+    assert bytes(sent[False]["label_mask"].data) == bytes(sent[True]["label_mask"].data)
