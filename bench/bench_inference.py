@@ -4,6 +4,7 @@ not, and peak memory. Prints the machine so figures are never quoted without it.
     python bench/bench_inference.py --model lseg_vitb32_384 --sizes 360x480 480x640 --precisions fp32 bf16
     python bench/bench_inference.py --model path/to/checkpoint.safetensors --device cuda --precisions fp16
     python bench/bench_inference.py --model default --graphs traced eager       # the torch image branch both ways
+    python bench/bench_inference.py --model default-large --precisions fp32 bf16 # the larger embedded model
 
 `--graphs`: the torch backend's image branch as traced graphs (the default, `backends.graphs`) and/or
 eager PyTorch, timed one after the other in this run. Latency: one `Segmenter.segment` call (pre-
@@ -27,7 +28,8 @@ import torch
 
 from lang_seg_ros.inference import Segmenter
 from lang_seg_ros.model import build_model, list_models, load_checkpoint
-from lang_seg_ros.model.checkpoint import default_checkpoint_path
+from lang_seg_ros.model.checkpoint import resolve_checkpoint
+from lang_seg_ros.weights import EMBEDDED_MODELS
 
 LABELS = ["road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
           "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle", "other"]
@@ -68,7 +70,7 @@ def peak_memory_mb(device: torch.device) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="lseg_tiny",
-                        help=f"a checkpoint path, default (the embedded model) or one of {list_models()}")
+                        help=f"a checkpoint path, an embedded model ({', '.join(EMBEDDED_MODELS)}) or one of {list_models()}")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--sizes", nargs="+", default=["360x480"], help="HxW of the camera image")
     parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "fp16", "bf16"])
@@ -79,8 +81,8 @@ def main() -> None:
                         help="the torch image branch as traced graphs and/or eager PyTorch")
     args = parser.parse_args()
 
-    if args.model == "default":
-        args.model = str(default_checkpoint_path())
+    if args.model in EMBEDDED_MODELS:
+        args.model = str(resolve_checkpoint(args.model))
     model = load_checkpoint(args.model) if Path(args.model).is_file() else build_model(args.model).eval()
     labels = [LABELS[i % len(LABELS)] + (f" {i}" if i >= len(LABELS) else "") for i in range(args.labels)]
     segmenter = Segmenter(model, device=args.device)

@@ -11,7 +11,8 @@ from typing import Sequence
 import numpy as np
 
 from .device_spec import quiet_openmp
-from .cli_options import add_block_arguments, add_model_arguments, block_overrides, segmenter_from_args
+from .cli_options import (CHECKPOINT_HELP, add_block_arguments, add_model_arguments, block_overrides, checkpoint_argument,
+                          segmenter_from_args)
 
 _LOG = logging.getLogger("lang_seg_ros")
 #: Default `--working-size` of `refer` and `eval-refer`: small objects (a distant cyclist) need
@@ -190,11 +191,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     """The image branch as ONNX, labels as a run-time input (`inference.backends.onnx_export`)."""
     from .inference.backends.onnx_export import export_onnx
     from .model import load_checkpoint
-    from .model.checkpoint import default_checkpoint_path
+    from .model.checkpoint import resolve_checkpoint
 
     if args.dynamic and (args.height or args.width):
         raise SystemExit("export: give --height/--width or --dynamic, not both")
-    model = load_checkpoint(args.checkpoint or default_checkpoint_path(), **block_overrides(args))
+    model = load_checkpoint(resolve_checkpoint(args.checkpoint), **block_overrides(args))
     height, width = args.height or 384, args.width or 480
     info = export_onnx(model, args.out, height, width, dynamic=args.dynamic, precision=args.precision,
                        outputs=args.outputs)
@@ -290,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("export", help="export the image branch to ONNX, the label set stays a run-time input")
     exp.add_argument("out", help="the .onnx file to write")
-    exp.add_argument("--checkpoint", help="official .ckpt or our .safetensors (default: the embedded model)")
+    exp.add_argument("--checkpoint", type=checkpoint_argument, help=CHECKPOINT_HELP)
     exp.add_argument("--height", type=int, help="input height, a multiple of 32 (default 384)")
     exp.add_argument("--width", type=int, help="input width, a multiple of 32 (default 480)")
     exp.add_argument("--dynamic", action="store_true", help="any input size (checked against torch at two sizes)")
@@ -308,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv.set_defaults(func=cmd_convert)
 
     info = sub.add_parser("info", help="print a checkpoint's architecture")
-    info.add_argument("checkpoint")
+    info.add_argument("checkpoint", type=checkpoint_argument, help=CHECKPOINT_HELP)
     add_block_arguments(info)
     info.set_defaults(func=cmd_info)
 

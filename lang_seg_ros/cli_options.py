@@ -27,9 +27,22 @@ def parse_scales(values: Sequence[str] | None) -> tuple[tuple[float, ...] | None
     return scales, False
 
 
+CHECKPOINT_HELP = ("official .ckpt, our .safetensors, or an embedded model: default (the default) or "
+                   "default-large (slower, more accurate)")
+
+
+def checkpoint_argument(value: str) -> str:
+    """--checkpoint: an embedded model's name becomes its file's path (so every command, and the
+    vocabulary read from the file, sees a path); anything else is a path, checked where it is loaded."""
+    from .model.checkpoint import resolve_checkpoint
+    from .weights import EMBEDDED_MODELS
+
+    return str(resolve_checkpoint(value)) if value in EMBEDDED_MODELS else value
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by every command that runs the model."""
-    parser.add_argument("--checkpoint", help="official .ckpt or our .safetensors (default: the embedded model)")
+    parser.add_argument("--checkpoint", type=checkpoint_argument, help=CHECKPOINT_HELP)
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N or mps")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                         help="image-branch precision; auto: what the device runs natively (fp16 on a GPU, bf16 on a "

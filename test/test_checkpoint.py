@@ -126,6 +126,22 @@ def test_missing_file_says_where_official_checkpoints_come_from(tmp_path):
         load_checkpoint(tmp_path / "demo_e200.ckpt")
 
 
+def test_embedded_models_are_named_where_a_path_is_accepted(tmp_path):
+    """"" and None are the default model; "default" and "default-large" the package's files; any
+    other string, or a Path, is a path (a file called default-large is "./default-large")."""
+    from lang_seg_ros.model.checkpoint import resolve_checkpoint
+    from lang_seg_ros.weights import EMBEDDED_MODELS, embedded_model_file
+
+    weights = Path(__file__).resolve().parents[1] / "lang_seg_ros" / "weights"
+    assert resolve_checkpoint(None) == resolve_checkpoint("") == resolve_checkpoint("default") == weights / "default.safetensors"
+    assert embedded_model_file("default-large") == weights / "default-large.safetensors"
+    assert resolve_checkpoint("./default-large") == "./default-large"
+    assert resolve_checkpoint(tmp_path / "default-large") == tmp_path / "default-large"
+    assert set(EMBEDDED_MODELS) == {"default", "default-large"}
+    with pytest.raises(ValueError, match="embedded models are default, default-large"):
+        embedded_model_file("large")
+
+
 def test_own_format_round_trips_bit_exactly(tiny_model, tmp_path):
     path = save_checkpoint(tiny_model, tmp_path / "tiny.safetensors")
     model = load_checkpoint(path)

@@ -144,12 +144,14 @@ def test_strict_loading_loads_every_tensor(tiny_model):
 
 # ---- files ---------------------------------------------------------------------------------------
 def test_the_default_checkpoint_ships_inside_the_package(monkeypatch, tmp_path):
+    import lang_seg_ros.weights as weights_module
+
     path = default_checkpoint_path()
     assert path.is_file() and path.name == "default.safetensors" and path.parent.name == "weights"
     assert path.parent.parent == Path(checkpoint_module.__file__).resolve().parent.parent
-    monkeypatch.setattr(checkpoint_module, "__file__", str(tmp_path / "model" / "checkpoint.py"))
+    monkeypatch.setattr(weights_module, "__file__", str(tmp_path / "weights" / "__init__.py"))
     missing = tmp_path / "weights" / "default.safetensors"
-    with pytest.raises(FileNotFoundError, match=exactly(f"the embedded default model is missing ({missing}); pass a "
+    with pytest.raises(FileNotFoundError, match=exactly(f"the embedded model 'default' is missing ({missing}); pass a "
                                                         f"checkpoint path. {OFFICIAL_SOURCE}")):
         default_checkpoint_path()
 

@@ -62,6 +62,16 @@ def test_poly_schedule_with_warmup():
     assert f(12) == pytest.approx(0.0)
 
 
+def test_fine_tuning_starts_from_an_embedded_model_by_name_or_from_a_file_beside_the_config(tmp_path):
+    """`init_checkpoint: default-large` names the package's model (the trainer resolves it); any
+    other relative value is a file next to the config, as every path in it."""
+    config = tmp_path / "run.yaml"
+    for value, expected in [("default-large", "default-large"), ("default", "default"),
+                            ("weights/v3.safetensors", str(tmp_path / "weights" / "v3.safetensors"))]:
+        config.write_text(f"datasets: [{{type: synthetic}}]\ninit_checkpoint: {value}\n")
+        assert load_train_config(str(config)).init_checkpoint == expected
+
+
 def test_config_errors_name_the_field(tmp_path):
     with pytest.raises(ValueError, match="optim.bogus"):
         load_train_config({"datasets": [{"type": "synthetic"}], "optim": {"bogus": 1}})

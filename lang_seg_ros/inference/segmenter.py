@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model import LSeg, load_checkpoint
-from ..model.checkpoint import default_checkpoint_path
+from ..model.checkpoint import resolve_checkpoint
 from ..model.device import resolve_device, resolve_precision, single_cpu_thread
 from ..model.lseg import FoldedHead, upsample_logits
 from .backends import BACKENDS, TorchBackend
@@ -96,8 +96,9 @@ class Segmenter:
     """Segments numpy images against a label set.
 
     Args:
-        model: an `LSeg`, a checkpoint path (official `.ckpt` or our `.safetensors`), or None for
-            the embedded default model.
+        model: an `LSeg`, a checkpoint path (official `.ckpt` or our `.safetensors`), the name of
+            an embedded model ("default", "default-large": `model.checkpoint.EMBEDDED_MODELS`), or
+            None for the embedded default model.
         device: "cpu", "cuda", "cuda:N" or "auto" (CUDA when available).
         precision: "fp32", "fp16", "bf16" for the image branch, or "auto": what the device runs
             natively (`model.device.resolve_precision`; the node's and CLI's default); label
@@ -139,8 +140,8 @@ class Segmenter:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.device = resolve_device(device)
-        if model is None:
-            model = default_checkpoint_path()
+        if not isinstance(model, LSeg):
+            model = resolve_checkpoint(model)  # None: the embedded default model; "default-large"
         is_onnx = not isinstance(model, LSeg) and str(model).endswith(".onnx")
         if is_onnx and precision == "auto":  # an exported file has its precision: run it at that
             from .backends.onnx_export import read_onnx_info

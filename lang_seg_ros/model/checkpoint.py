@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from ._registry import IMAGENET_MEAN, IMAGENET_STD, config_with_overrides
 from .config import ImageEncoderConfig, LSegConfig, TextEncoderConfig
 from .device import resolve_device  # the one device resolver (also importable from here)
+from ..weights import EMBEDDED_MODELS, embedded_model_file
 from .lseg import LSeg
 
 _LOG = logging.getLogger(__name__)
@@ -214,12 +215,27 @@ def infer_official_config(state: dict[str, torch.Tensor], **overrides: Any) -> L
 # Loading and saving
 
 
+def embedded_checkpoint_path(name: str = "default") -> Path:
+    """The file of the embedded model `name` (`lang_seg_ros.weights.EMBEDDED_MODELS`)."""
+    path = embedded_model_file(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"the embedded model {name!r} is missing ({path}); pass a checkpoint path. {OFFICIAL_SOURCE}")
+    return path
+
+
 def default_checkpoint_path() -> Path:
     """The embedded default model shipped inside the package."""
-    path = Path(__file__).resolve().parent.parent / "weights" / "default.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"the embedded default model is missing ({path}); pass a checkpoint path. {OFFICIAL_SOURCE}")
-    return path
+    return embedded_checkpoint_path("default")
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike | None) -> Path | str | os.PathLike:
+    """A `checkpoint` argument as a loadable path: None or "" the embedded default model, an
+    `EMBEDDED_MODELS` name that model's file, anything else unchanged (a path)."""
+    if checkpoint is None or checkpoint == "":
+        return default_checkpoint_path()
+    if isinstance(checkpoint, str) and checkpoint in EMBEDDED_MODELS:
+        return embedded_checkpoint_path(checkpoint)
+    return checkpoint
 
 
 def load_state_strict(model: LSeg, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:

@@ -17,6 +17,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from ..device_spec import DEVICE_CHOICES, check_device
 from ..inference.labels import (MAX_EXPRESSION_CHARS, MAX_LABEL_CHARS, MAX_LABELS, clean_labels, parse_label_spec,
                                 parse_labels)
+from ..weights import EMBEDDED_MODELS
 
 __all__ = ["MAX_CAMERAS", "MAX_SCALES", "PARAMETERS", "cameras_of", "PARAMS_BY_NAME", "Param", "build_pipeline", "descriptor", "list_overrides",
            "normalise",
@@ -44,8 +45,9 @@ class Param:
 
 
 PARAMETERS: tuple[Param, ...] = (
-    Param("checkpoint", "", "Model checkpoint: a .ckpt (official LSeg) or .safetensors path; empty = the "
-           "embedded default model.", reload=True),
+    Param("checkpoint", "", "Model checkpoint: a .ckpt (official LSeg) or .safetensors path, or an embedded "
+           "model: empty or 'default' = the embedded default model, 'default-large' = the larger one (slower, "
+           "more accurate).", reload=True),
     Param("device", "auto", "'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:N' or 'mps' (Apple).", reload=True),
     Param("backend", "torch", "Image-branch backend: torch (PyTorch; the image branch as traced graphs), onnxruntime, "
           "openvino or tensorrt. The others run an ONNX file (checkpoint: a .onnx from `lang-seg export`, or a "
@@ -245,8 +247,9 @@ def validate(values: dict[str, Any], current: dict[str, Any]) -> str | None:
         except ValueError as exc:
             return f"warmup_sizes: {exc}"
     checkpoint = merged.get("checkpoint", "")
-    if "checkpoint" in values and checkpoint and not os.path.isfile(os.path.expanduser(checkpoint)):
-        return f"checkpoint {checkpoint!r} is not a file"
+    if ("checkpoint" in values and checkpoint and checkpoint not in EMBEDDED_MODELS
+            and not os.path.isfile(os.path.expanduser(checkpoint))):
+        return f"checkpoint {checkpoint!r} is not a file (nor an embedded model: {', '.join(EMBEDDED_MODELS)})"
     return None
 
 

@@ -98,12 +98,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     dataset = FolderSegDataset(args.images, args.masks, names, args.ignore_index, name="eval")
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
-    if args.checkpoint:
-        checkpoint = args.checkpoint
-    else:
-        from ..model.checkpoint import default_checkpoint_path
+    from ..model.checkpoint import resolve_checkpoint
 
-        checkpoint = str(default_checkpoint_path())
+    checkpoint = str(resolve_checkpoint(args.checkpoint))
     segmenter = segmenter_from_args(args)
     multiscale = bool(segmenter.scales)
     if args.flip and not multiscale:

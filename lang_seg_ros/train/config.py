@@ -117,7 +117,7 @@ class TrainConfig:
     model: Any = "lseg_effnet_lite0_minilm"  # registry name or a full LSegConfig dict
     model_overrides: dict[str, Any] = field(default_factory=dict)
     init_backbone: str | None = None  # "imagenet": the mapped EfficientNet-Lite0 weights
-    init_checkpoint: str | None = None  # start from an LSeg checkpoint (fine-tuning)
+    init_checkpoint: str | None = None  # start from an LSeg checkpoint or embedded model name (fine-tuning)
     datasets: list[DatasetConfig] = field(default_factory=list)
     val: DatasetConfig | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -212,7 +212,9 @@ def _resolve_paths(cfg: TrainConfig, base: Path) -> None:
     cfg.out_dir = fix(cfg.out_dir)
     if cfg.export:
         cfg.export = fix(cfg.export)
-    if cfg.init_checkpoint:
+    from ..weights import EMBEDDED_MODELS
+
+    if cfg.init_checkpoint and cfg.init_checkpoint not in EMBEDDED_MODELS:  # a name stays a name
         cfg.init_checkpoint = fix(cfg.init_checkpoint)
 
 

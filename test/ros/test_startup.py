@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ def _namespace(prefix: str) -> str:
 
 @pytest.mark.parametrize("checkpoint,params,message", [
     ("/nonexistent/lseg.safetensors", {}, "checkpoint '/nonexistent/lseg.safetensors' is not a file"),
+    ("large", {}, "checkpoint 'large' is not a file (nor an embedded model: default, default-large)"),
     (None, {"working_size": 7}, "working_size"),
     (None, {"precision": "fp8"}, "precision must be one of"),
     (None, {"labels": ", ,"}, "the label set is empty"),
@@ -154,6 +156,21 @@ def test_without_a_usable_model_the_node_explains_and_recovers(ros, node_checkpo
         assert all(r.successful for r in client.set_parameters(checkpoint=str(node_checkpoint)))
         assert proc.wait_log("model loaded from .*tiny.safetensors", timeout=60.0)
         assert client.send(client.make_image()) is not None
+    finally:
+        client.close()
+        assert proc.stop() == 0, proc.log()[-3000:]
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "lang_seg_ros" / "weights"
+                          / "default-large.safetensors").is_file(), reason="default-large not in this checkout")
+def test_checkpoint_default_large_names_the_larger_embedded_model(ros, tmp_path_factory):
+    """`checkpoint: default-large` is no file: the node loads the package's larger model and answers."""
+    proc = start_node(tmp_path_factory, "default-large", _namespace("g"), labels="road, sky, car")
+    client = Client(ros, proc)
+    try:
+        assert proc.wait_log(r"model loaded from default-large on cpu", timeout=90.0), proc.log()[-2000:]
+        out = client.send(client.make_image())
+        assert out is not None and list(out.labels) == ["road", "sky", "car"]
     finally:
         client.close()
         assert proc.stop() == 0, proc.log()[-3000:]
