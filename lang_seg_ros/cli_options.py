@@ -34,10 +34,13 @@ CHECKPOINT_HELP = ("official .ckpt, our .safetensors, or an embedded model: defa
 def checkpoint_argument(value: str) -> str:
     """--checkpoint: an embedded model's name becomes its file's path (so every command, and the
     vocabulary read from the file, sees a path); anything else is a path, checked where it is loaded."""
-    from .model.checkpoint import resolve_checkpoint
     from .weights import EMBEDDED_MODELS
 
-    return str(resolve_checkpoint(value)) if value in EMBEDDED_MODELS else value
+    if value not in EMBEDDED_MODELS:
+        return value
+    from .model.checkpoint import embedded_checkpoint_path
+
+    return str(embedded_checkpoint_path(value))
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

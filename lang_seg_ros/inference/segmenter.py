@@ -97,7 +97,7 @@ class Segmenter:
 
     Args:
         model: an `LSeg`, a checkpoint path (official `.ckpt` or our `.safetensors`), the name of
-            an embedded model ("default", "default-large": `model.checkpoint.EMBEDDED_MODELS`), or
+            an embedded model ("default", "default-large": `lang_seg_ros.weights.EMBEDDED_MODELS`), or
             None for the embedded default model.
         device: "cpu", "cuda", "cuda:N" or "auto" (CUDA when available).
         precision: "fp32", "fp16", "bf16" for the image branch, or "auto": what the device runs

@@ -21,10 +21,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ..weights import EMBEDDED_MODELS, embedded_model_file
 from ._registry import IMAGENET_MEAN, IMAGENET_STD, config_with_overrides
 from .config import ImageEncoderConfig, LSegConfig, TextEncoderConfig
 from .device import resolve_device  # the one device resolver (also importable from here)
-from ..weights import EMBEDDED_MODELS, embedded_model_file
 from .lseg import LSeg
 
 _LOG = logging.getLogger(__name__)

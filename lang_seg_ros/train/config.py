@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.transforms import AugmentConfig
+from ..weights import EMBEDDED_MODELS
 from .wordings import WordingConfig
 
 __all__ = ["DatasetConfig", "LossConfig", "OptimConfig", "TrainConfig", "WordingConfig", "load_train_config"]
@@ -212,8 +213,6 @@ def _resolve_paths(cfg: TrainConfig, base: Path) -> None:
     cfg.out_dir = fix(cfg.out_dir)
     if cfg.export:
         cfg.export = fix(cfg.export)
-    from ..weights import EMBEDDED_MODELS
-
     if cfg.init_checkpoint and cfg.init_checkpoint not in EMBEDDED_MODELS:  # a name stays a name
         cfg.init_checkpoint = fix(cfg.init_checkpoint)
 
