@@ -34,13 +34,10 @@ CHECKPOINT_HELP = ("official .ckpt, our .safetensors, or an embedded model: defa
 def checkpoint_argument(value: str) -> str:
     """--checkpoint: an embedded model's name becomes its file's path (so every command, and the
     vocabulary read from the file, sees a path); anything else is a path, checked where it is loaded."""
-    from .weights import EMBEDDED_MODELS
+    from .weights import EMBEDDED_MODELS, embedded_model_file
 
-    if value not in EMBEDDED_MODELS:
-        return value
-    from .model.checkpoint import embedded_checkpoint_path
-
-    return str(embedded_checkpoint_path(value))
+    # a missing embedded file is reported where it is loaded, as a missing path is
+    return str(embedded_model_file(value)) if value in EMBEDDED_MODELS else value
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

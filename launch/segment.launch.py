@@ -64,8 +64,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("labels", default_value="",
                               description="Initial labels, 'a, b, c' or '[a, b, c]'; empty = the params file's."),
         DeclareLaunchArgument("checkpoint", default_value="",
-                              description="Model checkpoint path; empty = the params file's (default: the "
-                                          "embedded model)."),
+                              description="Model checkpoint path, or an embedded model: default, default-large; "
+                                          "empty = the params file's (default: the embedded default model)."),
         DeclareLaunchArgument("device", default_value="",
                               description="auto, cpu, cuda, cuda:N or mps; empty = the params file's (default auto)."),
         DeclareLaunchArgument("use_depth", default_value="",

@@ -195,6 +195,20 @@ def test_example_configs_parse(name, data_type):
     lts_config(args.pop("name"), **args)  # every LTS field known and valid
 
 
+def test_the_lseg_under_lts_is_named_like_any_checkpoint(tmp_path):
+    """`lseg: default-large` (or default) is the embedded model, never a file beside the config."""
+    from lang_seg_ros.train.lts import _load_lseg
+    from lang_seg_ros.weights import embedded_model_file
+
+    config = tmp_path / "lts.yaml"
+    config.write_text("lseg: default-large\n")
+    assert load_config(config).lseg == "default-large"
+    config.write_text("lseg: mine.safetensors\n")
+    assert load_config(config).lseg == str(tmp_path / "mine.safetensors")
+    if embedded_model_file("default-large").is_file():
+        assert _load_lseg("default-large").config.image_encoder.name == "tf_efficientnet_lite1"
+
+
 def all_shapes_baseline(dataset: SyntheticReferring) -> float:
     """Mean IoU of answering every expression with every shape in the scene (no language)."""
     shapes = [np.abs(s.image.astype(int) - 90).max(-1) > 60 for s in dataset]

@@ -17,6 +17,7 @@ from typing import Any
 import rclpy
 from std_msgs.msg import Header
 
+from ..weights import EMBEDDED_MODELS, embedded_model_file
 from . import messages
 from .depth import DepthFrame, stamp_ns
 from .image_conversion import ImageConversionError, decode_frame
@@ -68,7 +69,7 @@ class FramePath:
         self._overlap = overlap == "on" or (overlap == "auto" and (not on_cpu or spare_core))
         free_accelerator_memory()
         self.get_logger().info(
-            f"model loaded from {s['checkpoint'] or 'the embedded default'} on {pipeline.segmenter.device} "
+            f"model loaded from {_model_source(s['checkpoint'])} on {pipeline.segmenter.device} "
             f"({pipeline.segmenter.precision}, backend {s['backend']}"
             + (f", {threads} CPU thread{'s' if threads > 1 else ''} of {cores} core{'s' if cores > 1 else ''}"
                if on_cpu else "")
@@ -316,3 +317,10 @@ class FramePath:
     def _latency_ms(self, stamp) -> float:
         stamp = stamp_ns(stamp)
         return (self.get_clock().now().nanoseconds - stamp) / 1e6 if stamp > 0 else float("nan")
+
+
+def _model_source(checkpoint: str) -> str:
+    """What the log says a model was loaded from: the path, or an embedded model's name and file."""
+    if not checkpoint:
+        return "the embedded default"
+    return f"{checkpoint} ({embedded_model_file(checkpoint).name})" if checkpoint in EMBEDDED_MODELS else checkpoint

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from ..model.device import resolve_device
 from ..inference.preprocess import square_input
 from ..model.lts import LocateThenSegment, lts_config, lts_loss, save_lts
+from ..weights import EMBEDDED_MODELS
 from ..referring.metrics import ReferringMetrics
 
 __all__ = ["DataConfig", "LTSTrainConfig", "OptimConfig", "build_dataset", "evaluate", "load_config",
@@ -78,8 +79,8 @@ class OptimConfig:
 
 @dataclass
 class LTSTrainConfig:
-    """lseg: a registry name (random init: tests only), a checkpoint path, or None for the
-    embedded default model. lts: `name` of an LTS config ("lts", "lts_tiny") + field overrides."""
+    """lseg: a registry name (random init: tests only), a checkpoint path, an embedded model's
+    name ("default", "default-large"), or None for the embedded default model. lts: `name` of an LTS config ("lts", "lts_tiny") + field overrides."""
 
     lseg: str | None = None
     lts: dict[str, Any] = field(default_factory=lambda: {"name": "lts"})
@@ -126,7 +127,7 @@ def _dataclass_from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> A
 
 
 def load_config(path: str | Path) -> LTSTrainConfig:
-    """YAML -> config; relative paths (`lseg` unless a registry name, `data.args.root` and
+    """YAML -> config; relative paths (`lseg` unless a registry or embedded model's name, `data.args.root` and
     `image_dir`, `output_dir`) are resolved against the YAML file's folder."""
     import yaml
 
@@ -139,7 +140,7 @@ def load_config(path: str | Path) -> LTSTrainConfig:
     def resolve(value: str) -> str:
         return value if Path(value).is_absolute() else str(base / value)
 
-    if data.get("lseg") and data["lseg"] not in list_models():
+    if data.get("lseg") and data["lseg"] not in list_models() and data["lseg"] not in EMBEDDED_MODELS:
         data["lseg"] = resolve(data["lseg"])
     args = data.get("data", {}).get("args", {})
     for key in ("root", "image_dir"):
@@ -227,15 +228,12 @@ def _seed_everything(seed: int) -> None:
 
 def _load_lseg(spec: str | None):
     from ..model import build_model, list_models, load_checkpoint
+    from ..model.checkpoint import resolve_checkpoint
 
-    if spec is None:
-        from ..model.checkpoint import default_checkpoint_path
-
-        return load_checkpoint(default_checkpoint_path())
     if spec in list_models():
         _LOG.warning("LSeg %r is randomly initialised: for tests only", spec)
         return build_model(spec)
-    return load_checkpoint(spec)
+    return load_checkpoint(resolve_checkpoint(spec))  # None / "default" / "default-large": embedded
 
 
 def _lr_factor(optim: OptimConfig, iterations: int):

@@ -168,7 +168,8 @@ def test_checkpoint_default_large_names_the_larger_embedded_model(ros, tmp_path_
     proc = start_node(tmp_path_factory, "default-large", _namespace("g"), labels="road, sky, car")
     client = Client(ros, proc)
     try:
-        assert proc.wait_log(r"model loaded from default-large on cpu", timeout=90.0), proc.log()[-2000:]
+        assert proc.wait_log(r"model loaded from default-large \(default-large\.safetensors\) on cpu",
+                             timeout=90.0), proc.log()[-2000:]
         out = client.send(client.make_image())
         assert out is not None and list(out.labels) == ["road", "sky", "car"]
     finally:
