@@ -39,6 +39,9 @@ def test_the_name_loads_the_larger_network(large_segmenter):
     config = large_segmenter.model.config
     assert config.image_encoder.name == "tf_efficientnet_lite1"
     assert config.text_encoder.type == "sentence_transformers" and config.embed_dim == 384
+    from lang_seg_ros.model import load_checkpoint
+
+    assert load_checkpoint("default-large").config == config  # the loader knows the names too
     # its trained names and wordings, which referring reads phrases against
     assert [words[0] for words in config.text_encoder.vocabulary][-2:] == ["pedestrian", "bicyclist"]
 

@@ -280,12 +280,13 @@ def _is_own_format(path: Path) -> bool:
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu", **overrides: Any) -> LSeg:
-    """An LSeg in eval mode from an official `.ckpt` or one of our `.safetensors` files.
+    """An LSeg in eval mode from an official `.ckpt` or one of our `.safetensors` files, or an
+    embedded model by name ("default", "default-large": `resolve_checkpoint`).
 
     `overrides` replace config fields (for official files: the spatial-regularisation settings
     `block_type`, `block_depth`, `block_activation`, which those files do not record).
     """
-    path = Path(path)
+    path = Path(resolve_checkpoint(path) if isinstance(path, str) and path in EMBEDDED_MODELS else path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}. {OFFICIAL_SOURCE}")
     if _is_own_format(path):

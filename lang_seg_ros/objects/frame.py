@@ -140,7 +140,7 @@ def frame_objects(
     stuff = frozenset(int(s) for s in stuff)
     min_area = max(1, int(min_area))
     if max_regions is not None and max_regions <= 0:  # regions off: nothing to extract
-        return FrameObjects(label_map, [], stuff, _region_map=np.zeros(label_map.shape, np.int32))
+        return FrameObjects(label_map, [], stuff)  # its region map (zeros) only if asked for
     if not split and not pooling:  # plain connected components (stuff: one region per label)
         regions = [FrameRegion(r, is_stuff=r.label_index in stuff)
                    for r in extract_regions(label_map, confidence, labels, min_area, max_regions=max_regions,

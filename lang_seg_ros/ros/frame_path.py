@@ -21,6 +21,7 @@ from ..weights import EMBEDDED_MODELS, embedded_model_file
 from . import messages
 from .depth import DepthFrame, stamp_ns
 from .image_conversion import ImageConversionError, decode_frame
+from .outputs import REGION_TOPICS
 from .parameters import build_pipeline, pipeline_settings
 from .runner import free_accelerator_memory
 from .worker import Job
@@ -227,8 +228,7 @@ class FramePath:
             if camera.regions is not None:  # a reader came or went: said once, not per frame
                 self.get_logger().info(camera.describe("regions: ") + (
                     "computed for their readers" if regions else
-                    "no longer computed (no subscriber of segmentation, detections, markers, panoptic, cloud or "
-                    "referring)"))
+                    f"no longer computed (no subscriber of {', '.join(REGION_TOPICS)})"))
             camera.regions = regions
         result = pipeline.finish(inference, camera.tracks, overlay=False, regions=regions)
         if result.referring_error:

@@ -149,7 +149,6 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, progress: bool = True, resume: bool = True) -> None:
         from ..model import build_model, load_checkpoint
-        from ..model.checkpoint import resolve_checkpoint
 
         self.cfg = cfg
         self.progress = progress
@@ -175,7 +174,7 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
 
         if cfg.init_checkpoint:
-            model = load_checkpoint(resolve_checkpoint(cfg.init_checkpoint), **cfg.model_overrides)
+            model = load_checkpoint(cfg.init_checkpoint, **cfg.model_overrides)  # a path or an embedded name
         else:
             model = build_model(cfg.model, **cfg.model_overrides)
         if cfg.init_backbone == "imagenet":
