@@ -300,7 +300,10 @@ class Client:
 
         request = SetParameters.Request(
             parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
-        return self.call(SetParameters, f"{self.proc.fqn}/set_parameters", request).results
+        # Safe to repeat (a value set twice changes nothing the second time), so asked again when
+        # Fast DDS drops the first answer (seen once in CI: no answer within 10 s on a loaded run).
+        return self.call(SetParameters, f"{self.proc.fqn}/set_parameters", request, timeout=20.0,
+                         attempts=2).results
 
     def publisher(self, msg_type, name: str):
         """A reliable publisher on the node's topic `name`, destroyed with the client."""
