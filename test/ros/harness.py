@@ -34,6 +34,10 @@ from sensor_msgs.msg import Image  # noqa: E402
 from lang_seg_ros.ros.image_conversion import image_to_numpy, numpy_to_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Services whose request can be sent twice with the effect of once (`Client.call` repeats them
+#: when an answer is lost): a parameter or label set applied again is "unchanged", a query or a
+#: `refer` is answered again. Lifecycle transitions are not: a second "activate" fails.
+REPEATABLE = frozenset({"SetParameters", "SetLabels", "Refer", "GetState", "GetParameters", "ListParameters"})
 FASTDDS_PROFILE = ROOT / "config" / "fastdds_shm.xml"
 
 # Before any participant exists: this session's own DDS domain, on this host only.
@@ -278,18 +282,22 @@ class Client:
         self.spin_until(lambda: all(self.out.by_stamp(t, header) for t in topics), timeout)
         return {t: (self.out.by_stamp(t, header) or [None])[0] for t in topics}
 
-    def call(self, srv_type, name: str, request, timeout: float = 10.0, attempts: int = 1):
+    def call(self, srv_type, name: str, request, timeout: float = 10.0, attempts: int | None = None):
         """Call a service and wait for its answer. `attempts` > 1 asks again when no answer comes
-        within timeout / attempts, for requests that are safe to repeat (queries): Fast DDS may
-        drop a response sent before the server matched the asking client (the node then logs
-        "failed to send response (timeout)"), as seen once in a loaded full run."""
+        within timeout / attempts, and takes whichever answer comes first: Fast DDS may drop a
+        response sent before the server matched the asking client (the node then logs "failed to
+        send response (timeout)"; seen in loaded full runs and once in CI). By default requests
+        that are safe to repeat (`REPEATABLE`) are asked up to twice, others once."""
+        if attempts is None:
+            attempts = 2 if srv_type.__name__ in REPEATABLE else 1
         client = self.node.create_client(srv_type, name)
         try:
             assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
-            for _ in range(attempts):
-                future = client.call_async(request)
-                if self.spin_until(future.done, timeout / attempts):
-                    return future.result()
+            futures = []
+            for _ in range(attempts):  # a late answer to an earlier ask counts too
+                futures.append(client.call_async(request))
+                if self.spin_until(lambda: any(f.done() for f in futures), timeout / attempts):
+                    return next(f for f in futures if f.done()).result()
             raise AssertionError(f"service {name} did not answer")
         finally:
             self.node.destroy_client(client)
@@ -300,10 +308,7 @@ class Client:
 
         request = SetParameters.Request(
             parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
-        # Safe to repeat (a value set twice changes nothing the second time), so asked again when
-        # Fast DDS drops the first answer (seen once in CI: no answer within 10 s on a loaded run).
-        return self.call(SetParameters, f"{self.proc.fqn}/set_parameters", request, timeout=20.0,
-                         attempts=2).results
+        return self.call(SetParameters, f"{self.proc.fqn}/set_parameters", request, timeout=20.0).results
 
     def publisher(self, msg_type, name: str):
         """A reliable publisher on the node's topic `name`, destroyed with the client."""
