@@ -14,22 +14,22 @@ on `image/compressed` (with `overlap_postprocessing: on`, the finisher thread a 
 This process is an ordinary DDS participant that publishes and calls services; a second
 thread spins its executor.
 
-Phases (per run): start-up; baseline (frames one at a time: the unloaded FPS and latency);
-fuzz (`--messages` messages from `random.Random(--seed)`, within `--duration` s: malformed and
-odd Images (with `--big WxH`, big valid frames among them), CompressedImages (bombs,
-garbage, other formats), depth Images, CameraInfos, label sets on the topic and the service,
-referring expressions on the topic and the `refer` service, parameter sets with bad values,
-valid frames each after a new label set, checkpoint swaps (another valid one, a broken file, a
-truncated file, a directory, a missing path) at fixed points; and round two's classes: extreme
-but finite geometry (CameraInfos with fx = 5e-324, 1e-40 or 1e308, cx = 1e308, a 1x1
-calibration; 32FC1 depth of 3e38 m beside valid depth) and label sets and expressions with
-10^4-10^5 spaces); text probe (the next frame after three normal label sets and after three
-with a label of 10^4-10^5 spaces, each waited for); storm (`--storm` set_labels and refer calls
-fired at once, valid frames at 5 Hz meanwhile: every call answered or refused with a reason,
-the longest gap between answered frames); flood (valid frames at `--flood` x the baseline FPS,
-a new label set before each, malformed ones between); liveness (one more valid frame must be answered); end (a
-`scales` list of 10,000 values set on the raw node, a frame in flight, then SIGINT to every
-node: exit code and time).
+Phases (per run): start-up; baseline (frames one at a time: the unloaded FPS and latency); fuzz
+(`--messages` messages from `random.Random(--seed)`, within `--duration` s: malformed and odd
+Images (with `--big WxH`, big valid frames among them), CompressedImages (bombs, garbage, other
+formats), depth Images, CameraInfos, label sets on the topic and the service, referring
+expressions on the topic and the `refer` service, parameter sets with bad values, valid frames
+each after a new label set, checkpoint swaps (another valid one, a broken file, a truncated file,
+a directory, a missing path, a misspelt embedded model's name) at fixed points; and round two's
+classes: extreme but finite geometry (CameraInfos with fx = 5e-324, 1e-40 or 1e308, cx = 1e308, a
+1x1 calibration; 32FC1 depth of 3e38 m beside valid depth) and label sets and expressions with
+10^4-10^5 spaces); text probe (the next frame after three normal label sets and after three with a
+label of 10^4-10^5 spaces, each waited for); storm (`--storm` set_labels and refer calls fired at
+once, valid frames at 5 Hz meanwhile: every call answered or refused with a reason, the longest
+gap between answered frames); flood (valid frames at `--flood` x the baseline FPS, a new label set
+before each, malformed ones between); liveness (one more valid frame must be answered); end (a
+`scales` list of 10,000 values set on the raw node, a frame in flight, then SIGINT to every node:
+exit code and time).
 
 How malformed input is told apart: every message gets a unique stamp; valid and "odd but valid"
 frames carry frame_id `cam` / `odd_<kind>` and are remembered with their size, malformed ones

@@ -28,7 +28,9 @@ VOCABULARY = ["floor", "wall", "person", "chair", "mug", "red thing", "green thi
 # -- checkpoints ------------------------------------------------------------------------------------
 def make_checkpoints(folder: Path, main: str | None = None, alt: str | None = None) -> dict[str, str]:
     """Paths for the swaps: main and alt (valid; tiny random models unless given), broken (random
-    bytes), truncated (alt cut in half), directory, missing."""
+    bytes), truncated (alt cut in half), directory, missing, misnamed (a name that is neither a
+    file nor an embedded model: refused by the parameter check; loading an embedded model by name
+    is test_startup's, whose footprint the fuzz's memory budget does not hold)."""
     folder.mkdir(parents=True, exist_ok=True)
     if main is None or alt is None:
         import torch
@@ -47,7 +49,8 @@ def make_checkpoints(folder: Path, main: str | None = None, alt: str | None = No
     directory = folder / "a_directory.safetensors"
     directory.mkdir(exist_ok=True)
     return {"main": str(main), "alt": str(alt), "broken": str(broken), "truncated": str(truncated),
-            "directory": str(directory), "missing": str(folder / "missing.safetensors")}
+            "directory": str(directory), "missing": str(folder / "missing.safetensors"),
+            "misnamed": "default-larger"}
 
 
 # -- message makers -------------------------------------------------------------------------------

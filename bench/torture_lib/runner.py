@@ -132,7 +132,8 @@ class Torture:
         names, weights = zip(*kinds)
         params = self.send.parameter_cases()
         swap_at = {int(o.messages * f): which for f, which in
-                   ((0.15, "alt"), (0.3, "broken"), (0.45, "truncated"), (0.6, "missing"), (0.75, "main"))} \
+                   ((0.15, "alt"), (0.3, "broken"), (0.45, "truncated"), (0.6, "missing"), (0.7, "misnamed"),
+                    (0.75, "main"))} \
             if o.swaps else {}
         t0 = time.monotonic()
         sent_before = self.report.messages_sent

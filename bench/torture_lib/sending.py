@@ -303,8 +303,8 @@ class Sender:
         self.count(t, "parameters")
 
     def swap_checkpoint(self, t: Target, which: str) -> None:
-        self.parameter(t, ("checkpoint", self.checkpoints[which], which in ("main", "alt", "broken", "truncated"),
-                           None))
+        accepted = which in ("main", "alt", "broken", "truncated")  # files: they load (or fail) later
+        self.parameter(t, ("checkpoint", self.checkpoints[which], accepted, None))
 
     def dos_scales(self, t: Target) -> bool:
         """Set scales = [1.0] * 10,000 (waiting 10 s at most for the answer), then send a valid frame:
