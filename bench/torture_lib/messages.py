@@ -259,8 +259,8 @@ class Messages:
             msg = numpy_to_image(self.pattern, "rgb8")
         elif kind == "zero":
             msg.width = 0
-        elif kind == "other_aspect":
-            msg = numpy_to_image(np.full((h, h), 1200, np.uint16), "16UC1")
+        elif kind == "other_aspect":  # twice as wide: never the aspect of a frame sent, the 1x1-3x3 odd_tiny included
+            msg = numpy_to_image(np.full((h, 2 * w), 1200, np.uint16), "16UC1")
         elif kind == "huge":
             msg = Image(height=50000, width=50000, encoding="16UC1", step=100000, data=_bytes(bytes(16)))
         elif kind == "odd_float_extremes":
