@@ -92,6 +92,12 @@ class Messages:
         self._clock = clock
         self._last = 0
         self.pattern = harness.pattern_image(self.height, self.width)
+        # The "other aspect" depth: the first multiple of the frames' width whose aspect is 3 % or
+        # more away from every frame sent (the frames', the 1x1-3x3 odd_tiny ones', `--big`'s):
+        # the node tolerates 1 %, and a depth of a frame's aspect is registered to it, not malformed.
+        sent = [self.width / self.height, 1.0] + ([big[0] / big[1]] if big else [])
+        self._other_width = next(k * self.width for k in range(2, 100)
+                                 if all(abs(k * self.width / self.height / a - 1) >= 0.03 for a in sent))
         self._jpeg = numpy_to_compressed(self.pattern, "jpeg", color_order="rgb").data.tobytes()
         self._progressive = cv2.imencode(".jpg", self.pattern, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
         self._png = numpy_to_compressed(self.pattern, "png", color_order="rgb").data.tobytes()
@@ -259,8 +265,8 @@ class Messages:
             msg = numpy_to_image(self.pattern, "rgb8")
         elif kind == "zero":
             msg.width = 0
-        elif kind == "other_aspect":  # twice as wide: never the aspect of a frame sent, the 1x1-3x3 odd_tiny included
-            msg = numpy_to_image(np.full((h, 2 * w), 1200, np.uint16), "16UC1")
+        elif kind == "other_aspect":  # never the aspect of a frame sent (`_other_width`)
+            msg = numpy_to_image(np.full((h, self._other_width), 1200, np.uint16), "16UC1")
         elif kind == "huge":
             msg = Image(height=50000, width=50000, encoding="16UC1", step=100000, data=_bytes(bytes(16)))
         elif kind == "odd_float_extremes":

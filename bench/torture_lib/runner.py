@@ -131,10 +131,10 @@ class Torture:
                  ("valid", 12), ("geometry", 5), ("long_text", 2)]
         names, weights = zip(*kinds)
         params = self.send.parameter_cases()
-        swap_at = {int(o.messages * f): which for f, which in
-                   ((0.15, "alt"), (0.3, "broken"), (0.45, "truncated"), (0.6, "missing"), (0.7, "misnamed"),
-                    (0.75, "main"))} \
-            if o.swaps else {}
+        swap_at: dict[int, str] = {}
+        for f, which in ((0.15, "alt"), (0.3, "broken"), (0.45, "truncated"), (0.6, "missing"), (0.7, "misnamed"),
+                         (0.75, "main")) if o.swaps else ():
+            swap_at[max(int(o.messages * f), max(swap_at, default=-1) + 1)] = which  # distinct, also for few messages
         t0 = time.monotonic()
         sent_before = self.report.messages_sent
         deadline = t0 + o.duration

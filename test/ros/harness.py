@@ -35,8 +35,9 @@ from lang_seg_ros.ros.image_conversion import image_to_numpy, numpy_to_image  # 
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Services whose request can be sent twice with the effect of once (`Client.call` repeats them
-#: when an answer is lost): a parameter or label set applied again is "unchanged", a query or a
-#: `refer` is answered again. Lifecycle transitions are not: a second "activate" fails.
+#: when an answer is lost): a parameter set applied again succeeds and changes nothing, a label set
+#: again is "unchanged", a query or a `refer` is answered again (a `refer` costs one more model
+#: pass). Lifecycle transitions are not: a second "activate" fails.
 REPEATABLE = frozenset({"SetParameters", "SetLabels", "Refer", "GetState", "GetParameters", "ListParameters"})
 FASTDDS_PROFILE = ROOT / "config" / "fastdds_shm.xml"
 
