@@ -28,7 +28,6 @@ import torch
 
 from lang_seg_ros.inference import Segmenter
 from lang_seg_ros.model import build_model, list_models, load_checkpoint
-from lang_seg_ros.model.checkpoint import resolve_checkpoint
 from lang_seg_ros.weights import EMBEDDED_MODELS
 
 LABELS = ["road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
@@ -81,9 +80,8 @@ def main() -> None:
                         help="the torch image branch as traced graphs and/or eager PyTorch")
     args = parser.parse_args()
 
-    if args.model in EMBEDDED_MODELS:
-        args.model = str(resolve_checkpoint(args.model))
-    model = load_checkpoint(args.model) if Path(args.model).is_file() else build_model(args.model).eval()
+    model = (load_checkpoint(args.model) if args.model in EMBEDDED_MODELS or Path(args.model).is_file()
+             else build_model(args.model).eval())
     labels = [LABELS[i % len(LABELS)] + (f" {i}" if i >= len(LABELS) else "") for i in range(args.labels)]
     segmenter = Segmenter(model, device=args.device)
     device = segmenter.device

@@ -191,11 +191,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     """The image branch as ONNX, labels as a run-time input (`inference.backends.onnx_export`)."""
     from .inference.backends.onnx_export import export_onnx
     from .model import load_checkpoint
-    from .model.checkpoint import resolve_checkpoint
 
     if args.dynamic and (args.height or args.width):
         raise SystemExit("export: give --height/--width or --dynamic, not both")
-    model = load_checkpoint(resolve_checkpoint(args.checkpoint), **block_overrides(args))
+    model = load_checkpoint(args.checkpoint, **block_overrides(args))  # None: the embedded default
     height, width = args.height or 384, args.width or 480
     info = export_onnx(model, args.out, height, width, dynamic=args.dynamic, precision=args.precision,
                        outputs=args.outputs)

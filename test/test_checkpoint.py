@@ -142,6 +142,14 @@ def test_embedded_models_are_named_where_a_path_is_accepted(tmp_path):
         embedded_model_file("large")
 
 
+def test_the_loader_reads_checkpoint_arguments_by_the_same_rule():
+    """`load_checkpoint` takes what a `--checkpoint` or the node's `checkpoint` takes: None (the CLI
+    without the option) is the embedded default model, so callers pass the argument as it came."""
+    default = load_checkpoint("default")
+    assert load_checkpoint(None).config == default.config
+    assert load_checkpoint(None).logit_scale == default.logit_scale
+
+
 def test_own_format_round_trips_bit_exactly(tiny_model, tmp_path):
     path = save_checkpoint(tiny_model, tmp_path / "tiny.safetensors")
     model = load_checkpoint(path)

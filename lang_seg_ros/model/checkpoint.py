@@ -279,14 +279,14 @@ def _is_own_format(path: Path) -> bool:
     return path.suffix == ".safetensors" or len(head) >= 8
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu", **overrides: Any) -> LSeg:
+def load_checkpoint(path: str | os.PathLike | None, device: str | torch.device = "cpu", **overrides: Any) -> LSeg:
     """An LSeg in eval mode from an official `.ckpt` or one of our `.safetensors` files, or an
-    embedded model by name ("default", "default-large": `resolve_checkpoint`).
+    embedded model (None / "" / "default" / "default-large": `resolve_checkpoint`, the one rule).
 
     `overrides` replace config fields (for official files: the spatial-regularisation settings
     `block_type`, `block_depth`, `block_activation`, which those files do not record).
     """
-    path = Path(resolve_checkpoint(path) if isinstance(path, str) and path in EMBEDDED_MODELS else path)
+    path = Path(resolve_checkpoint(path))
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}. {OFFICIAL_SOURCE}")
     if _is_own_format(path):

@@ -228,12 +228,11 @@ def _seed_everything(seed: int) -> None:
 
 def _load_lseg(spec: str | None):
     from ..model import build_model, list_models, load_checkpoint
-    from ..model.checkpoint import resolve_checkpoint
 
     if spec in list_models():
         _LOG.warning("LSeg %r is randomly initialised: for tests only", spec)
         return build_model(spec)
-    return load_checkpoint(resolve_checkpoint(spec))  # None / "default" / "default-large": embedded
+    return load_checkpoint(spec)  # None / "default" / "default-large": embedded
 
 
 def _lr_factor(optim: OptimConfig, iterations: int):
