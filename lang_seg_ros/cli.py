@@ -148,6 +148,8 @@ def cmd_eval_refer(args: argparse.Namespace) -> int:
     segmenter = segmenter_from_args(args)
     if args.lts and args.choose_thresholds:
         raise SystemExit("eval-refer: --choose-thresholds tunes the zero-shot path, not --lts")
+    if args.save_chosen and not args.choose_thresholds:
+        raise SystemExit("eval-refer: --save-chosen writes the thresholds --choose-thresholds chooses")
     if args.lts:
         from .referring import load_lts
         from .referring.lts_referrer import LTSReferrer
@@ -177,7 +179,16 @@ def cmd_eval_refer(args: argparse.Namespace) -> int:
     if args.choose_thresholds:
         from .referring.benchmark import choose_thresholds, print_threshold_choice
 
-        print_threshold_choice(choose_thresholds(referrer, frames, labels=context), args.json)
+        choice = choose_thresholds(referrer, frames, labels=context)
+        print_threshold_choice(choice, args.json)
+        if args.save_chosen:
+            from .model import with_referring_thresholds
+
+            try:
+                saved = with_referring_thresholds(args.checkpoint, args.save_chosen, choice["chosen"])
+            except ValueError as exc:
+                raise SystemExit(f"eval-refer: --save-chosen: {exc}") from None
+            print(f"wrote {saved}: {args.checkpoint or 'default'} with these thresholds")
         return 0
     report = evaluate_referring(refer_many, frames, keep_cases=bool(args.json))
     if args.json:
@@ -278,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="share of positive expressions worded with held-out wordings (default 0.25)")
     evr.add_argument("--choose-thresholds", action="store_true",
                      help="sweep the zero-shot thresholds on these frames (use train frames) and print the best")
+    evr.add_argument("--save-chosen", metavar="OUT.safetensors",
+                     help="with --choose-thresholds: write a copy of --checkpoint whose config carries the chosen "
+                          "thresholds (the referrer then uses them with that file)")
     evr.add_argument("--labels", help="context label set (default: the model's vocabulary)")
     evr.add_argument("--things", help="thing classes as 'name=id, ...' (default: car=8, pedestrian=9, bicyclist=10)")
     evr.add_argument("--min-area", type=int, default=400, help="smallest ground-truth instance, pixels")

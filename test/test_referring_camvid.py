@@ -119,6 +119,35 @@ def test_eval_refer_command_reports_every_template(tmp_path, tiny_checkpoint, ca
     assert set(report["generators"]) == {"named", "pieces"} and "worded" in printed
 
 
+def test_thresholds_chosen_on_frames_go_into_a_copy_of_the_checkpoint(tmp_path, tiny_checkpoint, capsys):
+    """Train, choose on train frames, ship: `--save-chosen` writes the chosen thresholds into a copy
+    of the model, whose referrer then uses them; the original file is left as it was."""
+    import cv2
+
+    from lang_seg_ros.cli import main
+    from lang_seg_ros.model import load_checkpoint
+    from lang_seg_ros.referring import ZeroShotReferrer
+
+    for folder in ("train", "trainannot"):
+        (tmp_path / folder).mkdir()
+    cv2.imwrite(str(tmp_path / "train" / "a.png"), np.full((120, 200, 3), 90, np.uint8))
+    cv2.imwrite(str(tmp_path / "trainannot" / "a.png"), street())
+    chosen = tmp_path / "chosen.safetensors"
+    args = ["eval-refer", "--images", str(tmp_path / "train"), "--masks", str(tmp_path / "trainannot"),
+            "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--working-size", "96", "--min-area", "300",
+            "--choose-thresholds", "--no-progress"]
+    assert main([*args, "--save-chosen", str(chosen)]) == 0
+    picked = capsys.readouterr().out.split("chosen: ")[1].splitlines()[0]
+    settings = dict(item.split("=", 1) for item in picked.split(", ") if not item.startswith("upright_labels"))
+    model = load_checkpoint(chosen)
+    assert model.config.referring == {k: float(v) for k, v in settings.items()}  # all seven, as chosen
+    referrer = ZeroShotReferrer(model)
+    assert {name: getattr(referrer, name) for name in settings} == model.config.referring
+    assert "referring" not in load_checkpoint(tiny_checkpoint).config.to_dict()
+    with pytest.raises(SystemExit, match="--save-chosen writes"):
+        main([*args[:-2], "--no-progress", "--save-chosen", str(chosen)])
+
+
 def test_misses_on_pixels_the_ground_truth_leaves_unlabelled_are_counted_apart():
     # CamVid leaves distant crowds unlabelled (11): a referrer that finds a person there answers
     # "the car on the right" wrongly by IoU, and the report says where that answer lies.

@@ -63,3 +63,44 @@ def test_pedestrians_have_their_own_pixel_threshold():
     assert person.bbox[0] == 24  # the unsure edge left out
     car = candidates(referrer, label_map, confidence, "the car")[0]
     assert car.bbox[0] == 70  # 0.7 >= 0.6: the car keeps its edge
+
+
+def test_a_model_brings_the_thresholds_chosen_for_it(tiny_model, tmp_path):
+    """Thresholds chosen on train for one model's probabilities do not carry over to another's
+    (`default-large` chose the people's pixel threshold 0.6 where v3 chose 0.8): a checkpoint
+    carries its own in its config, the referrer takes them, an argument still overrides them."""
+    from lang_seg_ros.model import load_checkpoint, save_checkpoint
+    from lang_seg_ros.referring import DEFAULT_THRESHOLDS
+
+    from lang_seg_ros.model.config import REFERRING_FIELDS
+
+    assert set(DEFAULT_THRESHOLDS) == set(REFERRING_FIELDS)  # every threshold a file may carry has a default
+    plain = ZeroShotReferrer(tiny_model)
+    assert plain.upright_pixel_threshold == DEFAULT_THRESHOLDS["upright_pixel_threshold"] == 0.8
+    assert "referring" not in tiny_model.config.to_dict()  # none chosen: the file stays as before
+    tiny_model.config = tiny_model.config.replace(referring={"upright_pixel_threshold": 0.6, "split_depth": 0.4})
+    loaded = load_checkpoint(save_checkpoint(tiny_model, tmp_path / "chosen.safetensors"))
+    referrer = ZeroShotReferrer(loaded)
+    assert (referrer.upright_pixel_threshold, referrer.split_depth) == (0.6, 0.4)
+    assert referrer.pixel_threshold == DEFAULT_THRESHOLDS["pixel_threshold"]  # not chosen: the default
+    assert ZeroShotReferrer(loaded, split_depth=0.2).split_depth == 0.2
+
+
+def test_thresholds_in_a_checkpoint_are_checked(tiny_model):
+    """A checkpoint's config is untrusted: unknown names and values out of range are refused."""
+    import pytest
+
+    for bad in ({"pixel_threshold": 1.5}, {"pixel_threshold": float("nan")}, {"eval": 0.5},
+                {"min_score": "0.5"}, {"upright_aspect": 0.5}, ["min_score"]):
+        with pytest.raises(ValueError, match="referring"):
+            tiny_model.config.replace(referring=bad)
+
+
+def test_default_large_refers_with_its_own_thresholds():
+    """Chosen on CamVid train for default-large (docs/referring.md): its people's pixel threshold
+    and split depth differ from v3's, which the default model keeps."""
+    from lang_seg_ros.model import load_checkpoint
+
+    large, default = ZeroShotReferrer(load_checkpoint("default-large")), ZeroShotReferrer(load_checkpoint(None))
+    assert (large.upright_pixel_threshold, large.split_depth, large.pixel_threshold) == (0.6, 0.4, 0.4)
+    assert (default.upright_pixel_threshold, default.split_depth, default.pixel_threshold) == (0.8, 0.6, 0.4)

@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 
 from ..weights import EMBEDDED_MODELS, embedded_model_file
 from ._registry import IMAGENET_MEAN, IMAGENET_STD, config_with_overrides
-from .config import ImageEncoderConfig, LSegConfig, TextEncoderConfig
+from .config import REFERRING_FIELDS, ImageEncoderConfig, LSegConfig, TextEncoderConfig
 from .device import resolve_device  # the one device resolver (also importable from here)
 from .lseg import LSeg
 
@@ -340,3 +340,27 @@ def convert_checkpoint(
 ) -> Path:
     """Official `.ckpt` -> our `.safetensors` (architecture inferred, settings recorded)."""
     return save_checkpoint(load_checkpoint(src, **overrides), dst, dtype=dtype)
+
+
+def with_referring_thresholds(src: str | os.PathLike | None, dst: str | os.PathLike,
+                              thresholds: dict[str, Any]) -> Path:
+    """A copy of one of our `.safetensors` checkpoints (or an embedded model's) whose config carries
+    `thresholds` as the zero-shot referrer's for these weights (`LSegConfig.referring`: those of
+    `REFERRING_FIELDS` among them; `lang-seg eval-refer --choose-thresholds --save-chosen`).
+    Tensors and other metadata are copied unchanged. Raises ValueError for an official `.ckpt`
+    (convert it first: `lang-seg convert`) and for thresholds out of range."""
+    path = Path(resolve_checkpoint(src))
+    if not (path.is_file() and _is_own_format(path)):
+        raise ValueError(f"{path}: thresholds go into one of our .safetensors checkpoints; convert it first")
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    if CONFIG_KEY not in meta:
+        raise ValueError(f"{path}: safetensors file without a lang_seg_ros config in its metadata")
+    config = json.loads(meta[CONFIG_KEY])
+    config["referring"] = {k: v for k, v in thresholds.items() if k in REFERRING_FIELDS}
+    meta[CONFIG_KEY] = json.dumps(LSegConfig.from_dict(config).to_dict())  # checked as a loader checks it
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(dst), metadata=meta)
+    return dst

@@ -93,6 +93,31 @@ def _short_text(value: object) -> bool:
     return isinstance(value, str) and len(value) <= MAX_WORDING_CHARS
 
 
+#: The referrer's thresholds a checkpoint may carry (`LSegConfig.referring`; the
+#: `referring.ZeroShotReferrer` arguments of the same names) and the range each must lie in: a
+#: checkpoint's metadata is untrusted.
+REFERRING_FIELDS: dict[str, tuple[float, float]] = {
+    "min_score": (0.0, 1.0), "min_area_fraction": (0.0, 1.0), "relative_area": (0.0, 1.0),
+    "split_depth": (0.0, 1.0), "pixel_threshold": (0.0, 1.0), "upright_pixel_threshold": (0.0, 1.0),
+    "upright_aspect": (1.0, 100.0),
+}
+
+
+def _referring_thresholds(values: object) -> dict[str, float]:
+    """`LSegConfig.referring` checked: known names, finite numbers in their range."""
+    if not isinstance(values, dict):
+        raise ValueError(f"referring must be a mapping of threshold names to numbers, got {type(values).__name__}")
+    out = {}
+    for name, value in values.items():
+        if name not in REFERRING_FIELDS:
+            raise ValueError(f"unknown referring threshold {name!r}; known: {', '.join(REFERRING_FIELDS)}")
+        low, high = REFERRING_FIELDS[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise ValueError(f"referring.{name} must be a number in [{low:g}, {high:g}], got {value!r}")
+        out[name] = float(value)
+    return out
+
+
 @dataclass
 class LSegConfig:
     """The whole network: image encoder, DPT decoder ("scratch"), head and text encoder."""
@@ -109,6 +134,11 @@ class LSegConfig:
     # Input normalisation, in [0, 1] units, RGB order.
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    # The zero-shot referrer's thresholds chosen for these weights on training frames (`lang-seg
+    # eval-refer --choose-thresholds`; `REFERRING_FIELDS`): a model's probabilities are its own,
+    # so thresholds chosen for one do not carry over (docs/referring.md). Empty: the referrer's
+    # defaults. Not architecture: absent from a file when empty.
+    referring: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.image_encoder, dict):
@@ -117,6 +147,7 @@ class LSegConfig:
             self.text_encoder = _from_dict(TextEncoderConfig, self.text_encoder, "text_encoder.")
         self.mean = tuple(float(v) for v in self.mean)
         self.std = tuple(float(v) for v in self.std)
+        self.referring = _referring_thresholds(self.referring)
         self.validate()
 
     def validate(self) -> None:
@@ -146,6 +177,8 @@ class LSegConfig:
         for key in GROUNDING_FIELDS:  # empty: left out, as files written before these fields
             if not out["text_encoder"][key]:
                 del out["text_encoder"][key]
+        if not out["referring"]:
+            del out["referring"]
         return out
 
     def summary(self) -> dict[str, Any]:
@@ -174,10 +207,10 @@ class LSegConfig:
 
     def replace(self, **overrides: Any) -> "LSegConfig":
         """A copy with top-level fields replaced; unknown names raise `ValueError`."""
-        data = self.to_dict()
+        data, known = self.to_dict(), sorted(f.name for f in dataclasses.fields(self))
         for key, value in overrides.items():
-            if key not in data:
-                raise ValueError(f"unknown LSeg config field {key!r}; known: {sorted(data)}")
+            if key not in known:
+                raise ValueError(f"unknown LSeg config field {key!r}; known: {known}")
             data[key] = value.to_dict() if hasattr(value, "to_dict") else value
         return LSegConfig.from_dict(data)
 

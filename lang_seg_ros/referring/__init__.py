@@ -12,10 +12,10 @@ from .metrics import ReferringMetrics
 from .parse import ReferringQuery, parse_expression, read_expression
 from .select import select_instance
 from .vocabulary import load_vocabulary, model_vocabulary
-from .zero_shot import ReferringResult, ZeroShotReferrer, query_labels
+from .zero_shot import DEFAULT_THRESHOLDS, ReferringResult, ZeroShotReferrer, model_thresholds, query_labels
 
 __all__ = [
-    "LTSConfig", "LocateThenSegment", "ReferringMetrics", "ReferringQuery", "ReferringResult", "ZeroShotReferrer",
-    "load_lts", "load_vocabulary", "model_vocabulary", "parse_expression", "read_expression", "query_labels",
-    "save_lts", "select_instance",
+    "DEFAULT_THRESHOLDS", "LTSConfig", "LocateThenSegment", "ReferringMetrics", "ReferringQuery", "ReferringResult",
+    "ZeroShotReferrer", "load_lts", "load_vocabulary", "model_thresholds", "model_vocabulary", "parse_expression",
+    "read_expression", "query_labels", "save_lts", "select_instance",
 ]

@@ -15,9 +15,10 @@ so two people shoulder to shoulder are two); they must be real objects, not stra
 least `min_area_fraction` of the image, at least `relative_area` of the largest candidate (a
 30-pixel blob on the far left is not "the car on the left") and a mean probability of
 `min_score`. The qualifiers pick one; when none qualifies the answer is an explicit "not found",
-never an arbitrary object. The defaults were chosen on CamVid TRAIN frames with the embedded
-default model (`lang-seg eval-refer --choose-thresholds` on all 367 train frames) and are
-reported on val (docs/referring.md).
+never an arbitrary object. The thresholds are chosen on CamVid TRAIN frames for each model and
+reported on val (docs/referring.md): a model carries its own (`LSegConfig.referring`, written
+into its checkpoint, as `default-large` does), the others get `DEFAULT_THRESHOLDS`, chosen for
+the embedded default model (`lang-seg eval-refer --choose-thresholds` on all 367 train frames).
 """
 from __future__ import annotations
 
@@ -37,6 +38,20 @@ from .vocabulary import is_training_vocabulary, load_vocabulary, model_vocabular
 
 #: Labels that compete with the phrase when the caller asks for no context at all (`labels=()`).
 DEFAULT_BACKGROUND = ("other",)
+#: The thresholds of a model whose config carries none (`LSegConfig.referring`): chosen on CamVid
+#: train for the embedded default model (v3); official checkpoints and models trained here get them.
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "min_score": 0.6, "min_area_fraction": 0.001, "relative_area": 0.05, "split_depth": 0.6,
+    "pixel_threshold": 0.4, "upright_aspect": 3.0, "upright_pixel_threshold": 0.8,
+}
+
+
+def model_thresholds(segmenter: Segmenter | None) -> dict[str, float]:
+    """The referrer's thresholds for the segmenter's model (a `Segmenter`, an `LSeg` or None):
+    `DEFAULT_THRESHOLDS` with those chosen for its weights (`LSegConfig.referring`) in their place."""
+    model = getattr(segmenter, "model", segmenter)
+    chosen = getattr(getattr(model, "config", None), "referring", None) or {}
+    return {**DEFAULT_THRESHOLDS, **chosen}
 
 
 @dataclass(frozen=True)
@@ -79,6 +94,9 @@ class ZeroShotReferrer:
     Args:
         segmenter: any LSeg model behind the numpy facade; its active label set (if any) is the
             default context, and is never changed by `refer`.
+        min_score, min_area_fraction, relative_area, split_depth, pixel_threshold, upright_aspect,
+            upright_pixel_threshold: None (default) takes the model's (`model_thresholds`: those
+            chosen for its weights, else `DEFAULT_THRESHOLDS`); a value overrides it.
         min_score: minimum mean probability of the category over an instance for it to count.
         min_area_fraction: instances smaller than this fraction of the image are ignored.
         relative_area: instances smaller than this fraction of the largest one are ignored (stray
@@ -94,7 +112,8 @@ class ZeroShotReferrer:
             are split as upright objects (`_split_upright`: the mask squeezed `upright_aspect`
             times in height before the watershed, so two people shoulder to shoulder are two) and
             their pixels need `upright_pixel_threshold` (a person's mask bloats at the frame's
-            scale; None: `pixel_threshold`). Only with `split` / a `pixel_threshold` above 0.
+            scale; equal to `pixel_threshold`: none of their own). Only with `split` / a
+            `pixel_threshold` above 0.
         alias_similarity: None (default): phrases are read as the vocabulary's labels by
             `aliases.PhraseReader` (trained wordings, WordNet, embeddings: "the hatchback" -> car)
             when the vocabulary is CamVid's, by the near-synonym rule (cosine >= 0.6) for another
@@ -102,27 +121,30 @@ class ZeroShotReferrer:
             near-synonym rule with that threshold; 0 = off.
     """
 
-    def __init__(self, segmenter: Segmenter, min_score: float = 0.6, min_area_fraction: float = 0.001,
-                 relative_area: float = 0.05, vocabulary: Sequence[str] | None = None, split: bool = True,
-                 split_depth: float = 0.6, pixel_threshold: float = 0.4, alias_similarity: float | None = None,
-                 upright_labels: Sequence[str] = ("pedestrian",), upright_aspect: float = 3.0,
-                 upright_pixel_threshold: float | None = 0.8) -> None:
-        if not 0.0 <= min_score <= 1.0:
-            raise ValueError(f"min_score must be in [0, 1], got {min_score}")
-        if not 0.0 <= relative_area <= 1.0:
-            raise ValueError(f"relative_area must be in [0, 1], got {relative_area}")
+    def __init__(self, segmenter: Segmenter, min_score: float | None = None, min_area_fraction: float | None = None,
+                 relative_area: float | None = None, vocabulary: Sequence[str] | None = None, split: bool = True,
+                 split_depth: float | None = None, pixel_threshold: float | None = None,
+                 alias_similarity: float | None = None, upright_labels: Sequence[str] = ("pedestrian",),
+                 upright_aspect: float | None = None, upright_pixel_threshold: float | None = None) -> None:
+        given = {"min_score": min_score, "min_area_fraction": min_area_fraction, "relative_area": relative_area,
+                 "split_depth": split_depth, "pixel_threshold": pixel_threshold, "upright_aspect": upright_aspect,
+                 "upright_pixel_threshold": upright_pixel_threshold}
+        t = {**model_thresholds(segmenter), **{k: v for k, v in given.items() if v is not None}}
+        for name in ("min_score", "relative_area"):
+            if not 0.0 <= t[name] <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {t[name]}")
         self.segmenter = segmenter
-        self.min_score = min_score
-        self.min_area_fraction = min_area_fraction
-        self.relative_area = relative_area
+        self.min_score = t["min_score"]
+        self.min_area_fraction = t["min_area_fraction"]
+        self.relative_area = t["relative_area"]
         self._vocabulary = tuple(vocabulary) if vocabulary is not None else None
         self.split = split
-        self.split_depth = split_depth
-        self.pixel_threshold = pixel_threshold
+        self.split_depth = t["split_depth"]
+        self.pixel_threshold = t["pixel_threshold"]
         self._alias_similarity = alias_similarity
         self.upright_labels = frozenset(label.lower() for label in upright_labels)
-        self.upright_aspect = float(upright_aspect)
-        self.upright_pixel_threshold = upright_pixel_threshold
+        self.upright_aspect = float(t["upright_aspect"])
+        self.upright_pixel_threshold = t["upright_pixel_threshold"]
 
     @property
     def vocabulary(self) -> tuple[str, ...]:
@@ -212,8 +234,7 @@ class ZeroShotReferrer:
         # Only the query's labels become regions: the rest of the frame costs nothing.
         keep = np.isin(label_map, wanted)
         upright = [i for i, label in enumerate(labels) if label.lower() in self.upright_labels and i in wanted]
-        if (upright and self.pixel_threshold > 0 and self.upright_pixel_threshold is not None
-                and self.upright_pixel_threshold != self.pixel_threshold):
+        if upright and self.pixel_threshold > 0 and self.upright_pixel_threshold != self.pixel_threshold:
             threshold = np.where(np.isin(label_map, upright), np.float32(self.upright_pixel_threshold),
                                  np.float32(self.pixel_threshold))
             keep &= confidence >= threshold
