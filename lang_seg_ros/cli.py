@@ -150,6 +150,13 @@ def cmd_eval_refer(args: argparse.Namespace) -> int:
         raise SystemExit("eval-refer: --choose-thresholds tunes the zero-shot path, not --lts")
     if args.save_chosen and not args.choose_thresholds:
         raise SystemExit("eval-refer: --save-chosen writes the thresholds --choose-thresholds chooses")
+    if args.save_chosen:  # before a sweep of minutes, not after it
+        from .model.checkpoint import own_checkpoint
+
+        try:
+            own_checkpoint(args.checkpoint)
+        except ValueError as exc:
+            raise SystemExit(f"eval-refer: --save-chosen: {exc}") from None
     if args.lts:
         from .referring import load_lts
         from .referring.lts_referrer import LTSReferrer

@@ -146,6 +146,16 @@ def test_thresholds_chosen_on_frames_go_into_a_copy_of_the_checkpoint(tmp_path, 
     assert "referring" not in load_checkpoint(tiny_checkpoint).config.to_dict()
     with pytest.raises(SystemExit, match="--save-chosen writes"):
         main([*args[:-2], "--no-progress", "--save-chosen", str(chosen)])
+    # refused before the sweep, not after it: a file that is not ours, or nothing chosen
+    from lang_seg_ros.model import with_referring_thresholds
+
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x08" + bytes(64))
+    with pytest.raises(ValueError, match="not one of our"):
+        with_referring_thresholds(junk, tmp_path / "out.safetensors", {"split_depth": 0.4})
+    with pytest.raises(ValueError, match="no thresholds"):
+        with_referring_thresholds(tiny_checkpoint, tmp_path / "out.safetensors", {})
+    assert not (tmp_path / "out.safetensors").exists()
 
 
 def test_misses_on_pixels_the_ground_truth_leaves_unlabelled_are_counted_apart():

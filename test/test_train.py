@@ -210,6 +210,7 @@ def test_the_trainer_encodes_wordings_as_they_are_and_saves_what_it_trained_on(t
     grounding_for.cache_clear()
     init = build_model("lseg_tiny")
     init.config.text_encoder = replace(init.config.text_encoder, vocabulary=(("box",),))
+    init.config.referring = {"split_depth": 0.2}  # chosen for init's weights, not for the run's
     assert not torch.allclose(init.encode_text(["red cube"]), init.text_encoder.encode_labels(["red cube"]))
     save_checkpoint(init, tmp_path / "init.safetensors")
 
@@ -224,9 +225,11 @@ def test_the_trainer_encodes_wordings_as_they_are_and_saves_what_it_trained_on(t
         trainer.fit()
     finally:
         grounding_for.cache_clear()
-    saved = load_checkpoint(tmp_path / "run" / "best.safetensors").config.text_encoder
+    best = load_checkpoint(tmp_path / "run" / "best.safetensors").config
+    saved = best.text_encoder
     assert saved.vocabulary == (("background",), ("red box", "red cube"), ("blue disc",))
     assert saved.negatives == ("teapot", "violin")
+    assert best.referring == {}  # the referrer's defaults until thresholds are chosen for these weights
 
 
 def test_the_lovasz_term_joins_the_loss_as_a_mean_over_the_batch(tmp_path):

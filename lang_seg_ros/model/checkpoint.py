@@ -342,25 +342,44 @@ def convert_checkpoint(
     return save_checkpoint(load_checkpoint(src, **overrides), dst, dtype=dtype)
 
 
+def own_checkpoint(src: str | os.PathLike | None) -> Path:
+    """The path of one of our `.safetensors` checkpoints (or an embedded model's), checked to
+    hold a lang_seg_ros config; ValueError otherwise (an official `.ckpt`, an ONNX file, a damaged file)."""
+    path = Path(resolve_checkpoint(src))
+    try:
+        if not (path.is_file() and _is_own_format(path)):
+            raise ValueError("not a safetensors file")
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise ValueError(f"{path}: not one of our .safetensors checkpoints ({exc}); convert it first "
+                         "(lang-seg convert)") from exc
+    if CONFIG_KEY not in meta:
+        raise ValueError(f"{path}: safetensors file without a lang_seg_ros config in its metadata")
+    return path
+
+
 def with_referring_thresholds(src: str | os.PathLike | None, dst: str | os.PathLike,
                               thresholds: dict[str, Any]) -> Path:
     """A copy of one of our `.safetensors` checkpoints (or an embedded model's) whose config carries
     `thresholds` as the zero-shot referrer's for these weights (`LSegConfig.referring`: those of
     `REFERRING_FIELDS` among them; `lang-seg eval-refer --choose-thresholds --save-chosen`).
-    Tensors and other metadata are copied unchanged. Raises ValueError for an official `.ckpt`
-    (convert it first: `lang-seg convert`) and for thresholds out of range."""
-    path = Path(resolve_checkpoint(src))
-    if not (path.is_file() and _is_own_format(path)):
-        raise ValueError(f"{path}: thresholds go into one of our .safetensors checkpoints; convert it first")
+    Tensors and other metadata are copied unchanged; the file is replaced in one step (`dst` may
+    be `src`). Raises ValueError for a file that is not ours (`own_checkpoint`), for no
+    thresholds and for thresholds out of range."""
+    chosen = {k: v for k, v in thresholds.items() if k in REFERRING_FIELDS}
+    if not chosen:
+        raise ValueError("no thresholds to write (nothing was chosen)")
+    path = own_checkpoint(src)
     with safe_open(str(path), framework="pt") as f:
         meta = dict(f.metadata() or {})
         state = {k: f.get_tensor(k) for k in f.keys()}
-    if CONFIG_KEY not in meta:
-        raise ValueError(f"{path}: safetensors file without a lang_seg_ros config in its metadata")
     config = json.loads(meta[CONFIG_KEY])
-    config["referring"] = {k: v for k, v in thresholds.items() if k in REFERRING_FIELDS}
+    config["referring"] = chosen
     meta[CONFIG_KEY] = json.dumps(LSegConfig.from_dict(config).to_dict())  # checked as a loader checks it
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(dst), metadata=meta)
+    partial = dst.with_name(dst.name + ".partial")
+    save_file(state, str(partial), metadata=meta)
+    os.replace(partial, dst)
     return dst

@@ -111,7 +111,8 @@ PARAMETERS: tuple[Param, ...] = (
           "training names, else ADE20K's 150 classes), not only the active labels, and near-synonyms read as "
           "labels ('person' -> 'pedestrian') for closed-set models: 'not found' holds with small label sets."),
     Param("referring_pixel_threshold", 0.0, "A referred candidate's pixels: the phrase's probability at least this "
-          "(`lang-seg refer` uses 0.4, chosen on CamVid train for the default model).", float_range=(0.0, 1.0)),
+          "(`lang-seg refer` uses the model's: 0.4 for both embedded models, chosen on CamVid train).",
+          float_range=(0.0, 1.0)),
     Param("referring_relative_area", 0.0, "Referring candidates smaller than this fraction of the largest candidate "
           "are ignored (`lang-seg refer` uses 0.05, chosen on CamVid train).", float_range=(0.0, 1.0)),
     Param("referring_min_area_fraction", 0.0005, "Referring candidates smaller than this fraction of the image are "

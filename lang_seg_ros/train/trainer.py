@@ -191,6 +191,9 @@ class Trainer:
         # Training encodes every name and wording as it is (the image branch learns those vectors);
         # the vocabulary set below only grounds unseen labels at validation and in the saved file.
         self.model.config.text_encoder = replace(self.model.config.text_encoder, vocabulary=(), negatives=())
+        # Referring thresholds were chosen for the weights this run starts from, not for its own
+        # (`LSegConfig.referring`): choose them again with `lang-seg eval-refer --save-chosen`.
+        self.model.config.referring = {}
         # Frozen text encoder: label embeddings (and every sampled wording's) once per data set.
         for i, (s, dcfg) in enumerate(zip(self.sets, cfg.datasets)):
             with torch.no_grad():
