@@ -96,6 +96,27 @@ def test_thresholds_in_a_checkpoint_are_checked(tiny_model):
             tiny_model.config.replace(referring=bad)
 
 
+def test_a_file_with_thresholds_out_of_range_does_not_load(tiny_model, tmp_path):
+    """The same checks on the loader's path: a file whose config says pixel_threshold 9 is refused
+    when loaded, not used by a referrer later."""
+    import json
+
+    import pytest
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from lang_seg_ros.model import load_checkpoint, save_checkpoint
+    from lang_seg_ros.model.checkpoint import CONFIG_KEY
+
+    good = save_checkpoint(tiny_model, tmp_path / "good.safetensors")
+    with safe_open(str(good), framework="pt") as f:
+        meta, state = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    meta[CONFIG_KEY] = json.dumps({**json.loads(meta[CONFIG_KEY]), "referring": {"pixel_threshold": 9}})
+    save_file(state, str(tmp_path / "hostile.safetensors"), metadata=meta)
+    with pytest.raises(ValueError, match=r"referring\.pixel_threshold must be a number in \[0, 1\]"):
+        load_checkpoint(tmp_path / "hostile.safetensors")
+
+
 def test_default_large_refers_with_its_own_thresholds():
     """Chosen on CamVid train for default-large (docs/referring.md): its people's pixel threshold
     and split depth differ from v3's, which the default model keeps."""

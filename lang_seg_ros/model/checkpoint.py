@@ -279,6 +279,20 @@ def _is_own_format(path: Path) -> bool:
     return path.suffix == ".safetensors" or len(head) >= 8
 
 
+def _read_own(path: Path, tensors: bool = True) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """(metadata, tensors) of one of our safetensors files; ValueError for a damaged file or one
+    without our format and config in its metadata. `tensors=False`: the metadata only ({} tensors)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            state = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise ValueError(f"{path}: not a readable safetensors checkpoint ({exc})") from exc
+    if meta.get(FORMAT_KEY) != FORMAT_VERSION or CONFIG_KEY not in meta:
+        raise ValueError(f"{path}: safetensors file without a lang_seg_ros config in its metadata")
+    return meta, state
+
+
 def load_checkpoint(path: str | os.PathLike | None, device: str | torch.device = "cpu", **overrides: Any) -> LSeg:
     """An LSeg in eval mode from an official `.ckpt` or one of our `.safetensors` files, or an
     embedded model (None / "" / "default" / "default-large": `resolve_checkpoint`, the one rule).
@@ -290,14 +304,7 @@ def load_checkpoint(path: str | os.PathLike | None, device: str | torch.device =
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}. {OFFICIAL_SOURCE}")
     if _is_own_format(path):
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                state = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as exc:  # safetensors raises its own error types for damaged files
-            raise ValueError(f"{path}: not a readable safetensors checkpoint ({exc})") from exc
-        if meta.get(FORMAT_KEY) != FORMAT_VERSION or CONFIG_KEY not in meta:
-            raise ValueError(f"{path}: safetensors file without a lang_seg_ros config in its metadata")
+        meta, state = _read_own(path)
         config = config_with_overrides(json.loads(meta[CONFIG_KEY]), **overrides)
     else:
         state = read_official_state_dict(path)
@@ -343,19 +350,15 @@ def convert_checkpoint(
 
 
 def own_checkpoint(src: str | os.PathLike | None) -> Path:
-    """The path of one of our `.safetensors` checkpoints (or an embedded model's), checked to
-    hold a lang_seg_ros config; ValueError otherwise (an official `.ckpt`, an ONNX file, a damaged file)."""
+    """The path of one of our `.safetensors` checkpoints (or an embedded model's), its metadata
+    checked as the loader checks it; ValueError otherwise (an official `.ckpt`: convert it first)."""
     path = Path(resolve_checkpoint(src))
     try:
         if not (path.is_file() and _is_own_format(path)):
-            raise ValueError("not a safetensors file")
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as exc:  # safetensors raises its own error types for damaged files
-        raise ValueError(f"{path}: not one of our .safetensors checkpoints ({exc}); convert it first "
-                         "(lang-seg convert)") from exc
-    if CONFIG_KEY not in meta:
-        raise ValueError(f"{path}: safetensors file without a lang_seg_ros config in its metadata")
+            raise ValueError(f"{path}: no such file, or an official checkpoint")
+        _read_own(path, tensors=False)
+    except ValueError as exc:
+        raise ValueError(f"not one of our .safetensors checkpoints: {exc}; convert it first (lang-seg convert)") from exc
     return path
 
 
@@ -370,10 +373,7 @@ def with_referring_thresholds(src: str | os.PathLike | None, dst: str | os.PathL
     chosen = {k: v for k, v in thresholds.items() if k in REFERRING_FIELDS}
     if not chosen:
         raise ValueError("no thresholds to write (nothing was chosen)")
-    path = own_checkpoint(src)
-    with safe_open(str(path), framework="pt") as f:
-        meta = dict(f.metadata() or {})
-        state = {k: f.get_tensor(k) for k in f.keys()}
+    meta, state = _read_own(own_checkpoint(src))
     config = json.loads(meta[CONFIG_KEY])
     config["referring"] = chosen
     meta[CONFIG_KEY] = json.dumps(LSegConfig.from_dict(config).to_dict())  # checked as a loader checks it
